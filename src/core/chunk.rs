@@ -1,0 +1,233 @@
+//! Splits a Fluent Bit log chunk into records and reads each record's header (timestamp,
+//! metadata) without decoding its body.
+//!
+//! A record is `[[timestamp, metadata], body]` (Fluent Bit >= 2.1) or `[timestamp, body]`;
+//! the timestamp is an integer, a float, or the EventTime extension (type 0: seconds and
+//! nanoseconds, big-endian u32 each). Group markers (timestamp -1 / -2) and any record of
+//! another form are passed on as they are.
+
+use super::msgpack::{Cursor, DecodeError, Token};
+
+/// The record's Fluent Bit timestamp.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Timestamp {
+    /// Seconds and nanoseconds since the epoch.
+    Time { secs: i64, nanos: u32 },
+    /// A group start (-1) or end (-2) marker (OpenTelemetry groups).
+    GroupMarker(i64),
+    /// Anything else in the timestamp position.
+    Unknown,
+}
+
+impl Timestamp {
+    pub fn from_token(tok: Token<'_>) -> Timestamp {
+        match tok {
+            Token::Int(i) if i < 0 => Timestamp::GroupMarker(i),
+            Token::Int(i) => Timestamp::Time { secs: i, nanos: 0 },
+            Token::Float(f) if f.is_finite() && f >= 0.0 => {
+                let secs = f.floor();
+                Timestamp::Time {
+                    secs: secs as i64,
+                    nanos: ((f - secs) * 1e9).round().min(999_999_999.0) as u32,
+                }
+            }
+            Token::Ext(0, data) if data.len() == 8 => Timestamp::Time {
+                secs: u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as i64,
+                nanos: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+            },
+            _ => Timestamp::Unknown,
+        }
+    }
+
+    /// Seconds since the epoch as a float, when this is a time.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Timestamp::Time { secs, nanos } => Some(secs as f64 + nanos as f64 / 1e9),
+            _ => None,
+        }
+    }
+}
+
+/// Which of the two record layouts a record uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// `[[timestamp, metadata], body]`
+    WithMetadata,
+    /// `[timestamp, body]`
+    Legacy,
+    /// Any other msgpack value: not a record we read.
+    Other,
+}
+
+/// One record of a chunk, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// The whole record, exactly as in the chunk.
+    pub raw: &'a [u8],
+    /// Offset of the record in the chunk.
+    pub offset: usize,
+    pub format: RecordFormat,
+    pub timestamp: Timestamp,
+    /// Offset of the body within `raw` (everything before it is the header).
+    pub body_start: usize,
+}
+
+impl<'a> RecordRef<'a> {
+    pub fn body(&self) -> &'a [u8] {
+        &self.raw[self.body_start..]
+    }
+
+    pub fn header(&self) -> &'a [u8] {
+        &self.raw[..self.body_start]
+    }
+
+    /// Whether this record is an ordinary log event (not a group marker, not unknown).
+    pub fn is_event(&self) -> bool {
+        self.format != RecordFormat::Other && matches!(self.timestamp, Timestamp::Time { .. })
+    }
+}
+
+/// Iterates the records of a chunk. After an error the iterator yields it once and stops:
+/// the caller passes the rest of the chunk on verbatim.
+pub struct Records<'a> {
+    cur: Cursor<'a>,
+    failed: bool,
+}
+
+impl<'a> Records<'a> {
+    pub fn new(chunk: &'a [u8]) -> Self {
+        Records {
+            cur: Cursor::new(chunk),
+            failed: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<RecordRef<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.cur.is_at_end() {
+            return None;
+        }
+        let start = self.cur.pos();
+        let chunk = self.cur.buf();
+        let result = self.cur.skip_value().map(|()| {
+            let raw = &chunk[start..self.cur.pos()];
+            read_record(raw, start)
+        });
+        if result.is_err() {
+            self.failed = true;
+        }
+        Some(result)
+    }
+}
+
+/// Reads the header of one whole, well-formed msgpack value.
+fn read_record(raw: &[u8], offset: usize) -> RecordRef<'_> {
+    let other = RecordRef {
+        raw,
+        offset,
+        format: RecordFormat::Other,
+        timestamp: Timestamp::Unknown,
+        body_start: raw.len(),
+    };
+    let mut c = Cursor::new(raw);
+    if c.next_token() != Ok(Token::Array(2)) {
+        return other;
+    }
+    let (format, timestamp) = match c.next_token() {
+        Ok(Token::Array(2)) => {
+            let ts = match c.next_token() {
+                Ok(t) => Timestamp::from_token(t),
+                Err(_) => return other,
+            };
+            // metadata: any value (a map in practice)
+            if c.skip_value().is_err() {
+                return other;
+            }
+            (RecordFormat::WithMetadata, ts)
+        }
+        Ok(Token::Array(_)) | Ok(Token::Map(_)) => return other,
+        Ok(t) => (RecordFormat::Legacy, Timestamp::from_token(t)),
+        Err(_) => return other,
+    };
+    RecordRef {
+        raw,
+        offset,
+        format,
+        timestamp,
+        body_start: c.pos(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmpv::Value;
+
+    fn enc(v: &Value) -> Vec<u8> {
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, v).unwrap();
+        b
+    }
+
+    fn body() -> Value {
+        Value::Map(vec![("k".into(), "v".into())])
+    }
+
+    #[test]
+    fn reads_all_timestamp_forms_and_both_layouts() {
+        let event_time = Value::Ext(0, vec![0, 0, 0, 10, 0, 0, 0, 5]);
+        let recs = [
+            Value::Array(vec![Value::from(10), body()]),
+            Value::Array(vec![Value::from(10.5), body()]),
+            Value::Array(vec![
+                Value::Array(vec![event_time, Value::Map(vec![])]),
+                body(),
+            ]),
+        ];
+        let mut chunk = Vec::new();
+        for r in &recs {
+            chunk.extend(enc(r));
+        }
+        let got: Vec<_> = Records::new(&chunk).map(|r| r.unwrap()).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].timestamp, Timestamp::Time { secs: 10, nanos: 0 });
+        assert_eq!(got[0].format, RecordFormat::Legacy);
+        assert_eq!(
+            got[1].timestamp,
+            Timestamp::Time {
+                secs: 10,
+                nanos: 500_000_000
+            }
+        );
+        assert_eq!(got[2].timestamp, Timestamp::Time { secs: 10, nanos: 5 });
+        assert_eq!(got[2].format, RecordFormat::WithMetadata);
+        for g in &got {
+            assert_eq!(g.body(), enc(&body()).as_slice());
+        }
+    }
+
+    #[test]
+    fn truncated_chunk_yields_error_once() {
+        let mut chunk = enc(&Value::Array(vec![Value::from(1), body()]));
+        let n = chunk.len();
+        chunk.extend_from_slice(&enc(&Value::Array(vec![Value::from(1), body()]))[..n - 2]);
+        let got: Vec<_> = Records::new(&chunk).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        assert_eq!(got[1].as_ref().unwrap_err().offset >= n, true);
+    }
+
+    #[test]
+    fn group_markers_are_not_events() {
+        let rec = enc(&Value::Array(vec![
+            Value::Array(vec![Value::from(-1), Value::Map(vec![])]),
+            body(),
+        ]));
+        let r = Records::new(&rec).next().unwrap().unwrap();
+        assert_eq!(r.timestamp, Timestamp::GroupMarker(-1));
+        assert!(!r.is_event());
+    }
+}

@@ -1,0 +1,536 @@
+//! The filter's properties: their table (names, types, defaults, documentation) and their
+//! validation into a [`Config`]. Every error names the property and says why.
+
+use regex::Regex;
+use std::fmt;
+
+/// How a property is typed in Fluent Bit's config map (for `fluent-bit -h` and docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyType {
+    Str,
+    Int,
+}
+
+/// One property of the filter.
+#[derive(Debug, Clone, Copy)]
+pub struct PropertySpec {
+    pub name: &'static str,
+    pub ty: PropertyType,
+    /// Default as Fluent Bit would show it; None when unset by default.
+    pub default: Option<&'static str>,
+    /// May be given several times.
+    pub multiple: bool,
+    pub description: &'static str,
+}
+
+const fn prop(
+    name: &'static str,
+    ty: PropertyType,
+    default: Option<&'static str>,
+    multiple: bool,
+    description: &'static str,
+) -> PropertySpec {
+    PropertySpec {
+        name,
+        ty,
+        default,
+        multiple,
+        description,
+    }
+}
+
+use PropertyType::{Int, Str};
+
+/// Every property the filter accepts. Fluent Bit rejects any other name at start-up.
+pub const PROPERTIES: &[PropertySpec] = &[
+    prop(
+        "mode",
+        Str,
+        Some("exact"),
+        false,
+        "Detection mode. `exact`: the reference analytic, literally (EventCode 4104 in the \
+         PowerShell Operational channel whose script text contains both `Enter-PSSession` and \
+         `-ComputerName`, case-insensitively).",
+    ),
+    prop(
+        "schema",
+        Str,
+        Some("ecs"),
+        false,
+        "Field names of the enrichment: `ecs` (Elastic Common Schema: threat.*, rule.*, \
+         event.kind/risk_score/severity) or `splunk` (risk-based alerting: risk_score, \
+         risk_message, risk_object, annotations.mitre_attack, ...).",
+    ),
+    prop(
+        "exclude_user",
+        Str,
+        None,
+        true,
+        "Regular expression (unanchored, Rust regex syntax) on the normalised User; a match \
+         is not flagged. Repeat the property for several expressions.",
+    ),
+    prop(
+        "exclude_computer",
+        Str,
+        None,
+        true,
+        "Regular expression (unanchored) on the normalised ComputerName; a match is not \
+         flagged. Repeatable.",
+    ),
+    prop(
+        "risk_score",
+        Int,
+        Some("45"),
+        false,
+        "Risk score written on flagged records, 0 to 1000 (the analytic's is 45).",
+    ),
+    prop(
+        "namespace",
+        Str,
+        Some("pssession"),
+        false,
+        "Key of the map that carries the normalised values (EventCode, ComputerName, User, \
+         time) and the fields the schema has no place for. If a record already has this key, \
+         `_` is prepended until the key is free.",
+    ),
+    prop(
+        "event_code_key",
+        Str,
+        None,
+        false,
+        "Field holding the event id, for a record shape the filter does not know. A top-level \
+         key, or a record accessor such as `$event['id']`. Read before the built-in shapes.",
+    ),
+    prop(
+        "channel_key",
+        Str,
+        None,
+        false,
+        "Field holding the event log channel (see event_code_key).",
+    ),
+    prop(
+        "computer_key",
+        Str,
+        None,
+        false,
+        "Field holding the computer name (see event_code_key).",
+    ),
+    prop(
+        "user_key",
+        Str,
+        None,
+        false,
+        "Field holding the user (see event_code_key).",
+    ),
+    prop(
+        "message_key",
+        Str,
+        None,
+        false,
+        "Field holding the rendered message text (see event_code_key).",
+    ),
+    prop(
+        "script_block_key",
+        Str,
+        None,
+        false,
+        "Field holding the script block text, used when there is no message (see \
+         event_code_key).",
+    ),
+    prop(
+        "time_key",
+        Str,
+        None,
+        false,
+        "Field holding the event's own time (RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff][ +zzzz]` \
+         or epoch seconds; see event_code_key).",
+    ),
+];
+
+/// Looks a property up by name, as Fluent Bit does (ASCII case-insensitively).
+pub fn find_property(name: &str) -> Option<&'static PropertySpec> {
+    PROPERTIES.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// A configuration error: which property, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub property: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "property '{}': {}", self.property, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(property: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        property: property.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Detection mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Exact,
+}
+
+/// Field naming of the enrichment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    Ecs,
+    Splunk,
+}
+
+/// A path to a field: top-level key then nested map keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath(pub Vec<String>);
+
+impl FieldPath {
+    /// Parses `name` (a literal top-level key, dots included) or a Fluent Bit record
+    /// accessor `$a['b']["c"]` / `$a`.
+    pub fn parse(property: &str, s: &str) -> Result<FieldPath, ConfigError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(error(property, "empty field name"));
+        }
+        let Some(rest) = s.strip_prefix('$') else {
+            return Ok(FieldPath(vec![s.to_string()]));
+        };
+        let first_end = rest.find('[').unwrap_or(rest.len());
+        let first = &rest[..first_end];
+        if first.is_empty() {
+            return Err(error(
+                property,
+                format!("record accessor '{s}' has no key after '$'"),
+            ));
+        }
+        let mut parts = vec![first.to_string()];
+        let mut tail = &rest[first_end..];
+        while !tail.is_empty() {
+            let quote = match tail.as_bytes() {
+                [b'[', q @ (b'\'' | b'"'), ..] => *q as char,
+                _ => {
+                    return Err(error(
+                        property,
+                        format!("record accessor '{s}': expected ['key'] at '{tail}'"),
+                    ))
+                }
+            };
+            let inner = &tail[2..];
+            let close = format!("{quote}]");
+            let Some(end) = inner.find(&close) else {
+                return Err(error(
+                    property,
+                    format!("record accessor '{s}': unterminated ['key']"),
+                ));
+            };
+            parts.push(inner[..end].to_string());
+            tail = &inner[end + 2..];
+        }
+        Ok(FieldPath(parts))
+    }
+}
+
+/// Fields named by the user for a record shape the filter does not know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldOverrides {
+    pub event_code: Option<FieldPath>,
+    pub channel: Option<FieldPath>,
+    pub computer: Option<FieldPath>,
+    pub user: Option<FieldPath>,
+    pub message: Option<FieldPath>,
+    pub script_block: Option<FieldPath>,
+    pub time: Option<FieldPath>,
+}
+
+impl FieldOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.iter().all(|(_, p)| p.is_none())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (FieldRole, Option<&FieldPath>)> {
+        [
+            (FieldRole::EventCode, self.event_code.as_ref()),
+            (FieldRole::Channel, self.channel.as_ref()),
+            (FieldRole::Computer, self.computer.as_ref()),
+            (FieldRole::User, self.user.as_ref()),
+            (FieldRole::Message, self.message.as_ref()),
+            (FieldRole::ScriptBlock, self.script_block.as_ref()),
+            (FieldRole::Time, self.time.as_ref()),
+        ]
+        .into_iter()
+    }
+}
+
+/// What a field means to the analytic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldRole {
+    EventCode,
+    Channel,
+    Computer,
+    User,
+    Message,
+    ScriptBlock,
+    Time,
+}
+
+/// A validated configuration of one filter instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub schema: Schema,
+    pub exclude_user: Vec<Regex>,
+    pub exclude_computer: Vec<Regex>,
+    pub risk_score: i64,
+    pub namespace: String,
+    pub fields: FieldOverrides,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Exact,
+            schema: Schema::Ecs,
+            exclude_user: Vec::new(),
+            exclude_computer: Vec::new(),
+            risk_score: super::analytic::RISK_SCORE,
+            namespace: "pssession".to_string(),
+            fields: FieldOverrides::default(),
+        }
+    }
+}
+
+/// Longest value accepted for any property (a guard against pasted garbage).
+pub const MAX_VALUE_LEN: usize = 4096;
+/// Compiled size limit of one exclusion regex.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+impl Config {
+    /// Builds a configuration from the property values given for each name (several for a
+    /// repeatable property, none when unset). Unknown names are Fluent Bit's to reject.
+    pub fn from_properties<F>(values: F) -> Result<Config, ConfigError>
+    where
+        F: Fn(&str) -> Vec<String>,
+    {
+        let mut cfg = Config::default();
+        for spec in PROPERTIES {
+            let vals = values(spec.name);
+            if vals.len() > 1 && !spec.multiple {
+                return Err(error(
+                    spec.name,
+                    format!("is set {} times; it takes one value", vals.len()),
+                ));
+            }
+            for v in &vals {
+                if v.trim().is_empty() {
+                    return Err(error(spec.name, "empty value"));
+                }
+                if v.len() > MAX_VALUE_LEN {
+                    return Err(error(
+                        spec.name,
+                        format!(
+                            "value is {} bytes long; at most {MAX_VALUE_LEN} are accepted",
+                            v.len()
+                        ),
+                    ));
+                }
+            }
+            let single = vals.first().map(|s| s.trim());
+            match spec.name {
+                "mode" => {
+                    if let Some(v) = single {
+                        cfg.mode = match v.to_ascii_lowercase().as_str() {
+                            "exact" => Mode::Exact,
+                            _ => {
+                                return Err(error(
+                                    spec.name,
+                                    format!("unknown mode '{v}' (valid: exact)"),
+                                ))
+                            }
+                        }
+                    }
+                }
+                "schema" => {
+                    if let Some(v) = single {
+                        cfg.schema = match v.to_ascii_lowercase().as_str() {
+                            "ecs" => Schema::Ecs,
+                            "splunk" => Schema::Splunk,
+                            _ => {
+                                return Err(error(
+                                    spec.name,
+                                    format!("unknown schema '{v}' (valid: ecs, splunk)"),
+                                ))
+                            }
+                        }
+                    }
+                }
+                "exclude_user" => cfg.exclude_user = compile_all(spec.name, &vals)?,
+                "exclude_computer" => cfg.exclude_computer = compile_all(spec.name, &vals)?,
+                "risk_score" => {
+                    if let Some(v) = single {
+                        cfg.risk_score = parse_int(spec.name, v, 0, 1000)?;
+                    }
+                }
+                "namespace" => {
+                    if let Some(v) = single {
+                        if v.len() > 64 || v.chars().any(|c| c.is_control()) {
+                            return Err(error(
+                                spec.name,
+                                "must be 1 to 64 characters with no control characters",
+                            ));
+                        }
+                        cfg.namespace = v.to_string();
+                    }
+                }
+                key => {
+                    if let Some(v) = single {
+                        let path = Some(FieldPath::parse(key, v)?);
+                        let f = &mut cfg.fields;
+                        match key {
+                            "event_code_key" => f.event_code = path,
+                            "channel_key" => f.channel = path,
+                            "computer_key" => f.computer = path,
+                            "user_key" => f.user = path,
+                            "message_key" => f.message = path,
+                            "script_block_key" => f.script_block = path,
+                            "time_key" => f.time = path,
+                            _ => unreachable_property(key),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// Every name in [`PROPERTIES`] has an arm above; a test walks the table to prove it.
+fn unreachable_property(_key: &str) {
+    debug_assert!(false, "property without a handler: {_key}");
+}
+
+fn compile_all(property: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
+    patterns
+        .iter()
+        .map(|p| {
+            regex::RegexBuilder::new(p.trim())
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| {
+                    let why = e.to_string().replace('\n', " ");
+                    error(
+                        property,
+                        format!("invalid regular expression '{}': {why}", p.trim()),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn parse_int(property: &str, v: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    match v.parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(error(
+            property,
+            format!("expected an integer from {min} to {max}, got '{v}'"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_properties(|name| {
+            owned
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn defaults_follow_the_analytic() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.mode, Mode::Exact);
+        assert_eq!(c.schema, Schema::Ecs);
+        assert_eq!(c.risk_score, 45);
+        assert_eq!(c.namespace, "pssession");
+        assert!(c.fields.is_empty());
+    }
+
+    #[test]
+    fn every_property_is_handled() {
+        for p in PROPERTIES {
+            let v = match p.name {
+                "mode" => "exact",
+                "schema" => "splunk",
+                "risk_score" => "10",
+                _ => "x",
+            };
+            cfg(&[(p.name, v)]).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_property() {
+        let e = cfg(&[("schema", "cim")]).unwrap_err();
+        assert_eq!(e.property, "schema");
+        assert!(e.to_string().contains("unknown schema 'cim'"), "{e}");
+        let e = cfg(&[("exclude_user", "a("), ("exclude_user", "ok")]).unwrap_err();
+        assert_eq!(e.property, "exclude_user");
+        assert!(e.message.contains("invalid regular expression 'a('"));
+        for bad in ["-1", "1001", "4x", "99999999999999999999"] {
+            let e = cfg(&[("risk_score", bad)]).unwrap_err();
+            assert_eq!(e.property, "risk_score", "{bad}");
+        }
+        assert_eq!(cfg(&[("mode", " ")]).unwrap_err().message, "empty value");
+        let long = "a".repeat(MAX_VALUE_LEN + 1);
+        assert!(cfg(&[("namespace", &long)]).is_err());
+        let e = cfg(&[("schema", "ecs"), ("schema", "splunk")]).unwrap_err();
+        assert!(e.message.contains("set 2 times"));
+    }
+
+    #[test]
+    fn repeatable_exclusions_compile() {
+        let c = cfg(&[
+            ("exclude_user", "^CONTOSO\\\\svc_"),
+            ("exclude_user", "admin$"),
+            ("exclude_computer", "(?i)^jump\\d+"),
+        ])
+        .unwrap();
+        assert_eq!(c.exclude_user.len(), 2);
+        assert!(c.exclude_computer[0].is_match("JUMP01.contoso.local"));
+    }
+
+    #[test]
+    fn record_accessor_paths() {
+        assert_eq!(
+            FieldPath::parse("k", "$winlog['event_data'][\"ScriptBlockText\"]").unwrap(),
+            FieldPath(vec![
+                "winlog".into(),
+                "event_data".into(),
+                "ScriptBlockText".into()
+            ])
+        );
+        assert_eq!(
+            FieldPath::parse("k", "event.code").unwrap(),
+            FieldPath(vec!["event.code".into()])
+        );
+        assert!(FieldPath::parse("k", "$a[b]").is_err());
+        assert!(FieldPath::parse("k", "$a['b'").is_err());
+        assert!(FieldPath::parse("k", "$").is_err());
+    }
+}

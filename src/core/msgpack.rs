@@ -1,0 +1,442 @@
+//! Zero-copy msgpack reading: one token at a time, values skipped without recursion or
+//! allocation, so hostile nesting or sizes cost time linear in the bytes and nothing more.
+
+use rmp::Marker;
+use std::fmt;
+
+/// Why bytes could not be read as msgpack, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Offset (in the buffer given to the cursor) where reading failed.
+    pub offset: usize,
+    pub kind: DecodeErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeErrorKind {
+    /// The buffer ends inside a value.
+    Truncated,
+    /// A byte that is not a msgpack marker (0xc1).
+    ReservedMarker,
+    /// A container announces more elements than the remaining bytes could hold.
+    ImpossibleLength,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            DecodeErrorKind::Truncated => "truncated msgpack value",
+            DecodeErrorKind::ReservedMarker => "invalid msgpack marker 0xc1",
+            DecodeErrorKind::ImpossibleLength => "msgpack container longer than its buffer",
+        };
+        write!(f, "{what} at byte {}", self.offset)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// One msgpack token. Containers give only their length: their elements follow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Token<'a> {
+    Nil,
+    Bool(bool),
+    /// Any integer that fits i64.
+    Int(i64),
+    /// Unsigned integers above i64::MAX.
+    BigUint(u64),
+    Float(f64),
+    Str(&'a [u8]),
+    Bin(&'a [u8]),
+    Ext(i8, &'a [u8]),
+    Array(u32),
+    Map(u32),
+}
+
+/// A read position in a msgpack buffer.
+#[derive(Debug, Clone)]
+pub struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Cursor { buf, pos: 0 }
+    }
+
+    pub fn at(buf: &'a [u8], pos: usize) -> Self {
+        Cursor { buf, pos }
+    }
+
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    pub fn is_at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn err(&self, kind: DecodeErrorKind) -> DecodeError {
+        DecodeError {
+            offset: self.pos,
+            kind,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or_else(|| self.err(DecodeErrorKind::Truncated))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn be<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    fn len8(&mut self) -> Result<usize, DecodeError> {
+        Ok(self.be::<1>()?[0] as usize)
+    }
+    fn len16(&mut self) -> Result<usize, DecodeError> {
+        Ok(u16::from_be_bytes(self.be()?) as usize)
+    }
+    fn len32(&mut self) -> Result<usize, DecodeError> {
+        Ok(u32::from_be_bytes(self.be()?) as usize)
+    }
+
+    /// Reads the next token. On error the cursor position is unspecified.
+    pub fn next_token(&mut self) -> Result<Token<'a>, DecodeError> {
+        let start = self.pos;
+        let byte = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| self.err(DecodeErrorKind::Truncated))?;
+        self.pos += 1;
+        let tok = match Marker::from_u8(byte) {
+            Marker::FixPos(v) => Token::Int(v as i64),
+            Marker::FixNeg(v) => Token::Int(v as i64),
+            Marker::Null => Token::Nil,
+            Marker::True => Token::Bool(true),
+            Marker::False => Token::Bool(false),
+            Marker::U8 => Token::Int(self.be::<1>()?[0] as i64),
+            Marker::U16 => Token::Int(u16::from_be_bytes(self.be()?) as i64),
+            Marker::U32 => Token::Int(u32::from_be_bytes(self.be()?) as i64),
+            Marker::U64 => {
+                let v = u64::from_be_bytes(self.be()?);
+                match i64::try_from(v) {
+                    Ok(i) => Token::Int(i),
+                    Err(_) => Token::BigUint(v),
+                }
+            }
+            Marker::I8 => Token::Int(i8::from_be_bytes(self.be()?) as i64),
+            Marker::I16 => Token::Int(i16::from_be_bytes(self.be()?) as i64),
+            Marker::I32 => Token::Int(i32::from_be_bytes(self.be()?) as i64),
+            Marker::I64 => Token::Int(i64::from_be_bytes(self.be()?)),
+            Marker::F32 => Token::Float(f32::from_be_bytes(self.be()?) as f64),
+            Marker::F64 => Token::Float(f64::from_be_bytes(self.be()?)),
+            Marker::FixStr(n) => Token::Str(self.take(n as usize)?),
+            Marker::Str8 => {
+                let n = self.len8()?;
+                Token::Str(self.take(n)?)
+            }
+            Marker::Str16 => {
+                let n = self.len16()?;
+                Token::Str(self.take(n)?)
+            }
+            Marker::Str32 => {
+                let n = self.len32()?;
+                Token::Str(self.take(n)?)
+            }
+            Marker::Bin8 => {
+                let n = self.len8()?;
+                Token::Bin(self.take(n)?)
+            }
+            Marker::Bin16 => {
+                let n = self.len16()?;
+                Token::Bin(self.take(n)?)
+            }
+            Marker::Bin32 => {
+                let n = self.len32()?;
+                Token::Bin(self.take(n)?)
+            }
+            Marker::FixArray(n) => Token::Array(n as u32),
+            Marker::Array16 => Token::Array(self.len16()? as u32),
+            Marker::Array32 => Token::Array(self.len32()? as u32),
+            Marker::FixMap(n) => Token::Map(n as u32),
+            Marker::Map16 => Token::Map(self.len16()? as u32),
+            Marker::Map32 => Token::Map(self.len32()? as u32),
+            Marker::FixExt1 => self.ext(1)?,
+            Marker::FixExt2 => self.ext(2)?,
+            Marker::FixExt4 => self.ext(4)?,
+            Marker::FixExt8 => self.ext(8)?,
+            Marker::FixExt16 => self.ext(16)?,
+            Marker::Ext8 => {
+                let n = self.len8()?;
+                self.ext(n)?
+            }
+            Marker::Ext16 => {
+                let n = self.len16()?;
+                self.ext(n)?
+            }
+            Marker::Ext32 => {
+                let n = self.len32()?;
+                self.ext(n)?
+            }
+            Marker::Reserved => {
+                self.pos = start;
+                return Err(self.err(DecodeErrorKind::ReservedMarker));
+            }
+        };
+        Ok(tok)
+    }
+
+    fn ext(&mut self, n: usize) -> Result<Token<'a>, DecodeError> {
+        let ty = self.be::<1>()?[0] as i8;
+        Ok(Token::Ext(ty, self.take(n)?))
+    }
+
+    /// Skips one whole value (containers included) without recursion. Each element takes at
+    /// least one byte, so a container claiming more elements than bytes left is rejected at
+    /// once instead of looping.
+    pub fn skip_value(&mut self) -> Result<(), DecodeError> {
+        let mut pending: u64 = 1;
+        while pending > 0 {
+            pending -= 1;
+            match self.next_token()? {
+                Token::Array(n) => pending += n as u64,
+                Token::Map(n) => pending += 2 * n as u64,
+                _ => {}
+            }
+            if pending > self.remaining() as u64 {
+                return Err(self.err(DecodeErrorKind::ImpossibleLength));
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips one value and returns the bytes it occupied.
+    pub fn value_bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let start = self.pos;
+        self.skip_value()?;
+        Ok(&self.buf[start..self.pos])
+    }
+}
+
+/// A decoded scalar read from a value's bytes; containers report only their kind.
+pub fn first_token(value: &[u8]) -> Option<Token<'_>> {
+    Cursor::new(value).next_token().ok()
+}
+
+/// Iterates the entries of a msgpack map given as its whole bytes, as (key, value) byte
+/// slices. Stops (returning None) at the first malformed entry.
+pub struct MapEntries<'a> {
+    cur: Cursor<'a>,
+    left: u32,
+}
+
+impl<'a> MapEntries<'a> {
+    /// None when `value` is not a map.
+    pub fn new(value: &'a [u8]) -> Option<Self> {
+        let mut cur = Cursor::new(value);
+        match cur.next_token().ok()? {
+            Token::Map(n) => Some(MapEntries { cur, left: n }),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> u32 {
+        self.left
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl<'a> Iterator for MapEntries<'a> {
+    /// (key token bytes as a string if the key is a str/bin, whole key bytes, value bytes)
+    type Item = MapEntry<'a>;
+
+    fn next(&mut self) -> Option<MapEntry<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let key_start = self.cur.pos();
+        let key_name = match self.cur.next_token() {
+            Ok(Token::Str(s)) | Ok(Token::Bin(s)) => Some(s),
+            Ok(Token::Array(_)) | Ok(Token::Map(_)) => {
+                // A container as a key: rewind and skip it whole.
+                self.cur = Cursor::at(self.cur.buf(), key_start);
+                if self.cur.skip_value().is_err() {
+                    self.left = 0;
+                    return None;
+                }
+                None
+            }
+            Ok(_) => None,
+            Err(_) => {
+                self.left = 0;
+                return None;
+            }
+        };
+        let key_end = self.cur.pos();
+        match self.cur.value_bytes() {
+            Ok(value) => Some(MapEntry {
+                name: key_name,
+                raw: &self.cur.buf()[key_start..self.cur.pos()],
+                key_len: key_end - key_start,
+                value,
+            }),
+            Err(_) => {
+                self.left = 0;
+                None
+            }
+        }
+    }
+}
+
+/// One map entry, borrowed from the buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct MapEntry<'a> {
+    /// The key's text when it is a str or bin.
+    pub name: Option<&'a [u8]>,
+    /// Key and value bytes together, exactly as in the buffer.
+    pub raw: &'a [u8],
+    /// Length of the key within `raw`.
+    pub key_len: usize,
+    /// The value's bytes.
+    pub value: &'a [u8],
+}
+
+/// Looks a key up in a map given as its whole bytes (first match wins).
+pub fn map_get<'a>(map: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    MapEntries::new(map)?
+        .find(|e| e.name == Some(key))
+        .map(|e| e.value)
+}
+
+/// Iterates the elements of a msgpack array given as its whole bytes.
+pub fn array_elements(value: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
+    let mut cur = Cursor::new(value);
+    let n = match cur.next_token().ok()? {
+        Token::Array(n) => n,
+        _ => return None,
+    };
+    let mut left = n;
+    Some(std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        left -= 1;
+        cur.value_bytes().ok()
+    }))
+}
+
+/// Writes a map header for `n` entries in the smallest form.
+pub fn write_map_len(out: &mut Vec<u8>, n: u32) {
+    // Writing to a Vec cannot fail.
+    let _ = rmp::encode::write_map_len(out, n);
+}
+
+pub fn write_array_len(out: &mut Vec<u8>, n: u32) {
+    let _ = rmp::encode::write_array_len(out, n);
+}
+
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    let _ = rmp::encode::write_str(out, s);
+}
+
+pub fn write_int(out: &mut Vec<u8>, v: i64) {
+    let _ = rmp::encode::write_sint(out, v);
+}
+
+pub fn write_f64(out: &mut Vec<u8>, v: f64) {
+    let _ = rmp::encode::write_f64(out, v);
+}
+
+pub fn write_bool(out: &mut Vec<u8>, v: bool) {
+    let _ = rmp::encode::write_bool(out, v);
+}
+
+pub fn write_nil(out: &mut Vec<u8>) {
+    let _ = rmp::encode::write_nil(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(v: &rmpv::Value) -> Vec<u8> {
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, v).unwrap();
+        b
+    }
+
+    #[test]
+    fn skips_nested_values_and_reports_truncation() {
+        let v = rmpv::Value::Map(vec![(
+            "a".into(),
+            rmpv::Value::Array(vec![1.into(), "x".into(), rmpv::Value::Nil]),
+        )]);
+        let b = enc(&v);
+        let mut c = Cursor::new(&b);
+        c.skip_value().unwrap();
+        assert!(c.is_at_end());
+        let mut c = Cursor::new(&b[..b.len() - 1]);
+        let kind = c.skip_value().unwrap_err().kind;
+        assert!(matches!(
+            kind,
+            DecodeErrorKind::Truncated | DecodeErrorKind::ImpossibleLength
+        ));
+        let mut c = Cursor::new(&b"\xa5abc"[..]);
+        assert_eq!(c.skip_value().unwrap_err().kind, DecodeErrorKind::Truncated);
+    }
+
+    #[test]
+    fn deep_nesting_does_not_recurse() {
+        let depth = 100_000;
+        let mut b = vec![0x91u8; depth];
+        b.push(0xc0);
+        let mut c = Cursor::new(&b);
+        c.skip_value().unwrap();
+        assert!(c.is_at_end());
+    }
+
+    #[test]
+    fn impossible_lengths_fail_fast() {
+        // map32 claiming 2^32-1 entries in 5 bytes.
+        let b = [0xdf, 0xff, 0xff, 0xff, 0xff];
+        let e = Cursor::new(&b).skip_value().unwrap_err();
+        assert_eq!(e.kind, DecodeErrorKind::ImpossibleLength);
+    }
+
+    #[test]
+    fn map_get_finds_keys() {
+        let v = rmpv::Value::Map(vec![("k".into(), 7.into()), ("s".into(), "v".into())]);
+        let b = enc(&v);
+        assert_eq!(first_token(map_get(&b, b"k").unwrap()), Some(Token::Int(7)));
+        assert_eq!(map_get(&b, b"zz"), None);
+    }
+
+    #[test]
+    fn big_unsigned_ints_are_kept() {
+        let b = enc(&rmpv::Value::from(u64::MAX));
+        assert_eq!(first_token(&b), Some(Token::BigUint(u64::MAX)));
+    }
+}

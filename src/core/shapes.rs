@@ -1,0 +1,581 @@
+//! Record shapes -> one event view. Reads the Windows event fields the analytic needs from
+//! whichever known shape a record has (Fluent Bit winevtlog, NXLog JSON, Winlogbeat/ECS,
+//! Splunk XmlWinEventLog, Splunk flat fields) or from fields the user named, in one pass
+//! over the top-level keys, borrowing from the chunk wherever it can.
+
+use super::config::{FieldOverrides, FieldPath, FieldRole};
+use super::msgpack::{array_elements, first_token, map_get, MapEntries, Token};
+use super::timefmt::parse_time_text;
+use super::xml_event::{self, XmlEvent};
+use std::borrow::Cow;
+
+/// Text borrowed from the record where possible. Not necessarily UTF-8.
+pub type Text<'a> = Cow<'a, [u8]>;
+
+/// Which known shape a record was read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Fluent Bit's winevtlog input (EventID, Channel, Computer, StringInserts, ...).
+    Winevtlog,
+    /// NXLog JSON (EventID, Hostname, AccountName, ScriptBlockText, ...).
+    Nxlog,
+    /// Winlogbeat / Elastic Common Schema (winlog.*, powershell.*, host.name).
+    Winlogbeat,
+    /// Splunk XmlWinEventLog: a whole `<Event>` document in one string field.
+    XmlWinEventLog,
+    /// Splunk flat fields (EventCode, Message, ComputerName, User, source).
+    SplunkFlat,
+    /// The fields the user named with the `*_key` properties.
+    Custom,
+    /// Windows event fields, but of no recognisable collector.
+    Other,
+}
+
+impl Shape {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Shape::Winevtlog => "winevtlog",
+            Shape::Nxlog => "nxlog",
+            Shape::Winlogbeat => "winlogbeat",
+            Shape::XmlWinEventLog => "xmlwineventlog",
+            Shape::SplunkFlat => "splunk",
+            Shape::Custom => "custom",
+            Shape::Other => "other",
+        }
+    }
+}
+
+/// Where the event time came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventTime {
+    pub secs: f64,
+    /// The field it was read from.
+    pub field: &'static str,
+}
+
+/// Everything the analytic looks at in one event, whatever its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventView<'a> {
+    pub shape: Shape,
+    pub event_code: Option<i64>,
+    pub channel: Option<Text<'a>>,
+    pub computer: Option<Text<'a>>,
+    pub user: Option<Text<'a>>,
+    /// The rendered message ("Creating Scriptblock text (n of m): ...").
+    pub message: Option<Text<'a>>,
+    pub script_block_text: Option<Text<'a>>,
+    /// The record's own time, when it carries a parseable one.
+    pub time: Option<EventTime>,
+}
+
+impl<'a> EventView<'a> {
+    /// The text the analytic searches: the rendered Message, else ScriptBlockText.
+    pub fn script_text(&self) -> Option<&[u8]> {
+        self.message
+            .as_deref()
+            .or(self.script_block_text.as_deref())
+    }
+}
+
+/// Values of the top-level keys the readers know, found in one pass.
+#[derive(Default)]
+struct Slots<'a> {
+    event_id: Option<&'a [u8]>,
+    event_code: Option<&'a [u8]>,
+    channel: Option<&'a [u8]>,
+    log_name: Option<&'a [u8]>,
+    source: Option<&'a [u8]>,
+    computer: Option<&'a [u8]>,
+    hostname: Option<&'a [u8]>,
+    computer_name: Option<&'a [u8]>,
+    user_id: Option<&'a [u8]>,
+    account_name: Option<&'a [u8]>,
+    domain: Option<&'a [u8]>,
+    user: Option<&'a [u8]>,
+    message_upper: Option<&'a [u8]>,
+    message_lower: Option<&'a [u8]>,
+    log: Option<&'a [u8]>,
+    raw: Option<&'a [u8]>,
+    script_block_text: Option<&'a [u8]>,
+    string_inserts: Option<&'a [u8]>,
+    time_created: Option<&'a [u8]>,
+    event_time: Option<&'a [u8]>,
+    at_timestamp: Option<&'a [u8]>,
+    splunk_time: Option<&'a [u8]>,
+    source_module_type: bool,
+    winlog: Option<&'a [u8]>,
+    powershell: Option<&'a [u8]>,
+    host: Option<&'a [u8]>,
+    /// Values of the user-named fields' first keys, by role.
+    custom: [Option<&'a [u8]>; 7],
+}
+
+fn set<'a>(slot: &mut Option<&'a [u8]>, v: &'a [u8]) {
+    if slot.is_none() {
+        *slot = Some(v);
+    }
+}
+
+fn role_index(role: FieldRole) -> usize {
+    match role {
+        FieldRole::EventCode => 0,
+        FieldRole::Channel => 1,
+        FieldRole::Computer => 2,
+        FieldRole::User => 3,
+        FieldRole::Message => 4,
+        FieldRole::ScriptBlock => 5,
+        FieldRole::Time => 6,
+    }
+}
+
+/// A body scanned once; the view is resolved from it on demand, so a record whose event id
+/// rules it out costs only the scan.
+pub struct Scan<'a, 'c> {
+    slots: Slots<'a>,
+    overrides: &'c FieldOverrides,
+    xml: Option<Option<XmlEvent>>,
+}
+
+impl<'a, 'c> Scan<'a, 'c> {
+    /// None when the body is not a map.
+    pub fn new(body: &'a [u8], overrides: &'c FieldOverrides) -> Option<Self> {
+        let entries = MapEntries::new(body)?;
+        let mut s = Slots::default();
+        let has_overrides = !overrides.is_empty();
+        for e in entries {
+            let Some(name) = e.name else { continue };
+            let v = e.value;
+            if has_overrides {
+                for (role, path) in overrides.iter() {
+                    if let Some(p) = path {
+                        if p.0[0].as_bytes() == name {
+                            set(&mut s.custom[role_index(role)], v);
+                        }
+                    }
+                }
+            }
+            match name {
+                b"EventID" => set(&mut s.event_id, v),
+                b"EventCode" => set(&mut s.event_code, v),
+                b"Channel" => set(&mut s.channel, v),
+                b"LogName" => set(&mut s.log_name, v),
+                b"source" => set(&mut s.source, v),
+                b"Computer" => set(&mut s.computer, v),
+                b"Hostname" => set(&mut s.hostname, v),
+                b"ComputerName" => set(&mut s.computer_name, v),
+                b"UserID" => set(&mut s.user_id, v),
+                b"AccountName" => set(&mut s.account_name, v),
+                b"Domain" => set(&mut s.domain, v),
+                b"User" => set(&mut s.user, v),
+                b"Message" => set(&mut s.message_upper, v),
+                b"message" => set(&mut s.message_lower, v),
+                b"log" => set(&mut s.log, v),
+                b"_raw" => set(&mut s.raw, v),
+                b"ScriptBlockText" => set(&mut s.script_block_text, v),
+                b"StringInserts" => set(&mut s.string_inserts, v),
+                b"TimeCreated" => set(&mut s.time_created, v),
+                b"EventTime" => set(&mut s.event_time, v),
+                b"@timestamp" => set(&mut s.at_timestamp, v),
+                b"_time" => set(&mut s.splunk_time, v),
+                b"SourceModuleType" => s.source_module_type = true,
+                b"winlog" => set(&mut s.winlog, v),
+                b"powershell" => set(&mut s.powershell, v),
+                b"host" => set(&mut s.host, v),
+                _ => {}
+            }
+        }
+        Some(Scan {
+            slots: s,
+            overrides,
+            xml: None,
+        })
+    }
+
+    fn custom(&self, role: FieldRole) -> Option<&'a [u8]> {
+        let path: &FieldPath = match role {
+            FieldRole::EventCode => self.overrides.event_code.as_ref(),
+            FieldRole::Channel => self.overrides.channel.as_ref(),
+            FieldRole::Computer => self.overrides.computer.as_ref(),
+            FieldRole::User => self.overrides.user.as_ref(),
+            FieldRole::Message => self.overrides.message.as_ref(),
+            FieldRole::ScriptBlock => self.overrides.script_block.as_ref(),
+            FieldRole::Time => self.overrides.time.as_ref(),
+        }?;
+        let mut v = self.slots.custom[role_index(role)]?;
+        for key in &path.0[1..] {
+            v = map_get(v, key.as_bytes())?;
+        }
+        Some(v)
+    }
+
+    fn winlog(&self, path: &[&[u8]]) -> Option<&'a [u8]> {
+        nested(self.slots.winlog?, path)
+    }
+
+    /// The XML document of an XmlWinEventLog record, parsed once, if the record carries one.
+    fn xml(&mut self) -> Option<&XmlEvent> {
+        if self.xml.is_none() {
+            let s = &self.slots;
+            let doc = [s.log, s.message_lower, s.message_upper, s.raw]
+                .into_iter()
+                .flatten()
+                .filter_map(as_bytes)
+                .find(|b| xml_event::looks_like_event_xml(b));
+            let parsed = doc.and_then(|b| {
+                // Cheap pre-check: a 4104 document contains the id as text.
+                memchr::memmem::find(b, b"4104")?;
+                xml_event::parse(&String::from_utf8_lossy(b))
+            });
+            self.xml = Some(parsed);
+        }
+        self.xml.as_ref().and_then(|x| x.as_ref())
+    }
+
+    /// The event id, read from the first field that has one.
+    pub fn event_code(&mut self) -> Option<i64> {
+        if let Some(v) = self.custom(FieldRole::EventCode) {
+            return event_code_of(v);
+        }
+        let s = &self.slots;
+        if let Some(v) = s.event_id.or(s.event_code) {
+            return event_code_of(v);
+        }
+        if let Some(v) = self.winlog(&[b"event_id"]) {
+            return event_code_of(v);
+        }
+        let x = self.xml()?;
+        x.event_id.as_deref().and_then(|t| parse_code_text(t.as_bytes()))
+    }
+
+    /// Resolves the whole view.
+    pub fn view(mut self) -> EventView<'a> {
+        let event_code = self.event_code();
+        let xml = self.xml().cloned();
+        let s = &self.slots;
+        let custom_shape = self.custom(FieldRole::EventCode).is_some();
+
+        let shape = if custom_shape {
+            Shape::Custom
+        } else if s.winlog.is_some() && self.winlog(&[b"event_id"]).is_some() {
+            Shape::Winlogbeat
+        } else if s.string_inserts.is_some() || s.computer.is_some() {
+            Shape::Winevtlog
+        } else if s.hostname.is_some() || s.source_module_type || s.account_name.is_some() {
+            Shape::Nxlog
+        } else if s.event_code.is_some() {
+            Shape::SplunkFlat
+        } else if xml.is_some() {
+            Shape::XmlWinEventLog
+        } else {
+            Shape::Other
+        };
+
+        let channel = self
+            .custom(FieldRole::Channel)
+            .and_then(text_of)
+            .or_else(|| s.channel.and_then(text_of))
+            .or_else(|| s.log_name.and_then(text_of))
+            .or_else(|| s.source.and_then(channel_from_source))
+            .or_else(|| self.winlog(&[b"channel"]).and_then(text_of))
+            .or_else(|| owned(xml.as_ref().and_then(|x| x.channel.clone())));
+
+        let host_name = s
+            .host
+            .filter(|h| is_map(h))
+            .and_then(|h| map_get(h, b"name"));
+        let computer = self
+            .custom(FieldRole::Computer)
+            .and_then(text_of)
+            .or_else(|| s.computer.and_then(text_of))
+            .or_else(|| s.hostname.and_then(text_of))
+            .or_else(|| s.computer_name.and_then(text_of))
+            .or_else(|| self.winlog(&[b"computer_name"]).and_then(text_of))
+            .or_else(|| host_name.and_then(text_of))
+            .or_else(|| owned(xml.as_ref().and_then(|x| x.computer.clone())));
+
+        let user = self
+            .custom(FieldRole::User)
+            .and_then(text_of)
+            .or_else(|| qualified(s.domain, s.account_name))
+            .or_else(|| s.user.and_then(text_of))
+            .or_else(|| {
+                let wl_user = self.winlog(&[b"user"])?;
+                qualified(map_get(wl_user, b"domain"), map_get(wl_user, b"name"))
+                    .or_else(|| map_get(wl_user, b"identifier").and_then(text_of))
+            })
+            .or_else(|| s.user_id.and_then(text_of))
+            .or_else(|| owned(xml.as_ref().and_then(|x| x.user_id.clone())));
+
+        let message = self
+            .custom(FieldRole::Message)
+            .and_then(text_of)
+            .or_else(|| s.message_upper.and_then(non_xml_text))
+            .or_else(|| s.message_lower.and_then(non_xml_text))
+            .or_else(|| owned(xml.as_ref().and_then(|x| x.message.clone())));
+
+        let script_block_text = self
+            .custom(FieldRole::ScriptBlock)
+            .and_then(text_of)
+            .or_else(|| s.script_block_text.and_then(text_of))
+            .or_else(|| {
+                self.winlog(&[b"event_data", b"ScriptBlockText"])
+                    .and_then(text_of)
+            })
+            .or_else(|| {
+                nested(s.powershell?, &[b"file", b"script_block_text"]).and_then(text_of)
+            })
+            .or_else(|| {
+                // winevtlog: StringInserts = [MessageNumber, MessageTotal, ScriptBlockText, ...]
+                array_elements(s.string_inserts?)?.nth(2).and_then(text_of)
+            })
+            .or_else(|| owned(xml.as_ref().and_then(|x| x.script_block_text.clone())));
+
+        let time = match self.custom(FieldRole::Time) {
+            Some(v) => time_of(v, "time_key"),
+            None => s
+                .time_created
+                .and_then(|v| time_of(v, "TimeCreated"))
+                .or_else(|| {
+                    let t = xml.as_ref()?.system_time.as_deref()?;
+                    Some(EventTime {
+                        secs: parse_time_text(t)?,
+                        field: "SystemTime",
+                    })
+                })
+                .or_else(|| s.event_time.and_then(|v| time_of(v, "EventTime")))
+                .or_else(|| s.at_timestamp.and_then(|v| time_of(v, "@timestamp")))
+                .or_else(|| s.splunk_time.and_then(|v| time_of(v, "_time"))),
+        };
+
+        EventView {
+            shape,
+            event_code,
+            channel,
+            computer,
+            user,
+            message,
+            script_block_text,
+            time,
+        }
+    }
+}
+
+fn nested<'a>(mut v: &'a [u8], path: &[&[u8]]) -> Option<&'a [u8]> {
+    for key in path {
+        v = map_get(v, key)?;
+    }
+    Some(v)
+}
+
+fn is_map(v: &[u8]) -> bool {
+    matches!(first_token(v), Some(Token::Map(_)))
+}
+
+fn as_bytes(v: &[u8]) -> Option<&[u8]> {
+    match first_token(v)? {
+        Token::Str(s) | Token::Bin(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A string or binary value as text; None for any other type and for empty text.
+fn text_of(v: &[u8]) -> Option<Text<'_>> {
+    as_bytes(v)
+        .filter(|b| !b.iter().all(u8::is_ascii_whitespace))
+        .map(Cow::Borrowed)
+}
+
+/// A message field's text, unless it holds an XML event (that is a document, not a message).
+fn non_xml_text(v: &[u8]) -> Option<Text<'_>> {
+    text_of(v).filter(|t| !xml_event::looks_like_event_xml(t))
+}
+
+fn owned<'a>(s: Option<String>) -> Option<Text<'a>> {
+    s.filter(|s| !s.trim().is_empty())
+        .map(|s| Cow::Owned(s.into_bytes()))
+}
+
+/// `DOMAIN\name` when both are present, else the name.
+fn qualified<'a>(domain: Option<&'a [u8]>, name: Option<&'a [u8]>) -> Option<Text<'a>> {
+    let name = name.and_then(text_of)?;
+    match domain.and_then(text_of) {
+        Some(d) => {
+            let mut s = d.into_owned();
+            s.push(b'\\');
+            s.extend_from_slice(&name);
+            Some(Cow::Owned(s))
+        }
+        None => Some(name),
+    }
+}
+
+/// Splunk's `source` names the channel as `WinEventLog:<channel>` or `XmlWinEventLog:<channel>`.
+fn channel_from_source(v: &[u8]) -> Option<Text<'_>> {
+    let t = as_bytes(v)?;
+    for prefix in [&b"XmlWinEventLog:"[..], b"WinEventLog:"] {
+        if t.len() > prefix.len() && t[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            return Some(Cow::Borrowed(&t[prefix.len()..]));
+        }
+    }
+    None
+}
+
+/// Event id from an integer, a float with no fraction, or a string holding either.
+fn event_code_of(v: &[u8]) -> Option<i64> {
+    match first_token(v)? {
+        Token::Int(i) => Some(i),
+        Token::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => Some(f as i64),
+        Token::Str(s) | Token::Bin(s) => parse_code_text(s),
+        _ => None,
+    }
+}
+
+fn parse_code_text(s: &[u8]) -> Option<i64> {
+    let t = std::str::from_utf8(s).ok()?.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Some(i);
+    }
+    let f = t.parse::<f64>().ok()?;
+    (f.fract() == 0.0 && f.abs() < 1e15).then_some(f as i64)
+}
+
+fn time_of(v: &[u8], field: &'static str) -> Option<EventTime> {
+    let secs = match first_token(v)? {
+        Token::Int(i) if i >= 0 => i as f64,
+        Token::Float(f) if f.is_finite() && f >= 0.0 => f,
+        Token::Str(s) | Token::Bin(s) => parse_time_text(std::str::from_utf8(s).ok()?)?,
+        _ => return None,
+    };
+    Some(EventTime { secs, field })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmpv::Value;
+
+    fn enc(v: &Value) -> Vec<u8> {
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, v).unwrap();
+        b
+    }
+
+    fn map(pairs: Vec<(&str, Value)>) -> Value {
+        Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    fn view_of(v: &Value, o: &FieldOverrides) -> EventView<'static> {
+        let b = enc(v);
+        let b: &'static [u8] = Box::leak(b.into_boxed_slice());
+        Scan::new(b, o).unwrap().view()
+    }
+
+    #[test]
+    fn winevtlog_reads_string_inserts() {
+        let v = map(vec![
+            ("EventID", 4104.into()),
+            ("Channel", "Microsoft-Windows-PowerShell/Operational".into()),
+            ("Computer", "ws01".into()),
+            ("UserID", "S-1-5-21-1".into()),
+            (
+                "StringInserts",
+                Value::Array(vec![
+                    "1".into(),
+                    "1".into(),
+                    "Enter-PSSession -ComputerName x".into(),
+                    "id".into(),
+                    "".into(),
+                ]),
+            ),
+            ("TimeCreated", "2024-03-05 10:11:12 +0000".into()),
+        ]);
+        let view = view_of(&v, &FieldOverrides::default());
+        assert_eq!(view.shape, Shape::Winevtlog);
+        assert_eq!(view.event_code, Some(4104));
+        assert_eq!(view.computer.as_deref(), Some(&b"ws01"[..]));
+        assert_eq!(view.user.as_deref(), Some(&b"S-1-5-21-1"[..]));
+        assert_eq!(
+            view.script_text(),
+            Some(&b"Enter-PSSession -ComputerName x"[..])
+        );
+        assert_eq!(
+            view.time,
+            Some(EventTime {
+                secs: 1_709_633_472.0,
+                field: "TimeCreated"
+            })
+        );
+    }
+
+    #[test]
+    fn winlogbeat_nested_fields() {
+        let v = map(vec![
+            (
+                "winlog",
+                map(vec![
+                    ("event_id", "4104".into()),
+                    ("channel", "Microsoft-Windows-PowerShell/Operational".into()),
+                    ("computer_name", "ws02.contoso.local".into()),
+                    (
+                        "user",
+                        map(vec![("name", "alice".into()), ("domain", "CONTOSO".into())]),
+                    ),
+                    (
+                        "event_data",
+                        map(vec![("ScriptBlockText", "Enter-PSSession".into())]),
+                    ),
+                ]),
+            ),
+            ("host", map(vec![("name", "other".into())])),
+            ("@timestamp", "2024-03-05T10:11:12.500Z".into()),
+        ]);
+        let view = view_of(&v, &FieldOverrides::default());
+        assert_eq!(view.shape, Shape::Winlogbeat);
+        assert_eq!(view.event_code, Some(4104));
+        assert_eq!(view.computer.as_deref(), Some(&b"ws02.contoso.local"[..]));
+        assert_eq!(view.user.as_deref(), Some(&b"CONTOSO\\alice"[..]));
+        assert_eq!(view.script_text(), Some(&b"Enter-PSSession"[..]));
+        assert_eq!(view.time.unwrap().secs, 1_709_633_472.5);
+    }
+
+    #[test]
+    fn event_code_forms() {
+        for (v, want) in [
+            (Value::from(4104), Some(4104)),
+            (Value::from(4104.0), Some(4104)),
+            (Value::from("4104"), Some(4104)),
+            (Value::from(" 4104 "), Some(4104)),
+            (Value::from(4104.5), None),
+            (Value::from("41x04"), None),
+            (Value::Nil, None),
+        ] {
+            let view = view_of(&map(vec![("EventID", v.clone())]), &FieldOverrides::default());
+            assert_eq!(view.event_code, want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn splunk_source_names_the_channel_and_overrides_win() {
+        let v = map(vec![
+            ("EventCode", 4104.into()),
+            (
+                "source",
+                "XmlWinEventLog:Microsoft-Windows-PowerShell/Operational".into(),
+            ),
+            ("evt", map(vec![("id", 4103.into())])),
+        ]);
+        let view = view_of(&v, &FieldOverrides::default());
+        assert_eq!(view.shape, Shape::SplunkFlat);
+        assert_eq!(
+            view.channel.as_deref(),
+            Some(&b"Microsoft-Windows-PowerShell/Operational"[..])
+        );
+        let o = FieldOverrides {
+            event_code: Some(FieldPath(vec!["evt".into(), "id".into()])),
+            ..Default::default()
+        };
+        let view = view_of(&v, &o);
+        assert_eq!(view.shape, Shape::Custom);
+        assert_eq!(view.event_code, Some(4103));
+    }
+}
