@@ -9,7 +9,10 @@
 //!   boundary.
 //! - [`host_emulator`]: loads the built `.so` the way Fluent Bit does and plays the host,
 //!   for the tests and the replay CLI. It is never called by the plugin itself.
+//! - [`chunk_io`]: JSON <-> Fluent Bit chunks, for the tools and tests that feed the plugin.
 
+#[forbid(unsafe_code)]
+pub mod chunk_io;
 #[forbid(unsafe_code)]
 pub mod core;
 pub mod ffi;

@@ -423,7 +423,7 @@ fn compile_all(property: &str, patterns: &[String]) -> Result<Vec<Regex>, Config
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map_err(|e| {
-                    let why = e.to_string().replace('\n', " ");
+                    let why = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
                     error(
                         property,
                         format!("invalid regular expression '{}': {why}", p.trim()),
