@@ -17,13 +17,17 @@ pub struct XmlEvent {
     pub message: Option<String>,
 }
 
-/// Whether a string field looks like an XML event document (cheap pre-check).
+/// Whether a string field looks like an XML event document (cheap pre-check): `<Event`
+/// after optional white space, a byte-order mark and an `<?xml ...?>` declaration.
 pub fn looks_like_event_xml(s: &[u8]) -> bool {
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    s[start..].starts_with(b"<Event")
+    let mut rest = s.strip_prefix("\u{feff}".as_bytes()).unwrap_or(s).trim_ascii_start();
+    if rest.starts_with(b"<?xml") {
+        match memchr::memmem::find(rest, b"?>") {
+            Some(end) => rest = rest[end + 2..].trim_ascii_start(),
+            None => return false,
+        }
+    }
+    rest.starts_with(b"<Event")
 }
 
 /// What text element we are inside.
@@ -176,6 +180,11 @@ mod tests {
         );
         assert_eq!(ev.message, None);
         assert!(looks_like_event_xml(b"  \n<Event xmlns='x'>"));
+        assert!(looks_like_event_xml(
+            b"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Event xmlns='x'>"
+        ));
+        assert!(!looks_like_event_xml(b"<?xml version=\"1.0\"?><Other/>"));
+        assert!(!looks_like_event_xml(b"Creating Scriptblock text"));
     }
 
     #[test]
