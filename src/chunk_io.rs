@@ -161,7 +161,12 @@ mod tests {
         let body = serde_json::json!({"a": 1, "b": [1.5, "x", null], "c": {"d": true}});
         for layout in Layout::all() {
             let mut chunk = Vec::new();
-            push_record(&mut chunk, &json_to_msgpack(&body), 1_700_000_000.25, layout);
+            push_record(
+                &mut chunk,
+                &json_to_msgpack(&body),
+                1_700_000_000.25,
+                layout,
+            );
             let recs = decode_chunk(&chunk).unwrap();
             assert_eq!(recs.len(), 1);
             assert_eq!(recs[0].body, body);

@@ -74,25 +74,6 @@ pub struct flb_config_map {
     _opaque: [u8; 0],
 }
 
-pub type cb_pre_run_t =
-    extern "C" fn(*mut flb_filter_instance, *mut flb_config, *mut c_void) -> c_int;
-pub type cb_init_t = extern "C" fn(*mut flb_filter_instance, *mut flb_config, *mut c_void) -> c_int;
-pub type cb_filter_t = extern "C" fn(
-    *const c_void,
-    usize,
-    *const c_char,
-    c_int,
-    *mut *mut c_void,
-    *mut usize,
-    *mut flb_filter_instance,
-    *mut flb_input_instance,
-    *mut c_void,
-    *mut flb_config,
-) -> c_int;
-pub type cb_exit_t = extern "C" fn(*mut c_void, *mut flb_config) -> c_int;
-pub type cb_notification_t =
-    extern "C" fn(*mut flb_filter_instance, *mut flb_config, *mut c_void) -> c_int;
-
 /// `struct flb_filter_plugin` as in Fluent Bit 3.2 to 5.1 (`include/fluent-bit/flb_filter.h`).
 /// Fluent Bit 2.2 to 3.1 lack `cb_notification`; they copy a prefix of this struct, which
 /// leaves them a NULL-initialised `_head` they overwrite anyway.
@@ -103,11 +84,28 @@ pub struct flb_filter_plugin {
     pub name: *const c_char,
     pub description: *const c_char,
     pub config_map: *mut flb_config_map,
-    pub cb_pre_run: Option<cb_pre_run_t>,
-    pub cb_init: Option<cb_init_t>,
-    pub cb_filter: Option<cb_filter_t>,
-    pub cb_exit: Option<cb_exit_t>,
-    pub cb_notification: Option<cb_notification_t>,
+    pub cb_pre_run:
+        Option<extern "C" fn(*mut flb_filter_instance, *mut flb_config, *mut c_void) -> c_int>,
+    pub cb_init:
+        Option<extern "C" fn(*mut flb_filter_instance, *mut flb_config, *mut c_void) -> c_int>,
+    #[allow(clippy::type_complexity)]
+    pub cb_filter: Option<
+        extern "C" fn(
+            *const c_void,
+            usize,
+            *const c_char,
+            c_int,
+            *mut *mut c_void,
+            *mut usize,
+            *mut flb_filter_instance,
+            *mut flb_input_instance,
+            *mut c_void,
+            *mut flb_config,
+        ) -> c_int,
+    >,
+    pub cb_exit: Option<extern "C" fn(*mut c_void, *mut flb_config) -> c_int>,
+    pub cb_notification:
+        Option<extern "C" fn(*mut flb_filter_instance, *mut flb_config, *mut c_void) -> c_int>,
     pub _head: mk_list,
 }
 
@@ -243,14 +241,18 @@ extern "C" fn select_config_map() {
 #[link_section = ".init_array"]
 static SELECT_CONFIG_MAP: extern "C" fn() = select_config_map;
 
+type GetPropertyFn = unsafe extern "C" fn(*const c_char, *mut flb_filter_instance) -> *const c_char;
+type SetContextFn = unsafe extern "C" fn(*mut flb_filter_instance, *mut c_void);
+type FilterNameFn = unsafe extern "C" fn(*mut flb_filter_instance) -> *const c_char;
+type LogPrintFn = unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, ...);
+
 /// The host functions the plugin calls, resolved in the running Fluent Bit.
 #[derive(Clone, Copy)]
 struct Host {
-    get_property:
-        unsafe extern "C" fn(*const c_char, *mut flb_filter_instance) -> *const c_char,
-    set_context: unsafe extern "C" fn(*mut flb_filter_instance, *mut c_void),
-    filter_name: unsafe extern "C" fn(*mut flb_filter_instance) -> *const c_char,
-    log_print: unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, ...),
+    get_property: GetPropertyFn,
+    set_context: SetContextFn,
+    filter_name: FilterNameFn,
+    log_print: LogPrintFn,
 }
 
 impl Host {
@@ -267,14 +269,16 @@ impl Host {
         // (flb_filter.h, flb_log.h).
         unsafe {
             Ok(Host {
-                get_property: std::mem::transmute::<*mut c_void, _>(get(
+                get_property: std::mem::transmute::<*mut c_void, GetPropertyFn>(get(
                     c"flb_filter_get_property",
                 )?),
-                set_context: std::mem::transmute::<*mut c_void, _>(get(
+                set_context: std::mem::transmute::<*mut c_void, SetContextFn>(get(
                     c"flb_filter_set_context",
                 )?),
-                filter_name: std::mem::transmute::<*mut c_void, _>(get(c"flb_filter_name")?),
-                log_print: std::mem::transmute::<*mut c_void, _>(get(c"flb_log_print")?),
+                filter_name: std::mem::transmute::<*mut c_void, FilterNameFn>(get(
+                    c"flb_filter_name",
+                )?),
+                log_print: std::mem::transmute::<*mut c_void, LogPrintFn>(get(c"flb_log_print")?),
             })
         }
     }
@@ -314,13 +318,7 @@ fn log(host: &Host, ins: *mut flb_filter_instance, level: c_int, msg: &str) {
     let text = CString::new(text.replace('\0', "\\0")).unwrap_or_default();
     // SAFETY: flb_log_print(type, file, line, fmt, ...) with a "%s" format and one C string.
     unsafe {
-        (host.log_print)(
-            level,
-            std::ptr::null(),
-            0,
-            c"%s".as_ptr(),
-            text.as_ptr(),
-        );
+        (host.log_print)(level, std::ptr::null(), 0, c"%s".as_ptr(), text.as_ptr());
     }
 }
 
@@ -343,7 +341,9 @@ fn property_values(host: &Host, ins: *mut flb_filter_instance, name: &str) -> Ve
         }
     }
     // SAFETY: Fluent Bit returned a valid C string owned by the instance.
-    vec![unsafe { CStr::from_ptr(first) }.to_string_lossy().into_owned()]
+    vec![unsafe { CStr::from_ptr(first) }
+        .to_string_lossy()
+        .into_owned()]
 }
 
 /// Walks the instance's `properties` list for every value of `key`, at each candidate
@@ -479,7 +479,10 @@ extern "C" fn cb_init(
         Ok(Ok(())) => 0,
         Ok(Err(())) => -1,
         Err(p) => {
-            eprintln!("[filter:pssession] initialisation failed: {}", panic_text(&*p));
+            eprintln!(
+                "[filter:pssession] initialisation failed: {}",
+                panic_text(&*p)
+            );
             -1
         }
     }

@@ -12,9 +12,9 @@
 
 use crate::ffi::{
     flb_config, flb_filter_instance, flb_filter_plugin, flb_kv, mk_list, ConfigMapEntry,
-    CONFIG_MAP_VALUE_CURRENT, CONFIG_MAP_VALUE_LEGACY, CURRENT_LAYOUT_MARKERS,
-    FLB_CONFIG_MAP_MULT, FLB_FILTER_LOGS, FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH,
-    FLB_LOG_DEBUG, FLB_LOG_ERROR, FLB_LOG_INFO, FLB_LOG_WARN,
+    CONFIG_MAP_VALUE_CURRENT, CONFIG_MAP_VALUE_LEGACY, CURRENT_LAYOUT_MARKERS, FLB_CONFIG_MAP_MULT,
+    FLB_FILTER_LOGS, FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH, FLB_LOG_DEBUG, FLB_LOG_ERROR,
+    FLB_LOG_INFO, FLB_LOG_WARN,
 };
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt;
@@ -103,7 +103,12 @@ fn record_log(line: LogLine) {
 /// Every logged line that mentions `needle` (an instance name, say).
 pub fn logs_containing(needle: &str) -> Vec<LogLine> {
     LOGS.lock()
-        .map(|l| l.iter().filter(|x| x.text.contains(needle)).cloned().collect())
+        .map(|l| {
+            l.iter()
+                .filter(|x| x.text.contains(needle))
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -213,7 +218,9 @@ impl Plugin {
             String::new()
         } else {
             // SAFETY: a C string of the plugin's registration.
-            unsafe { CStr::from_ptr(reg.name) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(reg.name) }
+                .to_string_lossy()
+                .into_owned()
         };
         if reg_name != name {
             return Err(EmuError::Load(format!(
@@ -226,7 +233,8 @@ impl Plugin {
         if reg.cb_filter.is_none() || reg.cb_init.is_none() {
             return Err(EmuError::Load("plugin lacks cb_init or cb_filter".into()));
         }
-        let config_map = read_config_map(reg.config_map as *const u8, HostLayout::of_this_process());
+        let config_map =
+            read_config_map(reg.config_map as *const u8, HostLayout::of_this_process());
         Ok(Plugin {
             _lib: lib.into(),
             reg,
@@ -322,7 +330,10 @@ impl Plugin {
         }
         let name_for_logs = inst.name().to_string();
         let before = logs_containing(&format!(":{name_for_logs}]")).len();
-        let cb_init = self.reg.cb_init.ok_or_else(|| EmuError::Load("no cb_init".into()))?;
+        let cb_init = self
+            .reg
+            .cb_init
+            .ok_or_else(|| EmuError::Load("no cb_init".into()))?;
         let ret = cb_init(
             inst.ins_ptr(),
             inst.config.as_mut_ptr() as *mut flb_config,
@@ -443,7 +454,9 @@ impl<'p> Instance<'p> {
     }
 
     fn keep(&mut self, s: &str) -> *mut c_char {
-        let p = CString::new(s.replace('\0', "")).unwrap_or_default().into_raw();
+        let p = CString::new(s.replace('\0', ""))
+            .unwrap_or_default()
+            .into_raw();
         // Freed through CString::from_raw in drop: tag with a marker in a side list.
         self.strings.push(p as *mut c_void);
         p
@@ -493,7 +506,11 @@ impl<'p> Instance<'p> {
             .kvs()
             .iter()
             // SAFETY: keys are sds strings made by push_kv.
-            .map(|kv| unsafe { CStr::from_ptr((**kv).key) }.to_string_lossy().into_owned())
+            .map(|kv| {
+                unsafe { CStr::from_ptr((**kv).key) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         for k in &keys {
             if k.eq_ignore_ascii_case("active") || k.eq_ignore_ascii_case("condition") {
@@ -553,10 +570,7 @@ impl<'p> Instance<'p> {
                 };
                 // SAFETY: Fluent Bit frees the buffer with free(); so do we.
                 unsafe { libc::free(out_buf) };
-                FilterCall {
-                    code,
-                    chunk: out,
-                }
+                FilterCall { code, chunk: out }
             }
             _ => {
                 assert!(
@@ -577,7 +591,10 @@ impl Drop for Instance<'_> {
         // flb_filter_instance_exit: cb_exit only when a context was set.
         if self.initialized && !self.ffi.context.is_null() {
             if let Some(cb_exit) = self.plugin.reg.cb_exit {
-                cb_exit(self.ffi.context, self.config.as_mut_ptr() as *mut flb_config);
+                cb_exit(
+                    self.ffi.context,
+                    self.config.as_mut_ptr() as *mut flb_config,
+                );
             }
         }
         for kv in self.kvs() {
@@ -648,7 +665,9 @@ pub mod host {
             while node != head {
                 let kv = (node as *mut u8).sub(std::mem::offset_of!(flb_kv, _head)) as *mut flb_kv;
                 if sds_len((*kv).key) == key.len()
-                    && CStr::from_ptr((*kv).key).to_bytes().eq_ignore_ascii_case(key)
+                    && CStr::from_ptr((*kv).key)
+                        .to_bytes()
+                        .eq_ignore_ascii_case(key)
                 {
                     return (*kv).val;
                 }

@@ -24,14 +24,23 @@ fn config_map_uses_the_legacy_stride() {
 fn filters_and_rejects_unknown_properties_on_legacy_hosts() {
     let p = plugin();
     match p.instance(&[("match", "*"), ("nonsense", "1")]) {
-        Err(EmuError::Init(l)) => assert!(l[0].contains("unknown configuration property 'nonsense'")),
+        Err(EmuError::Init(l)) => {
+            assert!(l[0].contains("unknown configuration property 'nonsense'"))
+        }
         other => panic!("{:?}", other.err()),
     }
     let inst = p
-        .instance(&[("match", "*"), ("exclude_user", "^x$"), ("exclude_user", "bob")])
+        .instance(&[
+            ("match", "*"),
+            ("exclude_user", "^x$"),
+            ("exclude_user", "bob"),
+        ])
         .unwrap();
     let body = json!({"EventCode": "4104", "User": "bob", "ComputerName": "ws9",
                       "Message": "enter-pssession -computername dc"});
     let chunk = chunk_of(&[body], 1.7e9, Layout::CURRENT);
-    assert!(!inst.filter(&chunk, "t").modified(), "second exclude_user value applies");
+    assert!(
+        !inst.filter(&chunk, "t").modified(),
+        "second exclude_user value applies"
+    );
 }

@@ -29,7 +29,10 @@ fn check_flagged(case: &Value, out: &Value, original: &Value, fb_time: f64, ns: 
     assert_eq!(n["User"], exp["user"], "{id}: user");
     let want_time = exp["time"].as_f64().unwrap_or(fb_time);
     let got_time = n["time"].as_f64().unwrap();
-    assert!((got_time - want_time).abs() < 1e-6, "{id}: time {got_time} vs {want_time}");
+    assert!(
+        (got_time - want_time).abs() < 1e-6,
+        "{id}: time {got_time} vs {want_time}"
+    );
     if exp["time"].is_null() {
         assert_eq!(n["time_source"], "fluentbit", "{id}");
     }
@@ -54,7 +57,10 @@ fn every_labelled_record_in_every_layout() {
                     assert_eq!(call.chunk, chunk, "{id}");
                     continue;
                 }
-                assert_eq!(call.code, FLB_FILTER_MODIFIED, "{id} {layout:?}: not flagged");
+                assert_eq!(
+                    call.code, FLB_FILTER_MODIFIED,
+                    "{id} {layout:?}: not flagged"
+                );
                 let recs = decode(&call.chunk);
                 assert_eq!(recs.len(), 1, "{id}");
                 let src = decode(&chunk);
@@ -62,7 +68,13 @@ fn every_labelled_record_in_every_layout() {
                 // the header (timestamp, metadata) is byte-identical
                 let hdr_len = src[0].raw.len() - flb_body_len(&src[0].raw);
                 assert_eq!(recs[0].raw[..hdr_len], src[0].raw[..hdr_len], "{id}");
-                check_flagged(&case, &recs[0].body, record, src[0].time.unwrap(), "pssession");
+                check_flagged(
+                    &case,
+                    &recs[0].body,
+                    record,
+                    src[0].time.unwrap(),
+                    "pssession",
+                );
                 // ECS enrichment
                 let out = &recs[0].body;
                 if record.get("event").is_none() {
@@ -71,7 +83,10 @@ fn every_labelled_record_in_every_layout() {
                 assert_eq!(out["event"]["risk_score"], 45.0, "{id}");
                 assert_eq!(out["threat"]["framework"], "MITRE ATT&CK");
                 assert_eq!(out["threat"]["technique"]["id"][0], "T1021");
-                assert_eq!(out["threat"]["technique"]["subtechnique"]["id"][0], "T1021.006");
+                assert_eq!(
+                    out["threat"]["technique"]["subtechnique"]["id"][0],
+                    "T1021.006"
+                );
                 assert_eq!(out["threat"]["tactic"]["name"][0], "Lateral Movement");
                 assert_eq!(
                     out["rule"]["name"],
@@ -104,7 +119,11 @@ fn flb_body_len(raw: &[u8]) -> usize {
 fn splunk_schema_on_every_positive() {
     let plugin = plugin();
     let inst = plugin
-        .instance(&[("match", "*"), ("schema", "splunk"), ("namespace", "detect")])
+        .instance(&[
+            ("match", "*"),
+            ("schema", "splunk"),
+            ("namespace", "detect"),
+        ])
         .unwrap();
     for shape in SHAPES {
         for case in cases(shape) {
@@ -112,7 +131,11 @@ fn splunk_schema_on_every_positive() {
                 continue;
             }
             let id = case["id"].as_str().unwrap();
-            let chunk = chunk_of(std::slice::from_ref(&case["record"]), FB_TIME, Layout::CURRENT);
+            let chunk = chunk_of(
+                std::slice::from_ref(&case["record"]),
+                FB_TIME,
+                Layout::CURRENT,
+            );
             let call = inst.filter(&chunk, "t");
             assert!(call.modified(), "{id}");
             let out = &decode(&call.chunk)[0].body;
@@ -127,10 +150,19 @@ fn splunk_schema_on_every_positive() {
                 out["search_name"],
                 "ESCU - Interactive Session on Remote Endpoint with PowerShell - Rule"
             );
-            assert_eq!(out["annotations"]["mitre_attack"], serde_json::json!(["T1021", "T1021.006"]));
-            assert_eq!(out["analytic_story"][0], "Active Directory Lateral Movement");
+            assert_eq!(
+                out["annotations"]["mitre_attack"],
+                serde_json::json!(["T1021", "T1021.006"])
+            );
+            assert_eq!(
+                out["analytic_story"][0],
+                "Active Directory Lateral Movement"
+            );
             assert_eq!(out["kill_chain_phase"][0], "Lateral Movement");
-            assert!(out.get("threat").is_none(), "{id}: ECS fields in splunk schema");
+            assert!(
+                out.get("threat").is_none(),
+                "{id}: ECS fields in splunk schema"
+            );
         }
     }
 }
@@ -188,7 +220,11 @@ fn tuning_exclusions_and_risk_override() {
             let should_exclude = user.to_lowercase().ends_with("svc_backup")
                 || computer.to_lowercase().starts_with("jump")
                     && computer[4..].starts_with(|c: char| c.is_ascii_digit());
-            let chunk = chunk_of(std::slice::from_ref(&case["record"]), FB_TIME, Layout::CURRENT);
+            let chunk = chunk_of(
+                std::slice::from_ref(&case["record"]),
+                FB_TIME,
+                Layout::CURRENT,
+            );
             let call = inst.filter(&chunk, "t");
             assert_eq!(call.modified(), !should_exclude, "{}", case["id"]);
             if should_exclude {
@@ -202,5 +238,8 @@ fn tuning_exclusions_and_risk_override() {
             }
         }
     }
-    assert!(excluded >= 2, "the labelled data should exercise the exclusions");
+    assert!(
+        excluded >= 2,
+        "the labelled data should exercise the exclusions"
+    );
 }

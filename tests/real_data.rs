@@ -16,7 +16,9 @@ use std::io::Read;
 
 /// Feeds records in chunks of 200 and checks each chunk goes on unchanged.
 fn assert_untouched(alias: &str, bodies: &[Value]) -> String {
-    let inst = plugin().instance(&[("match", "*"), ("alias", alias)]).unwrap();
+    let inst = plugin()
+        .instance(&[("match", "*"), ("alias", alias)])
+        .unwrap();
     for (n, part) in bodies.chunks(200).enumerate() {
         let layout = Layout::all()[n % 6];
         let chunk = chunk_of(part, 1.6e9, layout);
@@ -47,16 +49,25 @@ fn nxlog_captures_pass_untouched() {
         for i in 0..zip.len() {
             let mut text = String::new();
             zip.by_index(i).unwrap().read_to_string(&mut text).unwrap();
-            bodies.extend(text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()));
+            bodies.extend(
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
+            );
         }
         assert!(bodies.len() > 1000, "{}", path.display());
         let alias = format!("otrf-{}", path.file_stem().unwrap().to_string_lossy());
         let summary = assert_untouched(&alias, &bodies);
-        assert!(summary.contains(&format!("{} records read", bodies.len())), "{summary}");
+        assert!(
+            summary.contains(&format!("{} records read", bodies.len())),
+            "{summary}"
+        );
         assert!(summary.contains(" 0 flagged"), "{summary}");
         total_4104 += count_4104(&summary);
     }
-    assert!(total_4104 > 0, "the captures hold real 4104 events that must be judged");
+    assert!(
+        total_4104 > 0,
+        "the captures hold real 4104 events that must be judged"
+    );
 }
 
 /// The EVTX events as (XmlWinEventLog record, winevtlog-shaped record).
@@ -140,7 +151,10 @@ fn evtx_logs_pass_untouched_in_two_shapes() {
         })
         .count() as u64;
     assert!(want >= 100, "{want}");
-    assert_eq!(want, want_xml, "the two readings of the EVTX files disagree");
+    assert_eq!(
+        want, want_xml,
+        "the two readings of the EVTX files disagree"
+    );
     assert_eq!(count_4104(&xml_summary), want, "{xml_summary}");
     assert_eq!(count_4104(&win_summary), want, "{win_summary}");
 }

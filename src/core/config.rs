@@ -149,7 +149,9 @@ pub const PROPERTIES: &[PropertySpec] = &[
 
 /// Looks a property up by name, as Fluent Bit does (ASCII case-insensitively).
 pub fn find_property(name: &str) -> Option<&'static PropertySpec> {
-    PROPERTIES.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+    PROPERTIES
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
 /// A configuration error: which property, and why.
@@ -423,7 +425,11 @@ fn compile_all(property: &str, patterns: &[String]) -> Result<Vec<Regex>, Config
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map_err(|e| {
-                    let why = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                    let why = e
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     error(
                         property,
                         format!("invalid regular expression '{}': {why}", p.trim()),

@@ -146,10 +146,7 @@ pub fn additions(cfg: &Config, n: &Normalized) -> Vec<(String, Node)> {
             (
                 "annotations",
                 map(vec![
-                    (
-                        "mitre_attack",
-                        strs(&[a::TECHNIQUE_ID, a::SUBTECHNIQUE_ID]),
-                    ),
+                    ("mitre_attack", strs(&[a::TECHNIQUE_ID, a::SUBTECHNIQUE_ID])),
                     ("mitre_tactic_id", strs(&[a::TACTIC_ID])),
                     ("mitre_tactic", strs(&[a::TACTIC_NAME])),
                     (
@@ -353,7 +350,11 @@ mod tests {
         let v = dec(&out);
         assert_eq!(get(&v, "msg").unwrap().as_str(), Some("x"));
         let event = get(&v, "event").unwrap();
-        assert_eq!(get(event, "kind").unwrap().as_str(), Some("event"), "original kept");
+        assert_eq!(
+            get(event, "kind").unwrap().as_str(),
+            Some("event"),
+            "original kept"
+        );
         assert_eq!(get(event, "code").unwrap().as_str(), Some("4104"));
         assert_eq!(get(event, "risk_score").unwrap().as_f64(), Some(45.0));
         assert_eq!(get(&v, "pssession").unwrap().as_i64(), Some(1));
@@ -383,11 +384,19 @@ mod tests {
         };
         let mut out = Vec::new();
         let original = enc(&Value::Map(vec![("risk_score".into(), "mine".into())]));
-        assert!(merge_into_map(&original, &additions(&cfg, &norm()), "pssession", &mut out));
+        assert!(merge_into_map(
+            &original,
+            &additions(&cfg, &norm()),
+            "pssession",
+            &mut out
+        ));
         let v = dec(&out);
         assert_eq!(get(&v, "risk_score").unwrap().as_str(), Some("mine"));
         assert_eq!(get(&v, "risk_object").unwrap().as_str(), Some("ws01"));
-        assert_eq!(get(&v, "risk_object_type").unwrap().as_str(), Some("system"));
+        assert_eq!(
+            get(&v, "risk_object_type").unwrap().as_str(),
+            Some("system")
+        );
         let ann = get(&v, "annotations").unwrap();
         let mitre: Vec<_> = get(ann, "mitre_attack")
             .unwrap()

@@ -183,12 +183,18 @@ mod tests {
             ("EventID", 4104.into()),
             ("Channel", "Microsoft-Windows-PowerShell/Operational".into()),
             ("Hostname", "ws01".into()),
-            ("ScriptBlockText", "Enter-PSSession -ComputerName dc01".into()),
+            (
+                "ScriptBlockText",
+                "Enter-PSSession -ComputerName dc01".into(),
+            ),
         ])
     }
 
     fn negative() -> Vec<u8> {
-        rec(vec![("EventID", 4624.into()), ("Channel", "Security".into())])
+        rec(vec![
+            ("EventID", 4624.into()),
+            ("Channel", "Security".into()),
+        ])
     }
 
     #[test]

@@ -244,7 +244,9 @@ impl<'a, 'c> Scan<'a, 'c> {
             return event_code_of(v);
         }
         let x = self.xml()?;
-        x.event_id.as_deref().and_then(|t| parse_code_text(t.as_bytes()))
+        x.event_id
+            .as_deref()
+            .and_then(|t| parse_code_text(t.as_bytes()))
     }
 
     /// Resolves the whole view.
@@ -321,9 +323,7 @@ impl<'a, 'c> Scan<'a, 'c> {
                 self.winlog(&[b"event_data", b"ScriptBlockText"])
                     .and_then(text_of)
             })
-            .or_else(|| {
-                nested(s.powershell?, &[b"file", b"script_block_text"]).and_then(text_of)
-            })
+            .or_else(|| nested(s.powershell?, &[b"file", b"script_block_text"]).and_then(text_of))
             .or_else(|| {
                 // winevtlog: StringInserts = [MessageNumber, MessageTotal, ScriptBlockText, ...]
                 array_elements(s.string_inserts?)?.nth(2).and_then(text_of)
@@ -549,7 +549,10 @@ mod tests {
             (Value::from("41x04"), None),
             (Value::Nil, None),
         ] {
-            let view = view_of(&map(vec![("EventID", v.clone())]), &FieldOverrides::default());
+            let view = view_of(
+                &map(vec![("EventID", v.clone())]),
+                &FieldOverrides::default(),
+            );
             assert_eq!(view.event_code, want, "{v:?}");
         }
     }

@@ -77,7 +77,10 @@ mod tests {
         assert_eq!(parse_time_text("2024-03-05 10:11:12 +0000"), Some(t));
         assert_eq!(parse_time_text("2024-03-05 11:11:12 +0100"), Some(t));
         assert_eq!(parse_time_text("2024-03-05 10:11:12"), Some(t));
-        assert_eq!(parse_time_text("2024-03-05T10:11:12.500+00:00"), Some(t + 0.5));
+        assert_eq!(
+            parse_time_text("2024-03-05T10:11:12.500+00:00"),
+            Some(t + 0.5)
+        );
         assert_eq!(parse_time_text("1709633472"), Some(t));
         assert_eq!(parse_time_text("yesterday"), None);
         assert_eq!(

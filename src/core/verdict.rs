@@ -35,7 +35,7 @@ impl Rules {
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
             .build(NEEDLES)
-            .unwrap_or_else(|_| unreachable_build());
+            .unwrap_or_else(|e| unreachable!("two constant needles always build: {e}"));
         Rules { needles }
     }
 
@@ -76,19 +76,15 @@ impl Rules {
     }
 }
 
-/// The needle list is a constant of two plain strings; building it cannot fail.
-#[cold]
-fn unreachable_build() -> AhoCorasick {
-    AhoCorasick::new(NEEDLES).unwrap_or_else(|_| unreachable!("constant needles"))
-}
-
 /// No channel named: judged on the rest. A named channel must be a PowerShell Operational log.
 fn channel_ok(channel: Option<&[u8]>) -> bool {
     match channel {
         None => true,
         Some(c) => {
             let c = c.trim_ascii();
-            CHANNELS.iter().any(|ok| c.eq_ignore_ascii_case(ok.as_bytes()))
+            CHANNELS
+                .iter()
+                .any(|ok| c.eq_ignore_ascii_case(ok.as_bytes()))
         }
     }
 }
@@ -161,15 +157,19 @@ mod tests {
     fn message_is_searched_before_script_block_text() {
         let r = Rules::new();
         let mut v = view("Enter-PSSession -ComputerName dc01", None, 4104);
-        v.message = Some(Cow::Borrowed(b"Creating Scriptblock text (1 of 1): Get-Date"));
+        v.message = Some(Cow::Borrowed(
+            b"Creating Scriptblock text (1 of 1): Get-Date",
+        ));
         assert_eq!(r.judge(&v, &Config::default()), Verdict::NoMatch);
     }
 
     #[test]
     fn exclusions_suppress() {
         let r = Rules::new();
-        let mut cfg = Config::default();
-        cfg.exclude_user = vec![regex::Regex::new(r"svc_").unwrap()];
+        let mut cfg = Config {
+            exclude_user: vec![regex::Regex::new(r"svc_").unwrap()],
+            ..Config::default()
+        };
         let v = view("Enter-PSSession -ComputerName dc01", None, 4104);
         assert_eq!(r.judge(&v, &cfg), Verdict::Excluded);
         cfg.exclude_user.clear();

@@ -20,7 +20,10 @@ pub struct XmlEvent {
 /// Whether a string field looks like an XML event document (cheap pre-check): `<Event`
 /// after optional white space, a byte-order mark and an `<?xml ...?>` declaration.
 pub fn looks_like_event_xml(s: &[u8]) -> bool {
-    let mut rest = s.strip_prefix("\u{feff}".as_bytes()).unwrap_or(s).trim_ascii_start();
+    let mut rest = s
+        .strip_prefix("\u{feff}".as_bytes())
+        .unwrap_or(s)
+        .trim_ascii_start();
     if rest.starts_with(b"<?xml") {
         match memchr::memmem::find(rest, b"?>") {
             Some(end) => rest = rest[end + 2..].trim_ascii_start(),
@@ -75,24 +78,16 @@ pub fn parse(xml: &str) -> Option<XmlEvent> {
                 text.clear();
             }
             Event::Empty(e) => attributes(&e, &mut ev),
-            Event::Text(t) => {
-                if target != Target::None {
-                    text.push_str(&t.decode().ok()?);
-                }
+            Event::Text(t) if target != Target::None => text.push_str(&t.decode().ok()?),
+            Event::CData(t) if target != Target::None => {
+                text.push_str(&String::from_utf8_lossy(&t))
             }
-            Event::CData(t) => {
-                if target != Target::None {
-                    text.push_str(&String::from_utf8_lossy(&t));
-                }
-            }
-            Event::GeneralRef(r) => {
-                if target != Target::None {
-                    if let Ok(Some(c)) = r.resolve_char_ref() {
-                        text.push(c);
-                    } else {
-                        let name = r.decode().ok()?;
-                        text.push_str(quick_xml::escape::resolve_predefined_entity(&name)?);
-                    }
+            Event::GeneralRef(r) if target != Target::None => {
+                if let Ok(Some(c)) = r.resolve_char_ref() {
+                    text.push(c);
+                } else {
+                    let name = r.decode().ok()?;
+                    text.push_str(quick_xml::escape::resolve_predefined_entity(&name)?);
                 }
             }
             Event::End(e) => {

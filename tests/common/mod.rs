@@ -15,7 +15,12 @@ pub fn plugin() -> &'static Plugin {
 pub fn chunk_of(bodies: &[Value], t0: f64, layout: Layout) -> Vec<u8> {
     let mut chunk = Vec::new();
     for (i, b) in bodies.iter().enumerate() {
-        chunk_io::push_record(&mut chunk, &chunk_io::json_to_msgpack(b), t0 + i as f64, layout);
+        chunk_io::push_record(
+            &mut chunk,
+            &chunk_io::json_to_msgpack(b),
+            t0 + i as f64,
+            layout,
+        );
     }
     chunk
 }
@@ -42,7 +47,10 @@ pub fn shared_data() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: {} not found (team machines and CI have it)", p.display());
+        eprintln!(
+            "SKIPPED: {} not found (team machines and CI have it)",
+            p.display()
+        );
         None
     }
 }
