@@ -3,7 +3,7 @@
 //! finds the host functions they define with `export_host_symbols!`.
 
 fn main() {
-    for kind in ["bins", "tests"] {
+    for kind in ["bins", "tests", "benches"] {
         println!("cargo:rustc-link-arg-{kind}=-Wl,--export-dynamic");
     }
     // The plugin's references to its own registration bind inside the plugin, even when the

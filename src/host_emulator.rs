@@ -353,6 +353,21 @@ impl Plugin {
     }
 }
 
+/// `helper_map_options` of flb_config_map.c: "a, b, and c."
+fn allowed_properties(map: &[MapEntry]) -> String {
+    let mut s = String::from("The following properties are allowed: ");
+    for (i, m) in map.iter().enumerate() {
+        if i + 1 < map.len() {
+            s.push_str(&format!("{}, ", m.name));
+        } else if map.len() == 1 {
+            s.push_str(&format!("{}.", m.name));
+        } else {
+            s.push_str(&format!("and {}.", m.name));
+        }
+    }
+    s
+}
+
 fn log_level_of(v: &str) -> Option<c_int> {
     Some(match v.to_ascii_lowercase().as_str() {
         "off" => 0,
@@ -517,11 +532,9 @@ impl<'p> Instance<'p> {
                 continue;
             }
             let Some(m) = map.iter().find(|m| m.name.eq_ignore_ascii_case(k)) else {
-                let names: Vec<&str> = map.iter().map(|m| m.name.as_str()).collect();
                 return Err(format!(
-                    "[config] {plugin}: unknown configuration property '{k}'. The following \
-                     properties are allowed: {}.",
-                    names.join(", ")
+                    "[config] {plugin}: unknown configuration property '{k}'. {}",
+                    allowed_properties(map)
                 ));
             };
             let count = keys.iter().filter(|x| *x == k).count();
@@ -532,6 +545,31 @@ impl<'p> Instance<'p> {
             }
         }
         Ok(())
+    }
+
+    /// Calls `cb_filter` and releases any returned buffer, returning the callback's code and
+    /// the output size: the bare cost of the filter, for benchmarks.
+    pub fn filter_discard(&self, chunk: &[u8]) -> (c_int, usize) {
+        let Some(cb) = self.plugin.reg.cb_filter else {
+            return (FLB_FILTER_NOTOUCH, 0);
+        };
+        let mut out_buf: *mut c_void = std::ptr::null_mut();
+        let mut out_size: usize = 0;
+        let code = cb(
+            chunk.as_ptr() as *const c_void,
+            chunk.len(),
+            c"bench".as_ptr(),
+            5,
+            &mut out_buf,
+            &mut out_size,
+            self.ins_ptr(),
+            std::ptr::null_mut(),
+            self.ffi.context,
+            self.config.as_ptr() as *mut flb_config,
+        );
+        // SAFETY: free(NULL) is a no-op; otherwise the plugin's malloc'd buffer.
+        unsafe { libc::free(out_buf) };
+        (code, out_size)
     }
 
     /// Calls `cb_filter` as `flb_filter_do` does and returns what goes on.

@@ -9,6 +9,7 @@
 //!   boundary.
 //! - [`host_emulator`]: loads the built `.so` the way Fluent Bit does and plays the host,
 //!   for the tests and the replay CLI. It is never called by the plugin itself.
+//! - [`replay`]: saved logs -> record bodies, for the replay CLI.
 //! - [`chunk_io`]: JSON <-> Fluent Bit chunks, for the tools and tests that feed the plugin.
 
 #[forbid(unsafe_code)]
@@ -17,3 +18,5 @@ pub mod chunk_io;
 pub mod core;
 pub mod ffi;
 pub mod host_emulator;
+#[forbid(unsafe_code)]
+pub mod replay;

@@ -1,0 +1,122 @@
+//! Throughput of the filter callback, called through the plugin's FFI entry point (the host
+//! emulator loads the built .so), on chunks of real mixed Windows events: the NXLog captures
+//! in ../shared/data/otrf when present, else the repo's samples. `make bench`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use flb_filter_pssession::chunk_io::{self, Layout};
+use flb_filter_pssession::core::config::Config;
+use flb_filter_pssession::core::filter::Detector;
+use flb_filter_pssession::host_emulator;
+use serde_json::Value;
+use std::io::Read;
+use std::path::PathBuf;
+
+flb_filter_pssession::export_host_symbols!();
+
+/// Real events, as JSON bodies.
+fn background() -> (Vec<Value>, &'static str) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let otrf = root.join("../shared/data/otrf");
+    let mut out = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(&otrf) {
+        let mut paths: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            let Ok(f) = std::fs::File::open(&p) else {
+                continue;
+            };
+            let Ok(mut z) = zip::ZipArchive::new(f) else {
+                continue;
+            };
+            for i in 0..z.len() {
+                let mut s = String::new();
+                if z.by_index(i)
+                    .and_then(|mut e| Ok(e.read_to_string(&mut s)?))
+                    .is_ok()
+                {
+                    out.extend(s.lines().filter_map(|l| serde_json::from_str(l).ok()));
+                }
+            }
+        }
+    }
+    if !out.is_empty() {
+        return (out, "otrf");
+    }
+    let text = std::fs::read_to_string(root.join("samples/demo.jsonl")).unwrap();
+    let samples: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for _ in 0..200 {
+        out.extend(samples.iter().cloned());
+    }
+    (out, "samples")
+}
+
+fn chunk(bodies: &[Value]) -> Vec<u8> {
+    let mut c = Vec::new();
+    for b in bodies {
+        chunk_io::push_record(
+            &mut c,
+            &chunk_io::json_to_msgpack(b),
+            1.7e9,
+            Layout::CURRENT,
+        );
+    }
+    c
+}
+
+fn positive() -> Value {
+    serde_json::json!({"EventID": 4104, "Channel": "Microsoft-Windows-PowerShell/Operational",
+        "Hostname": "ws01", "Domain": "CONTOSO", "AccountName": "alice",
+        "Message": "Creating Scriptblock text (1 of 1):\r\nEnter-PSSession -ComputerName dc01\r\n\r\nScriptBlock ID: x\r\nPath: ",
+        "ScriptBlockText": "Enter-PSSession -ComputerName dc01"})
+}
+
+fn benches(c: &mut Criterion) {
+    let (mut bodies, origin) = background();
+    // Unflagged background only: the NOTOUCH path.
+    bodies.retain(|b| !b.to_string().contains("Enter-PSSession"));
+    let plain: Vec<Value> = bodies.iter().take(2000).cloned().collect();
+    let plain_chunk = chunk(&plain);
+    // 1% flagged.
+    let mut mixed = plain.clone();
+    for i in (0..mixed.len()).step_by(100) {
+        mixed[i] = positive();
+    }
+    let mixed_chunk = chunk(&mixed);
+
+    let plugin = host_emulator::shared_plugin().expect("build the plugin first");
+    let inst = plugin
+        .instance(&[("match", "*"), ("log_level", "error")])
+        .unwrap();
+    let detector = Detector::new(Config::default());
+
+    let mut g = c.benchmark_group(format!("filter/{origin}"));
+    g.throughput(Throughput::Bytes(plain_chunk.len() as u64));
+    g.bench_function("ffi_no_flagged", |b| {
+        b.iter(|| inst.filter_discard(&plain_chunk))
+    });
+    g.bench_function("core_no_flagged", |b| {
+        b.iter(|| detector.filter_chunk(&plain_chunk))
+    });
+    g.throughput(Throughput::Bytes(mixed_chunk.len() as u64));
+    g.bench_function("ffi_1pct_flagged", |b| {
+        b.iter(|| inst.filter_discard(&mixed_chunk))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("records");
+    g.throughput(Throughput::Elements(plain.len() as u64));
+    g.bench_function("ffi_no_flagged_per_record", |b| {
+        b.iter_batched(
+            || (),
+            |_| inst.filter_discard(&plain_chunk),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(name = filter; config = Criterion::default().sample_size(30); targets = benches);
+criterion_main!(filter);
