@@ -36,6 +36,9 @@ struct Args {
     /// Exit with status 1 when any record was flagged.
     #[arg(long)]
     fail_on_match: bool,
+    /// Pretty-print JSON records (multi-line) instead of one per line.
+    #[arg(long)]
+    pretty: bool,
     /// Echo the plugin's log lines on stderr.
     #[arg(short = 'v', long)]
     verbose: bool,
@@ -56,6 +59,7 @@ struct Run<'p> {
     inst: Instance<'p>,
     out: Box<dyn Write>,
     all: bool,
+    pretty: bool,
     pending: Vec<u8>,
     pending_n: usize,
     summary: Summary,
@@ -101,7 +105,12 @@ impl Run<'_> {
                 *self.summary.per_host_user.entry(key).or_default() += 1;
             }
             if (flagged || self.all) && !self.closed {
-                if let Err(e) = writeln!(self.out, "{}", o.body) {
+                let text = if self.pretty {
+                    serde_json::to_string_pretty(&o.body).unwrap_or_default()
+                } else {
+                    o.body.to_string()
+                };
+                if let Err(e) = writeln!(self.out, "{text}") {
                     // A closed pipe (`| head`) ends the output, not the run.
                     self.closed = e.kind() == std::io::ErrorKind::BrokenPipe;
                 }
@@ -166,6 +175,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         inst,
         out,
         all: args.all,
+        pretty: args.pretty,
         pending: Vec::new(),
         pending_n: 0,
         summary: Summary::default(),

@@ -1,0 +1,55 @@
+# flb-pssession: build, test and try the Fluent Bit filter plugin.
+#   make demo     build, then run the shipped samples through the plugin
+#   make test     every test (unit, integration through the .so, header), then lint
+CARGO      ?= cargo
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SO         := target/release/flb-filter_pssession.so
+REPLAY     := target/release/pssession-replay
+FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
+
+.PHONY: build test lint bench demo install header clean
+
+build:
+	$(CARGO) build --release --locked
+	cp target/release/libflb_filter_pssession.so $(SO)
+
+test:
+	$(CARGO) test --locked
+	$(MAKE) lint
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+bench: build
+	$(CARGO) bench --locked --bench filter
+
+# Through a real fluent-bit when one is on PATH, else through the host emulator (the same
+# ABI path: the .so is loaded and called exactly as Fluent Bit does).
+demo: build
+ifneq ($(FLUENT_BIT),)
+	@echo "== fluent-bit found at $(FLUENT_BIT): running fluent-bit-conf/demo.yaml"
+	$(FLUENT_BIT) -e $(SO) -c fluent-bit-conf/demo.yaml
+else
+	@echo "== no fluent-bit on PATH: running samples/demo.jsonl through the host emulator"
+	@echo "== a flagged record (enriched):"
+	@$(REPLAY) --pretty samples/demo.jsonl 2>/dev/null | sed -n '/^{/,/^}/p;/^}/q' 
+	@echo
+	@echo "== an untouched record (byte-identical to its input):"
+	@$(REPLAY) --all samples/demo.jsonl 2>/dev/null | grep -v '"pssession":' | head -n 1
+	@echo
+	@$(REPLAY) samples/demo.jsonl > /dev/null
+endif
+
+install: build
+	install -D -m 0755 $(SO) $(DESTDIR)$(PREFIX)/lib/fluent-bit/flb-filter_pssession.so
+	install -D -m 0755 $(REPLAY) $(DESTDIR)$(PREFIX)/bin/pssession-replay
+	install -D -m 0644 include/flb_filter_pssession.h $(DESTDIR)$(PREFIX)/include/flb_filter_pssession.h
+
+# Regenerate include/flb_filter_pssession.h from src/ffi.rs.
+header:
+	UPDATE_HEADER=1 $(CARGO) test --locked --test c_header header_is_current
+
+clean:
+	$(CARGO) clean
