@@ -7,11 +7,13 @@
 //! `flb_kv.h`, `mk_list.h`) of 3.2 to 5.1; see the README for how each was checked.
 #![allow(non_camel_case_types)]
 
+use crate::core::aggregate::{self, Row};
 use crate::core::config::{self, Config, PropertyType, PROPERTIES};
-use crate::core::filter::{ChunkStats, Detector, Outcome};
+use crate::core::filter::Outcome;
+use crate::core::instance::{FilterInstance, RowSink};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `FLB_FILTER_MODIFIED`: the chunk was rewritten into `out_buf`.
@@ -401,64 +403,334 @@ fn find_property_list(
     None
 }
 
+type InputNameExistsFn = unsafe extern "C" fn(*const c_char, *mut flb_config) -> c_int;
+type InputNewFn = unsafe extern "C" fn(
+    *mut flb_config,
+    *const c_char,
+    *mut c_void,
+    c_int,
+) -> *mut flb_input_instance;
+type InputSetPropertyFn =
+    unsafe extern "C" fn(*mut flb_input_instance, *const c_char, *const c_char) -> c_int;
+type InputInstanceInitFn = unsafe extern "C" fn(*mut flb_input_instance, *mut flb_config) -> c_int;
+type EmitterAddRecordFn = unsafe extern "C" fn(
+    *const c_char,
+    c_int,
+    *const c_char,
+    usize,
+    *mut flb_input_instance,
+    *mut flb_input_instance,
+) -> c_int;
+type StorageInputCreateFn = unsafe extern "C" fn(*mut c_void, *mut flb_input_instance) -> c_int;
+type InputInstanceExitFn = unsafe extern "C" fn(*mut flb_input_instance, *mut flb_config);
+type InputInstanceDestroyFn = unsafe extern "C" fn(*mut flb_input_instance);
+type SchedCtxGetFn = unsafe extern "C" fn() -> *mut c_void;
+type TimerCallback = extern "C" fn(*mut flb_config, *mut c_void);
+type TimerCbCreateFn = unsafe extern "C" fn(
+    *mut c_void,
+    c_int,
+    c_int,
+    TimerCallback,
+    *mut c_void,
+    *mut *mut c_void,
+) -> c_int;
+type TimerCbDestroyFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+/// `FLB_SCHED_TIMER_CB_PERM` of flb_scheduler.h: a permanent callback timer.
+const FLB_SCHED_TIMER_CB_PERM: c_int = 4;
+
+/// The host functions behind an emitter input (`rewrite_tag`'s pattern) and an engine
+/// timer (`log_to_metrics`'s pattern). Optional: a Fluent Bit built without `in_emitter`
+/// lacks them, and the filter then appends rows to the chunks it filters.
+#[derive(Clone, Copy)]
+struct EmitterHost {
+    name_exists: InputNameExistsFn,
+    input_new: InputNewFn,
+    set_property: InputSetPropertyFn,
+    instance_init: InputInstanceInitFn,
+    instance_exit: InputInstanceExitFn,
+    instance_destroy: InputInstanceDestroyFn,
+    storage_input_create: StorageInputCreateFn,
+    add_record: EmitterAddRecordFn,
+    sched_get: SchedCtxGetFn,
+    timer_create: TimerCbCreateFn,
+    timer_destroy: TimerCbDestroyFn,
+}
+
+impl EmitterHost {
+    /// Ok(host), or Err(the first missing symbol).
+    fn resolve() -> Result<EmitterHost, &'static str> {
+        fn get(name: &'static CStr) -> Result<*mut c_void, &'static str> {
+            let p = host_symbol(name);
+            if p.is_null() {
+                Err(name.to_str().unwrap_or("?"))
+            } else {
+                Ok(p)
+            }
+        }
+        // SAFETY: each symbol is the Fluent Bit function of this prototype (flb_input.h,
+        // in_emitter's emitter.c, flb_scheduler.h), unchanged from 3.2 to 5.1.
+        unsafe {
+            Ok(EmitterHost {
+                name_exists: std::mem::transmute::<*mut c_void, InputNameExistsFn>(get(
+                    c"flb_input_name_exists",
+                )?),
+                input_new: std::mem::transmute::<*mut c_void, InputNewFn>(get(c"flb_input_new")?),
+                set_property: std::mem::transmute::<*mut c_void, InputSetPropertyFn>(get(
+                    c"flb_input_set_property",
+                )?),
+                instance_init: std::mem::transmute::<*mut c_void, InputInstanceInitFn>(get(
+                    c"flb_input_instance_init",
+                )?),
+                instance_exit: std::mem::transmute::<*mut c_void, InputInstanceExitFn>(get(
+                    c"flb_input_instance_exit",
+                )?),
+                instance_destroy: std::mem::transmute::<*mut c_void, InputInstanceDestroyFn>(get(
+                    c"flb_input_instance_destroy",
+                )?),
+                storage_input_create: std::mem::transmute::<*mut c_void, StorageInputCreateFn>(
+                    get(c"flb_storage_input_create")?,
+                ),
+                add_record: std::mem::transmute::<*mut c_void, EmitterAddRecordFn>(get(
+                    c"in_emitter_add_record",
+                )?),
+                sched_get: std::mem::transmute::<*mut c_void, SchedCtxGetFn>(get(
+                    c"flb_sched_ctx_get",
+                )?),
+                timer_create: std::mem::transmute::<*mut c_void, TimerCbCreateFn>(get(
+                    c"flb_sched_timer_cb_create",
+                )?),
+                timer_destroy: std::mem::transmute::<*mut c_void, TimerCbDestroyFn>(get(
+                    c"flb_sched_timer_cb_destroy",
+                )?),
+            })
+        }
+    }
+}
+
+/// Byte offsets used to find `config->cio` (the chunk I/O context every input's storage
+/// hangs from). `struct flb_config` changes size between releases, but the block
+/// `void *cio; char *storage_path; void *storage_input_plugin; char *storage_sync;
+/// int storage_metrics, storage_checksum, storage_max_chunks_up, storage_del_bad_chunks;`
+/// and `struct cio_ctx` (chunkio) are the same in 3.2 to 5.1.
+mod cio_probe {
+    /// Where `cio` may sit in `struct flb_config` (1032 in 3.2.10, 1192 in 5.1.1).
+    pub const SCAN: std::ops::Range<usize> = 256..2048;
+    pub const CFG_METRICS: usize = 32;
+    pub const CFG_CHECKSUM: usize = 36;
+    pub const CFG_MAX_CHUNKS_UP: usize = 40;
+    pub const CFG_DEL_BAD_CHUNKS: usize = 44;
+    pub const CIO_PAGE_SIZE: usize = 0;
+    pub const CIO_LOG_LEVEL: usize = 24;
+    pub const CIO_MAX_CHUNKS_UP: usize = 104;
+    pub const CIO_STREAMS: usize = 112;
+    pub const CIO_SIZE: usize = 136;
+}
+
+/// Whether `len` bytes at `p` are mapped memory (mincore fails with ENOMEM otherwise), so
+/// reading them cannot fault.
+fn is_mapped(p: usize, len: usize) -> bool {
+    // SAFETY: sysconf and mincore only inspect the address space.
+    unsafe {
+        let page = libc::sysconf(libc::_SC_PAGESIZE).max(4096) as usize;
+        let start = p & !(page - 1);
+        let end = p.saturating_add(len);
+        let pages = end.saturating_sub(start).div_ceil(page);
+        let mut vec = vec![0u8; pages.max(1)];
+        libc::mincore(start as *mut c_void, end - start, vec.as_mut_ptr()) == 0
+    }
+}
+
+/// Finds `config->cio`: the one pointer in the scanned window whose neighbours are the
+/// storage settings (flags 0/1, a sane max_chunks_up) and whose target is a live
+/// `struct cio_ctx` (this machine's page size, a valid log level, the same
+/// max_chunks_up as the config, a well-formed stream list). Every read is checked to be
+/// mapped first. None when no such pointer is found (the emitter is then not used).
+fn find_cio(config: *mut flb_config) -> Option<*mut c_void> {
+    use cio_probe::*;
+    if config.is_null() || !is_mapped(config as usize, SCAN.end + 48) {
+        return None;
+    }
+    // SAFETY: reads within the checked range of `config`, and of candidate targets only
+    // after is_mapped says they are readable.
+    unsafe {
+        let base = config as *const u8;
+        let page_size = libc::sysconf(libc::_SC_PAGESIZE) as i32;
+        let int_at = |off: usize| (base.add(off) as *const i32).read_unaligned();
+        let mut found = None;
+        for off in SCAN.step_by(8) {
+            let flag = |d: usize| matches!(int_at(off + d), 0 | 1);
+            let max_up = int_at(off + CFG_MAX_CHUNKS_UP);
+            if !(flag(CFG_METRICS)
+                && flag(CFG_CHECKSUM)
+                && flag(CFG_DEL_BAD_CHUNKS)
+                && (1..=1 << 20).contains(&max_up))
+            {
+                continue;
+            }
+            let p = (base.add(off) as *const usize).read_unaligned();
+            if p == 0 || p % 8 != 0 || !is_mapped(p, CIO_SIZE) {
+                continue;
+            }
+            let cio = p as *const u8;
+            let ok = (cio.add(CIO_PAGE_SIZE) as *const i32).read() == page_size
+                && (0..=6).contains(&(cio.add(CIO_LOG_LEVEL) as *const i32).read())
+                && (cio.add(CIO_MAX_CHUNKS_UP) as *const usize).read() == max_up as usize;
+            if !ok {
+                continue;
+            }
+            let streams = cio.add(CIO_STREAMS) as *const mk_list;
+            let next = (*streams).next;
+            if next.is_null()
+                || !is_mapped(next as usize, 16)
+                || !std::ptr::eq((*next).prev, streams)
+            {
+                continue;
+            }
+            if found.is_some() {
+                return None; // ambiguous: trust neither
+            }
+            found = Some(p as *mut c_void);
+        }
+        found
+    }
+}
+
+/// The emitter input this instance created.
+struct Emitter {
+    host: EmitterHost,
+    ins: *mut flb_input_instance,
+}
+
 /// Per-instance state handed to Fluent Bit as the filter context. Read-only after init
-/// except for the atomic counters, so the callback may run on several threads at once.
+/// except for atomics and the aggregate's mutex, so the callback may run on several
+/// threads at once (and the timer on the engine's).
 struct Context {
     host: Host,
     ins: *mut flb_filter_instance,
-    detector: Detector,
-    records: AtomicU64,
-    candidates: AtomicU64,
-    flagged: AtomicU64,
-    excluded: AtomicU64,
-    chunks_modified: AtomicU64,
+    filter: FilterInstance,
+    emitter: Option<Emitter>,
+    timer: AtomicPtr<c_void>,
+    /// The input of the last chunk seen: the emitter needs a source input.
+    last_input: AtomicPtr<flb_input_instance>,
     internal_errors: AtomicU64,
+    rows_failed: AtomicU64,
     /// Unix second of the last rate-limited error line.
     last_error_log: AtomicU64,
     errors_since_log: AtomicU64,
+    last_early_log: AtomicU64,
 }
 
-// SAFETY: `ins` is only used to read the log level and the instance name, which Fluent Bit
-// does not change while the filter runs; everything else is immutable or atomic.
+// SAFETY: `ins` and the emitter are only used through Fluent Bit functions that Fluent Bit
+// itself calls from filter callbacks on any thread; everything else is immutable, atomic
+// or behind a mutex.
 unsafe impl Sync for Context {}
 unsafe impl Send for Context {}
 
-/// At most one internal-error line per this many seconds and instance.
-const ERROR_LOG_INTERVAL_SECS: u64 = 10;
+/// At most one rate-limited line per this many seconds and instance.
+const LOG_INTERVAL_SECS: u64 = 10;
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// True at most once per interval (per `last`), counting calls in between in `skipped`.
+fn rate_limited(last: &AtomicU64, skipped: Option<&AtomicU64>) -> Option<u64> {
+    let now = unix_now() as u64;
+    let prev = last.load(Ordering::Relaxed);
+    let due = prev == 0 || now >= prev + LOG_INTERVAL_SECS;
+    if due
+        && last
+            .compare_exchange(prev, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        Some(skipped.map_or(0, |s| s.swap(0, Ordering::Relaxed)))
+    } else {
+        if let Some(s) = skipped {
+            s.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+}
 
 impl Context {
-    fn add(&self, s: &ChunkStats) {
-        self.records.fetch_add(s.records, Ordering::Relaxed);
-        self.candidates.fetch_add(s.candidates, Ordering::Relaxed);
-        self.flagged.fetch_add(s.flagged, Ordering::Relaxed);
-        self.excluded.fetch_add(s.excluded, Ordering::Relaxed);
-    }
-
     /// Logs an internal error at most once per interval, counting the ones it swallows.
     fn error_rate_limited(&self, msg: &str) {
         self.internal_errors.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let last = self.last_error_log.load(Ordering::Relaxed);
-        let due = last == 0 || now >= last + ERROR_LOG_INTERVAL_SECS;
-        if due
-            && self
-                .last_error_log
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let skipped = self.errors_since_log.swap(0, Ordering::Relaxed);
+        if let Some(skipped) = rate_limited(&self.last_error_log, Some(&self.errors_since_log)) {
             let tail = if skipped > 0 {
                 format!(" ({skipped} similar errors not logged)")
             } else {
                 String::new()
             };
             log(&self.host, self.ins, FLB_LOG_ERROR, &format!("{msg}{tail}"));
-        } else {
-            self.errors_since_log.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Emits records through the emitter under `tag`. False when the emitter refused them.
+    fn emit(&self, tag: &str, records: &[u8], source: *mut flb_input_instance) -> bool {
+        let Some(em) = &self.emitter else {
+            return false;
+        };
+        if source.is_null() {
+            return false;
+        }
+        let Ok(ctag) = CString::new(tag) else {
+            return false;
+        };
+        // SAFETY: in_emitter_add_record(tag, tag_len, buf, size, emitter, source input),
+        // with a valid msgpack buffer that the emitter copies.
+        let ret = unsafe {
+            (em.host.add_record)(
+                ctag.as_ptr(),
+                tag.len() as c_int,
+                records.as_ptr() as *const c_char,
+                records.len(),
+                em.ins,
+                source,
+            )
+        };
+        ret == 0
+    }
+
+    /// Emits aggregate rows under the aggregate tag; a row the emitter refuses goes to the
+    /// log rather than being lost silently.
+    fn emit_rows(&self, rows: &[Row], source: *mut flb_input_instance) {
+        let Some(tag) = self
+            .filter
+            .config()
+            .aggregate
+            .as_ref()
+            .map(|a| a.tag.clone())
+        else {
+            return;
+        };
+        let now = unix_now();
+        for r in rows {
+            let rec = self.filter.row_record(r, now);
+            if self.emit(&tag, &rec, source) {
+                self.filter
+                    .counters
+                    .rows_emitted
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.rows_failed.fetch_add(1, Ordering::Relaxed);
+                self.log_row(FLB_LOG_ERROR, "aggregate row could not be emitted", r);
+            }
+        }
+    }
+
+    fn log_row(&self, level: c_int, why: &str, r: &Row) {
+        let json = aggregate::rows_to_state(std::slice::from_ref(r));
+        log(
+            &self.host,
+            self.ins,
+            level,
+            &format!("{why}: {}", json.trim_end()),
+        );
     }
 }
 
@@ -471,10 +743,10 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 extern "C" fn cb_init(
     ins: *mut flb_filter_instance,
-    _config: *mut flb_config,
+    config: *mut flb_config,
     _data: *mut c_void,
 ) -> c_int {
-    let result = catch_unwind(AssertUnwindSafe(|| init(ins)));
+    let result = catch_unwind(AssertUnwindSafe(|| init(ins, config)));
     match result {
         Ok(Ok(())) => 0,
         Ok(Err(())) => -1,
@@ -488,7 +760,93 @@ extern "C" fn cb_init(
     }
 }
 
-fn init(ins: *mut flb_filter_instance) -> Result<(), ()> {
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut c_char, buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    if ok && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown".into()
+    }
+}
+
+fn instance_name(host: &Host, ins: *mut flb_filter_instance) -> String {
+    // SAFETY: host function on the live instance; returns a C string it owns.
+    unsafe {
+        let n = (host.filter_name)(ins);
+        if n.is_null() {
+            "pssession".into()
+        } else {
+            CStr::from_ptr(n).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Creates and initialises the emitter input, as `rewrite_tag` does.
+fn create_emitter(
+    host: &Host,
+    ins: *mut flb_filter_instance,
+    config: *mut flb_config,
+    eh: EmitterHost,
+    cfg: &Config,
+) -> Result<Emitter, String> {
+    let name = cfg
+        .emitter
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("emitter_for_{}", instance_name(host, ins)));
+    let cname = CString::new(name.clone()).map_err(|_| "emitter_name has a NUL byte")?;
+    // SAFETY: Fluent Bit's input API with the config pointer it passed to cb_init and
+    // NUL-terminated strings; the new instance is owned by Fluent Bit.
+    unsafe {
+        if (eh.name_exists)(cname.as_ptr(), config) != 0 {
+            return Err(format!(
+                "property 'emitter_name': emitter_name '{name}' already exists"
+            ));
+        }
+        let em = (eh.input_new)(config, c"emitter".as_ptr(), std::ptr::null_mut(), 0);
+        if em.is_null() {
+            return Err("cannot create the emitter input instance".into());
+        }
+        for (k, v) in [
+            ("alias", name.as_str()),
+            ("mem_buf_limit", cfg.emitter.mem_buf_limit.as_str()),
+            ("storage.type", cfg.emitter.storage_type.as_str()),
+        ] {
+            let (ck, cv) = (
+                CString::new(k).unwrap_or_default(),
+                CString::new(v).unwrap_or_default(),
+            );
+            if (eh.set_property)(em, ck.as_ptr(), cv.as_ptr()) != 0 {
+                return Err(format!("cannot set '{k}' of the emitter to '{v}'"));
+            }
+        }
+        if (eh.instance_init)(em, config) != 0 {
+            (eh.instance_exit)(em, config);
+            (eh.instance_destroy)(em);
+            return Err(format!("cannot initialize emitter instance '{name}'"));
+        }
+        // Storage is created for the configured inputs before filters start; an input
+        // made now needs its own, as rewrite_tag does with flb_storage_input_create.
+        let created = match find_cio(config) {
+            Some(cio) => (eh.storage_input_create)(cio, em) == 0,
+            None => false,
+        };
+        if !created {
+            (eh.instance_exit)(em, config);
+            (eh.instance_destroy)(em);
+            return Err(format!(
+                "cannot create storage for emitter '{name}' (the chunk I/O context of this \
+                 Fluent Bit was not found)"
+            ));
+        }
+        Ok(Emitter { host: eh, ins: em })
+    }
+}
+
+fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()> {
     let host = match Host::resolve() {
         Ok(h) => h,
         Err(missing) => {
@@ -501,42 +859,215 @@ fn init(ins: *mut flb_filter_instance) -> Result<(), ()> {
     if ins.is_null() {
         return Err(());
     }
-    let cfg = Config::from_properties(|name| property_values(&host, ins, name));
-    let cfg = match cfg {
+    let cfg = match Config::from_properties(|name| property_values(&host, ins, name)) {
         Ok(c) => c,
         Err(e) => {
             log(&host, ins, FLB_LOG_ERROR, &e.to_string());
             return Err(());
         }
     };
+    let needs_emitter = cfg.aggregate.is_some() || cfg.alert_tag.is_some();
+    let mut emitter = None;
+    let mut fallback_reason = None;
+    if needs_emitter {
+        match EmitterHost::resolve() {
+            Ok(eh) => match create_emitter(&host, ins, config, eh, &cfg) {
+                Ok(em) => emitter = Some(em),
+                Err(e) if e.starts_with("property") => {
+                    log(&host, ins, FLB_LOG_ERROR, &e);
+                    return Err(());
+                }
+                Err(e) => fallback_reason = Some(e),
+            },
+            Err(missing) => {
+                fallback_reason = Some(format!("this Fluent Bit does not export '{missing}'"))
+            }
+        }
+    }
+    if let Some(why) = &fallback_reason {
+        if cfg.alert_tag.is_some() {
+            log(
+                &host,
+                ins,
+                FLB_LOG_ERROR,
+                &format!(
+                    "property 'alert_tag': needs an emitter input, which is unavailable ({why}); \
+                     route alerts with rewrite_tag on $event['kind'] instead"
+                ),
+            );
+            return Err(());
+        }
+        log(
+            &host,
+            ins,
+            FLB_LOG_WARN,
+            &format!(
+                "no emitter ({why}): aggregate rows will be appended to the chunks this filter \
+                 processes, under their tag, when a flush is due"
+            ),
+        );
+    }
+    let sink = if emitter.is_some() {
+        RowSink::Emitter
+    } else {
+        RowSink::AppendToChunk
+    };
     let summary = format!(
-        "mode={:?} schema={:?} risk_score={} exclude_user={} exclude_computer={} namespace={}",
+        "mode={:?} schema={:?} risk_score={} exclude_user={} exclude_computer={} namespace={} \
+         aggregate={} alert_tag={}",
         cfg.mode,
         cfg.schema,
         cfg.risk_score,
         cfg.exclude_user.len(),
         cfg.exclude_computer.len(),
-        cfg.namespace
+        cfg.namespace,
+        match &cfg.aggregate {
+            None => "off".to_string(),
+            Some(a) => format!(
+                "{:?}/{}ms/{} via {}",
+                a.mode,
+                a.flush_interval_ms,
+                a.tag,
+                if sink == RowSink::Emitter {
+                    "emitter"
+                } else {
+                    "chunk"
+                }
+            ),
+        },
+        cfg.alert_tag.as_deref().unwrap_or("none"),
     )
     .to_lowercase();
+    let state_file = cfg.aggregate.as_ref().and_then(|a| a.state_file.clone());
+    let interval_ms = cfg.aggregate.as_ref().map(|a| a.flush_interval_ms);
+    let now = unix_now();
     let ctx = Box::new(Context {
         host,
         ins,
-        detector: Detector::new(cfg),
-        records: AtomicU64::new(0),
-        candidates: AtomicU64::new(0),
-        flagged: AtomicU64::new(0),
-        excluded: AtomicU64::new(0),
-        chunks_modified: AtomicU64::new(0),
+        filter: FilterInstance::new(cfg, sink, hostname(), now),
+        emitter,
+        timer: AtomicPtr::new(std::ptr::null_mut()),
+        last_input: AtomicPtr::new(std::ptr::null_mut()),
         internal_errors: AtomicU64::new(0),
+        rows_failed: AtomicU64::new(0),
         last_error_log: AtomicU64::new(0),
         errors_since_log: AtomicU64::new(0),
+        last_early_log: AtomicU64::new(0),
     });
+    if let Some(path) = &state_file {
+        restore_state(&ctx, path, now);
+    }
     let raw = Box::into_raw(ctx);
+    // SAFETY: `raw` stays valid until cb_exit; the timer is destroyed there first.
+    let ctx = unsafe { &*raw };
+    if let (Some(em), Some(ms)) = (&ctx.emitter, interval_ms) {
+        let mut timer: *mut c_void = std::ptr::null_mut();
+        // SAFETY: flb_sched_ctx_get / flb_sched_timer_cb_create as log_to_metrics uses them;
+        // the callback and its data outlive the timer.
+        let ret = unsafe {
+            let sched = (em.host.sched_get)();
+            if sched.is_null() {
+                -1
+            } else {
+                (em.host.timer_create)(
+                    sched,
+                    FLB_SCHED_TIMER_CB_PERM,
+                    ms.min(i32::MAX as u64) as c_int,
+                    on_timer,
+                    raw as *mut c_void,
+                    &mut timer,
+                )
+            }
+        };
+        if ret < 0 {
+            log(
+                &host,
+                ins,
+                FLB_LOG_ERROR,
+                "could not create the aggregate flush timer",
+            );
+            // SAFETY: reclaim the context we just leaked; nothing else holds it yet.
+            drop(unsafe { Box::from_raw(raw) });
+            return Err(());
+        }
+        ctx.timer.store(timer, Ordering::Release);
+    }
     // SAFETY: host function storing our context in the live instance.
     unsafe { (host.set_context)(ins, raw as *mut c_void) };
     log(&host, ins, FLB_LOG_INFO, &format!("started: {summary}"));
     Ok(())
+}
+
+/// Reads rows saved at the last stop back into the aggregate, then removes the file.
+fn restore_state(ctx: &Context, path: &str, now: f64) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            log(
+                &ctx.host,
+                ctx.ins,
+                FLB_LOG_WARN,
+                &format!("cannot read aggregate_state_file {path}: {e}"),
+            );
+            return;
+        }
+    };
+    match aggregate::rows_from_state(&text, now) {
+        Ok(rows) => {
+            let early = ctx.filter.restore(&rows, now);
+            for r in &early {
+                ctx.log_row(FLB_LOG_WARN, "restored aggregate row over the bounds", r);
+            }
+            let _ = std::fs::remove_file(path);
+            log(
+                &ctx.host,
+                ctx.ins,
+                FLB_LOG_INFO,
+                &format!("restored {} aggregate rows from {path}", rows.len()),
+            );
+        }
+        Err(e) => {
+            let bad = format!("{path}.corrupt");
+            let _ = std::fs::rename(path, &bad);
+            log(
+                &ctx.host,
+                ctx.ins,
+                FLB_LOG_WARN,
+                &format!("aggregate_state_file {path}: {e}; moved aside to {bad}"),
+            );
+        }
+    }
+}
+
+/// The engine's timer: emits the rows of the interval.
+extern "C" fn on_timer(_config: *mut flb_config, data: *mut c_void) {
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: `data` is the Context registered with the timer, destroyed in cb_exit only
+    // after the timer.
+    let ctx = unsafe { &*(data as *const Context) };
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let source = ctx.last_input.load(Ordering::Acquire);
+        let now = unix_now();
+        let rows = ctx.filter.on_timer(now);
+        if rows.is_empty() {
+            return;
+        }
+        if source.is_null() {
+            // No chunk seen yet (rows restored from a state file): keep them.
+            ctx.filter.restore(&rows, now);
+            return;
+        }
+        ctx.emit_rows(&rows, source);
+    }));
+    if let Err(p) = r {
+        ctx.error_rate_limited(&format!(
+            "internal error in the flush timer: {}",
+            panic_text(&*p)
+        ));
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -548,7 +1079,7 @@ extern "C" fn cb_filter(
     out_buf: *mut *mut c_void,
     out_size: *mut usize,
     _f_ins: *mut flb_filter_instance,
-    _i_ins: *mut flb_input_instance,
+    i_ins: *mut flb_input_instance,
     context: *mut c_void,
     _config: *mut flb_config,
 ) -> c_int {
@@ -559,11 +1090,20 @@ extern "C" fn cb_filter(
     // SAFETY: `context` is the Box<Context> made in init and freed only in exit, after
     // Fluent Bit stopped calling the filter.
     let ctx = unsafe { &*(context as *const Context) };
+    if let Some(em) = &ctx.emitter {
+        if i_ins == em.ins {
+            // Our own rows and alert copies coming back through a broad Match.
+            return FLB_FILTER_NOTOUCH;
+        }
+    }
+    if !i_ins.is_null() {
+        ctx.last_input.store(i_ins, Ordering::Release);
+    }
     // SAFETY: Fluent Bit passes a readable chunk of `bytes` bytes, valid for this call.
     let chunk = unsafe { std::slice::from_raw_parts(data as *const u8, bytes) };
-    let result = catch_unwind(AssertUnwindSafe(|| ctx.detector.filter_chunk(chunk)));
-    let result = match result {
-        Ok(r) => r,
+    let actions = catch_unwind(AssertUnwindSafe(|| ctx.filter.process(chunk, unix_now())));
+    let actions = match actions {
+        Ok(a) => a,
         Err(p) => {
             ctx.error_rate_limited(&format!(
                 "internal error, chunk of {bytes} bytes passed on unchanged: {}",
@@ -572,35 +1112,57 @@ extern "C" fn cb_filter(
             return FLB_FILTER_NOTOUCH;
         }
     };
-    ctx.add(&result.stats);
-    if let Some(e) = result.error {
+    if let Some(e) = actions.result.error {
         ctx.error_rate_limited(&format!(
             "chunk of {bytes} bytes is not valid msgpack ({e}); the bytes from there on were \
              passed on unchanged"
         ));
     }
-    match result.outcome {
-        Outcome::NoTouch => FLB_FILTER_NOTOUCH,
-        Outcome::Modified(buf) => {
-            // Fluent Bit releases the buffer with free(): allocate it with malloc.
-            // SAFETY: malloc of a non-zero size; the copy stays within both buffers.
-            unsafe {
-                let p = libc::malloc(buf.len().max(1)) as *mut u8;
-                if p.is_null() {
-                    ctx.error_rate_limited(&format!(
-                        "out of memory for a {} byte chunk; passed on unchanged",
-                        buf.len()
-                    ));
-                    return FLB_FILTER_NOTOUCH;
-                }
-                std::ptr::copy_nonoverlapping(buf.as_ptr(), p, buf.len());
-                *out_buf = p as *mut c_void;
-                *out_size = buf.len();
+    let output: Option<&[u8]> = match (&actions.appended, &actions.result.outcome) {
+        (Some(a), _) => Some(a),
+        (None, Outcome::Modified(b)) => Some(b),
+        (None, Outcome::NoTouch) => None,
+    };
+    if let (Some(tag), Some(out)) = (&ctx.filter.config().alert_tag, output) {
+        for range in &actions.alert_copies {
+            if !ctx.emit(tag, &out[range.clone()], i_ins) {
+                ctx.error_rate_limited("an alert copy could not be emitted");
             }
-            ctx.chunks_modified.fetch_add(1, Ordering::Relaxed);
-            FLB_FILTER_MODIFIED
         }
     }
+    if !actions.rows.is_empty() {
+        ctx.emit_rows(&actions.rows, i_ins);
+        if rate_limited(&ctx.last_early_log, None).is_some() {
+            log(
+                &ctx.host,
+                ctx.ins,
+                FLB_LOG_WARN,
+                &format!(
+                    "{} aggregate rows emitted early so far (max_keys or max_message_bytes reached)",
+                    ctx.filter.counters.rows_early.load(Ordering::Relaxed)
+                ),
+            );
+        }
+    }
+    let Some(out) = output else {
+        return FLB_FILTER_NOTOUCH;
+    };
+    // Fluent Bit releases the buffer with free(): allocate it with malloc.
+    // SAFETY: malloc of a non-zero size; the copy stays within both buffers.
+    unsafe {
+        let p = libc::malloc(out.len().max(1)) as *mut u8;
+        if p.is_null() {
+            ctx.error_rate_limited(&format!(
+                "out of memory for a {} byte chunk; passed on unchanged",
+                out.len()
+            ));
+            return FLB_FILTER_NOTOUCH;
+        }
+        std::ptr::copy_nonoverlapping(out.as_ptr(), p, out.len());
+        *out_buf = p as *mut c_void;
+        *out_size = out.len();
+    }
+    FLB_FILTER_MODIFIED
 }
 
 extern "C" fn cb_exit(context: *mut c_void, _config: *mut flb_config) -> c_int {
@@ -610,18 +1172,73 @@ extern "C" fn cb_exit(context: *mut c_void, _config: *mut flb_config) -> c_int {
     let r = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the Box made in init; Fluent Bit calls exit once, after the last filter.
         let ctx = unsafe { Box::from_raw(context as *mut Context) };
+        let timer = ctx.timer.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if let (Some(em), false) = (&ctx.emitter, timer.is_null()) {
+            // SAFETY: the timer we created; destroyed once, before the context goes.
+            unsafe { (em.host.timer_destroy)(timer) };
+        }
+        // The engine no longer routes records at this point: what is still counted goes
+        // to the state file, or to the log.
+        let rows = ctx.filter.on_exit(unix_now());
+        let state_file = ctx
+            .filter
+            .config()
+            .aggregate
+            .as_ref()
+            .and_then(|a| a.state_file.clone());
+        if !rows.is_empty() {
+            match &state_file {
+                Some(path) => {
+                    let tmp = format!("{path}.tmp");
+                    let saved = std::fs::write(&tmp, aggregate::rows_to_state(&rows))
+                        .and_then(|()| std::fs::rename(&tmp, path));
+                    match saved {
+                        Ok(()) => log(
+                            &ctx.host,
+                            ctx.ins,
+                            FLB_LOG_INFO,
+                            &format!(
+                                "saved {} aggregate rows to {path} for the next start",
+                                rows.len()
+                            ),
+                        ),
+                        Err(e) => {
+                            log(
+                                &ctx.host,
+                                ctx.ins,
+                                FLB_LOG_ERROR,
+                                &format!("cannot write {path}: {e}"),
+                            );
+                            for r in &rows {
+                                ctx.log_row(FLB_LOG_WARN, "aggregate row at shutdown", r);
+                            }
+                        }
+                    }
+                }
+                None => {
+                    for r in &rows {
+                        ctx.log_row(FLB_LOG_WARN, "aggregate row at shutdown", r);
+                    }
+                }
+            }
+        }
+        let c = &ctx.filter.counters;
         log(
             &ctx.host,
             ctx.ins,
             FLB_LOG_INFO,
             &format!(
                 "stopping: {} records read, {} PowerShell 4104 events, {} flagged, {} excluded \
-                 by tuning, {} chunks modified, {} internal errors",
-                ctx.records.load(Ordering::Relaxed),
-                ctx.candidates.load(Ordering::Relaxed),
-                ctx.flagged.load(Ordering::Relaxed),
-                ctx.excluded.load(Ordering::Relaxed),
-                ctx.chunks_modified.load(Ordering::Relaxed),
+                 by tuning, {} chunks modified, {} aggregate rows emitted ({} early, {} failed), \
+                 {} internal errors",
+                c.records.load(Ordering::Relaxed),
+                c.candidates.load(Ordering::Relaxed),
+                c.flagged.load(Ordering::Relaxed),
+                c.excluded.load(Ordering::Relaxed),
+                c.chunks_modified.load(Ordering::Relaxed),
+                c.rows_emitted.load(Ordering::Relaxed),
+                c.rows_early.load(Ordering::Relaxed),
+                ctx.rows_failed.load(Ordering::Relaxed),
                 ctx.internal_errors.load(Ordering::Relaxed),
             ),
         );

@@ -293,7 +293,7 @@ impl Plugin {
             ffi,
             strings: Vec::new(),
             initialized: false,
-            config: Box::new([0u8; 64]),
+            config: EmuConfig::new(HostLayout::of_this_process()),
         };
         let mut errors = Vec::new();
         // flb_filter_set_property: core properties first, the rest into the list.
@@ -336,7 +336,7 @@ impl Plugin {
             .ok_or_else(|| EmuError::Load("no cb_init".into()))?;
         let ret = cb_init(
             inst.ins_ptr(),
-            inst.config.as_mut_ptr() as *mut flb_config,
+            inst.config.as_ptr() as *mut flb_config,
             std::ptr::null_mut(),
         );
         if ret != 0 {
@@ -413,6 +413,58 @@ fn read_config_map(map: *const u8, layout: HostLayout) -> Vec<MapEntry> {
     }
 }
 
+/// Stand-in for `struct flb_config`: opaque to the plugin except for the chunk I/O block
+/// (`void *cio; ...; int storage_max_chunks_up; ...`) that inputs created at run time
+/// need, laid out at the offset of the emulated version (1192 in 5.1.1, 1032 in 3.2.10),
+/// pointing to a `struct cio_ctx` with chunkio's layout.
+pub struct EmuConfig {
+    bytes: Box<[u64; 512]>,
+    cio: Box<[u64; 17]>,
+}
+
+impl EmuConfig {
+    fn new(layout: HostLayout) -> EmuConfig {
+        let off = match layout {
+            HostLayout::Current => 1192,
+            HostLayout::Legacy => 1032,
+        };
+        let mut cio = Box::new([0u64; 17]);
+        let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) as u64; // SAFETY: no preconditions
+        cio[0] = page | ((-1i32 as u32 as u64) << 32); // page_size, realloc_size_hint
+        cio[3] = 3; // options.log_level
+        cio[13] = 128; // max_chunks_up
+        let streams = &mut cio[14] as *mut u64 as u64;
+        cio[14] = streams; // streams.prev = &streams
+        cio[15] = streams; // streams.next = &streams
+        let mut bytes = Box::new([0u64; 512]);
+        let w = off / 8;
+        bytes[w] = &*cio as *const [u64; 17] as u64; // cio
+        bytes[w + 4] = 1; // storage_metrics = 1, storage_checksum = 0
+        bytes[w + 5] = 128; // storage_max_chunks_up = 128, storage_del_bad_chunks = 0
+        VALID_CIO
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(&*cio as *const [u64; 17] as usize);
+        EmuConfig { bytes, cio }
+    }
+
+    fn as_ptr(&self) -> *const u8 {
+        self.bytes.as_ptr() as *const u8
+    }
+}
+
+impl Drop for EmuConfig {
+    fn drop(&mut self) {
+        let p = &*self.cio as *const [u64; 17] as usize;
+        VALID_CIO
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| *c != p);
+    }
+}
+
+static VALID_CIO: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
 /// A started filter instance. Dropping it runs `cb_exit` and releases the instance, as
 /// Fluent Bit does at shutdown or reload.
 pub struct Instance<'p> {
@@ -422,7 +474,7 @@ pub struct Instance<'p> {
     strings: Vec<*mut c_void>,
     initialized: bool,
     /// Stand-in for `struct flb_config` (opaque to the plugin).
-    config: Box<[u8; 64]>,
+    config: EmuConfig,
 }
 
 // SAFETY: after start-up the instance is only read (by the host functions), and Fluent Bit
@@ -461,6 +513,39 @@ impl<'p> Instance<'p> {
         };
         // SAFETY: both are NUL-terminated strings owned by the instance.
         unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    /// Runs this instance's timers once, as the engine does when they expire. Returns how
+    /// many ran.
+    pub fn fire_timers(&self) -> usize {
+        let due: Vec<(extern "C" fn(*mut c_void, *mut c_void), usize)> = TIMERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|t| t.data == self.ffi.context as usize)
+            .map(|t| (t.cb, t.data))
+            .collect();
+        for (cb, data) in &due {
+            cb(self.config.as_ptr() as *mut c_void, *data as *mut c_void);
+        }
+        due.len()
+    }
+
+    /// The intervals (ms) of this instance's live timers.
+    pub fn timer_intervals(&self) -> Vec<i32> {
+        TIMERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|t| t.data == self.ffi.context as usize)
+            .map(|t| t.ms)
+            .collect()
+    }
+
+    /// The input instance handle the emulator passes as the chunk's source input.
+    pub fn source_input(&self) -> *mut c_void {
+        static SOURCE: u64 = 0;
+        &SOURCE as *const u64 as *mut c_void
     }
 
     /// Lines this instance logged.
@@ -563,7 +648,7 @@ impl<'p> Instance<'p> {
             &mut out_buf,
             &mut out_size,
             self.ins_ptr(),
-            std::ptr::null_mut(),
+            self.source_input() as *mut crate::ffi::flb_input_instance,
             self.ffi.context,
             self.config.as_ptr() as *mut flb_config,
         );
@@ -574,6 +659,11 @@ impl<'p> Instance<'p> {
 
     /// Calls `cb_filter` as `flb_filter_do` does and returns what goes on.
     pub fn filter(&self, chunk: &[u8], tag: &str) -> FilterCall {
+        self.filter_from(chunk, tag, self.source_input())
+    }
+
+    /// [`filter`](Self::filter) with a chosen source input (e.g. the plugin's own emitter).
+    pub fn filter_from(&self, chunk: &[u8], tag: &str, source: *mut c_void) -> FilterCall {
         let cb = match self.plugin.reg.cb_filter {
             Some(cb) => cb,
             None => {
@@ -594,7 +684,7 @@ impl<'p> Instance<'p> {
             &mut out_buf,
             &mut out_size,
             self.ins_ptr(),
-            std::ptr::null_mut(),
+            source as *mut crate::ffi::flb_input_instance,
             self.ffi.context,
             self.config.as_ptr() as *mut flb_config,
         );
@@ -629,10 +719,7 @@ impl Drop for Instance<'_> {
         // flb_filter_instance_exit: cb_exit only when a context was set.
         if self.initialized && !self.ffi.context.is_null() {
             if let Some(cb_exit) = self.plugin.reg.cb_exit {
-                cb_exit(
-                    self.ffi.context,
-                    self.config.as_mut_ptr() as *mut flb_config,
-                );
+                cb_exit(self.ffi.context, self.config.as_ptr() as *mut flb_config);
             }
         }
         for kv in self.kvs() {
@@ -765,6 +852,244 @@ pub mod host {
         record_log(LogLine { level, text });
     }
 
+    /// `flb_input_name_exists`: whether an input has this name or alias.
+    pub extern "C" fn input_name_exists(name: *const c_char, _config: *mut c_void) -> c_int {
+        if name.is_null() {
+            return 0;
+        }
+        // SAFETY: a C string from the caller.
+        let name = unsafe { CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned();
+        let inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        inputs
+            .iter()
+            .any(|i| i.alias.as_deref() == Some(&name) || i.name == name) as c_int
+    }
+
+    /// `flb_input_new(config, plugin, data, public_only)`: only the `emitter` plugin exists
+    /// here (it is private, so `public_only` must be false, as for rewrite_tag).
+    pub extern "C" fn input_new(
+        _config: *mut c_void,
+        plugin: *const c_char,
+        _data: *mut c_void,
+        public_only: c_int,
+    ) -> *mut c_void {
+        if plugin.is_null() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: a C string from the caller.
+        let plugin = unsafe { CStr::from_ptr(plugin) }
+            .to_string_lossy()
+            .into_owned();
+        if plugin != "emitter" || public_only != 0 {
+            return std::ptr::null_mut();
+        }
+        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        let id = inputs.len();
+        let handle = Box::into_raw(Box::new(id as u64)) as *mut c_void;
+        inputs.push(EmuInput {
+            handle: handle as usize,
+            name: format!("emitter.{id}"),
+            alias: None,
+            properties: Vec::new(),
+            initialized: false,
+            storage: false,
+        });
+        handle
+    }
+
+    /// `flb_input_set_property`: the core input properties the plugin may set.
+    pub extern "C" fn input_set_property(
+        ins: *mut c_void,
+        k: *const c_char,
+        v: *const c_char,
+    ) -> c_int {
+        if k.is_null() || v.is_null() {
+            return -1;
+        }
+        // SAFETY: C strings from the caller.
+        let (k, v) = unsafe {
+            (
+                CStr::from_ptr(k).to_string_lossy().into_owned(),
+                CStr::from_ptr(v).to_string_lossy().into_owned(),
+            )
+        };
+        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = inputs.iter_mut().find(|i| i.handle == ins as usize) else {
+            return -1;
+        };
+        let ok = match k.as_str() {
+            "alias" => {
+                i.alias = Some(v.clone());
+                true
+            }
+            "mem_buf_limit" => v
+                .trim_end_matches(['B', 'b'])
+                .trim_end_matches(['K', 'k', 'M', 'm', 'G', 'g'])
+                .parse::<u64>()
+                .is_ok(),
+            "storage.type" => v == "memory" || v == "filesystem",
+            _ => false,
+        };
+        if !ok {
+            return -1;
+        }
+        i.properties.push((k, v));
+        0
+    }
+
+    /// `flb_storage_input_create(cio, ins)`: only the host's own chunk I/O context works
+    /// (any other pointer would crash the real Fluent Bit).
+    pub extern "C" fn storage_input_create(cio: *mut c_void, ins: *mut c_void) -> c_int {
+        let valid = VALID_CIO
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(cio as usize));
+        assert!(
+            valid,
+            "flb_storage_input_create called with a pointer that is not config->cio"
+        );
+        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        match inputs.iter_mut().find(|i| i.handle == ins as usize) {
+            Some(i) => {
+                i.storage = true;
+                0
+            }
+            None => -1,
+        }
+    }
+
+    /// `flb_input_instance_exit`.
+    pub extern "C" fn input_instance_exit(ins: *mut c_void, _config: *mut c_void) {
+        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = inputs.iter_mut().find(|i| i.handle == ins as usize) {
+            i.initialized = false;
+        }
+    }
+
+    /// `flb_input_instance_destroy`.
+    pub extern "C" fn input_instance_destroy(ins: *mut c_void) {
+        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        inputs.retain(|i| i.handle != ins as usize);
+    }
+
+    /// `flb_input_instance_init`.
+    pub extern "C" fn input_instance_init(ins: *mut c_void, _config: *mut c_void) -> c_int {
+        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        match inputs.iter_mut().find(|i| i.handle == ins as usize) {
+            Some(i) => {
+                i.initialized = true;
+                0
+            }
+            None => -1,
+        }
+    }
+
+    /// `in_emitter_add_record(tag, tag_len, buf, size, emitter, source input)`: rejects a
+    /// record sent by the emitter to itself, checks the buffer is msgpack records, and
+    /// keeps (tag, bytes) for [`emitted`](super::emitted).
+    pub extern "C" fn emitter_add_record(
+        tag: *const c_char,
+        tag_len: c_int,
+        buf: *const c_char,
+        size: usize,
+        emitter: *mut c_void,
+        source: *mut c_void,
+    ) -> c_int {
+        if tag.is_null() || buf.is_null() || emitter == source || source.is_null() {
+            return -1;
+        }
+        // SAFETY: the caller's tag of tag_len bytes and buffer of size bytes.
+        let (tag, data) = unsafe {
+            (
+                String::from_utf8_lossy(std::slice::from_raw_parts(
+                    tag as *const u8,
+                    tag_len.max(0) as usize,
+                ))
+                .into_owned(),
+                std::slice::from_raw_parts(buf as *const u8, size).to_vec(),
+            )
+        };
+        if crate::chunk_io::decode_chunk(&data).map_or(true, |r| r.is_empty()) {
+            return -1;
+        }
+        let alias = {
+            let inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+            match inputs
+                .iter()
+                .find(|i| i.handle == emitter as usize && i.initialized)
+            {
+                Some(i) => {
+                    // Fluent Bit 5.1.1 crashes in input_chunk_get() here when the input
+                    // has no storage: fail the test instead.
+                    assert!(i.storage, "emitter used without flb_storage_input_create");
+                    i.alias.clone().unwrap_or_else(|| i.name.clone())
+                }
+                None => return -1,
+            }
+        };
+        EMITTED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Emitted {
+                emitter: alias,
+                tag,
+                data,
+            });
+        0
+    }
+
+    /// `flb_sched_ctx_get`: the engine's scheduler (any non-NULL handle here).
+    pub extern "C" fn sched_ctx_get() -> *mut c_void {
+        static SCHED: u64 = 0;
+        &SCHED as *const u64 as *mut c_void
+    }
+
+    /// `flb_sched_timer_cb_create(sched, type, ms, cb, data, out_timer)`.
+    pub extern "C" fn sched_timer_cb_create(
+        sched: *mut c_void,
+        _type: c_int,
+        ms: c_int,
+        cb: Option<extern "C" fn(*mut c_void, *mut c_void)>,
+        data: *mut c_void,
+        out_timer: *mut *mut c_void,
+    ) -> c_int {
+        let Some(cb) = cb else { return -1 };
+        if sched.is_null() || ms <= 0 {
+            return -1;
+        }
+        let handle = Box::into_raw(Box::new(0u64)) as *mut c_void;
+        TIMERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(EmuTimer {
+                handle: handle as usize,
+                ms,
+                cb,
+                data: data as usize,
+            });
+        if !out_timer.is_null() {
+            // SAFETY: the caller's out pointer.
+            unsafe { *out_timer = handle };
+        }
+        0
+    }
+
+    /// `flb_sched_timer_cb_destroy`.
+    pub extern "C" fn sched_timer_cb_destroy(timer: *mut c_void) -> c_int {
+        let mut timers = TIMERS.lock().unwrap_or_else(|p| p.into_inner());
+        let before = timers.len();
+        timers.retain(|t| t.handle != timer as usize);
+        if timers.len() < before {
+            // SAFETY: made by Box::into_raw in sched_timer_cb_create.
+            drop(unsafe { Box::from_raw(timer as *mut u64) });
+            0
+        } else {
+            -1
+        }
+    }
+
     /// `flb_config_map_get_raw`: present in Fluent Bit >= 5.0.3 only; the plugin looks it
     /// up to tell the config map layout and never calls it.
     pub extern "C" fn config_map_get_raw(_map: *mut c_void) -> *const c_char {
@@ -772,13 +1097,89 @@ pub mod host {
     }
 }
 
+/// An input instance created by the plugin (its emitter).
+struct EmuInput {
+    handle: usize,
+    name: String,
+    alias: Option<String>,
+    properties: Vec<(String, String)>,
+    initialized: bool,
+    /// `flb_storage_input_create` was called for it.
+    storage: bool,
+}
+
+static INPUTS: Mutex<Vec<EmuInput>> = Mutex::new(Vec::new());
+
+/// A record (or several) handed to an emitter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    /// The emitter's alias.
+    pub emitter: String,
+    pub tag: String,
+    pub data: Vec<u8>,
+}
+
+static EMITTED: Mutex<Vec<Emitted>> = Mutex::new(Vec::new());
+
+/// Everything emitted so far through the emitter with this alias.
+pub fn emitted(emitter: &str) -> Vec<Emitted> {
+    EMITTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|e| e.emitter == emitter)
+        .cloned()
+        .collect()
+}
+
+/// The handle of the input with this alias (to feed its records back to the filter).
+pub fn input_handle(alias: &str) -> Option<*mut c_void> {
+    INPUTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|i| i.alias.as_deref() == Some(alias))
+        .map(|i| i.handle as *mut c_void)
+}
+
+/// The properties the plugin set on the input with this alias.
+pub fn input_properties(alias: &str) -> Option<Vec<(String, String)>> {
+    INPUTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|i| i.alias.as_deref() == Some(alias))
+        .map(|i| i.properties.clone())
+}
+
+struct EmuTimer {
+    handle: usize,
+    ms: c_int,
+    cb: extern "C" fn(*mut c_void, *mut c_void),
+    data: usize,
+}
+
+static TIMERS: Mutex<Vec<EmuTimer>> = Mutex::new(Vec::new());
+
 /// Defines the host functions under their C names in the calling binary (a test or a
 /// tool that hosts the plugin). `export_host_symbols!()` plays Fluent Bit >= 5.0.3;
 /// `export_host_symbols!(legacy)` plays 3.2 to 5.0.2 (no `flb_config_map_get_raw`).
 #[macro_export]
 macro_rules! export_host_symbols {
     () => {
-        $crate::export_host_symbols!(legacy);
+        $crate::export_host_symbols!(@base);
+        $crate::export_host_symbols!(@emitter);
+        $crate::export_host_symbols!(@current);
+    };
+    (legacy) => {
+        $crate::export_host_symbols!(@base);
+        $crate::export_host_symbols!(@emitter);
+    };
+    (no_emitter) => {
+        $crate::export_host_symbols!(@base);
+        $crate::export_host_symbols!(@current);
+    };
+    (@current) => {
         #[no_mangle]
         pub extern "C" fn flb_config_map_get_raw(
             map: *mut ::std::ffi::c_void,
@@ -786,7 +1187,90 @@ macro_rules! export_host_symbols {
             $crate::host_emulator::host::config_map_get_raw(map)
         }
     };
-    (legacy) => {
+    (@emitter) => {
+        #[no_mangle]
+        pub extern "C" fn flb_input_name_exists(
+            name: *const ::std::ffi::c_char,
+            config: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::input_name_exists(name, config)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_input_new(
+            config: *mut ::std::ffi::c_void,
+            plugin: *const ::std::ffi::c_char,
+            data: *mut ::std::ffi::c_void,
+            public_only: ::std::ffi::c_int,
+        ) -> *mut ::std::ffi::c_void {
+            $crate::host_emulator::host::input_new(config, plugin, data, public_only)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_input_set_property(
+            ins: *mut ::std::ffi::c_void,
+            k: *const ::std::ffi::c_char,
+            v: *const ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::input_set_property(ins, k, v)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_input_instance_init(
+            ins: *mut ::std::ffi::c_void,
+            config: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::input_instance_init(ins, config)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_storage_input_create(
+            cio: *mut ::std::ffi::c_void,
+            ins: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::storage_input_create(cio, ins)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_input_instance_exit(
+            ins: *mut ::std::ffi::c_void,
+            config: *mut ::std::ffi::c_void,
+        ) {
+            $crate::host_emulator::host::input_instance_exit(ins, config)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_input_instance_destroy(ins: *mut ::std::ffi::c_void) {
+            $crate::host_emulator::host::input_instance_destroy(ins)
+        }
+        #[no_mangle]
+        pub extern "C" fn in_emitter_add_record(
+            tag: *const ::std::ffi::c_char,
+            tag_len: ::std::ffi::c_int,
+            buf: *const ::std::ffi::c_char,
+            size: usize,
+            emitter: *mut ::std::ffi::c_void,
+            source: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::emitter_add_record(tag, tag_len, buf, size, emitter, source)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_sched_ctx_get() -> *mut ::std::ffi::c_void {
+            $crate::host_emulator::host::sched_ctx_get()
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_sched_timer_cb_create(
+            sched: *mut ::std::ffi::c_void,
+            type_: ::std::ffi::c_int,
+            ms: ::std::ffi::c_int,
+            cb: Option<extern "C" fn(*mut ::std::ffi::c_void, *mut ::std::ffi::c_void)>,
+            data: *mut ::std::ffi::c_void,
+            out_timer: *mut *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::sched_timer_cb_create(sched, type_, ms, cb, data, out_timer)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_sched_timer_cb_destroy(
+            timer: *mut ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::sched_timer_cb_destroy(timer)
+        }
+    };
+    (@base) => {
         #[no_mangle]
         pub extern "C" fn flb_filter_get_property(
             key: *const ::std::ffi::c_char,

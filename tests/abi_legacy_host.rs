@@ -44,3 +44,23 @@ fn filters_and_rejects_unknown_properties_on_legacy_hosts() {
         "second exclude_user value applies"
     );
 }
+
+#[test]
+fn emitter_and_timer_work_on_legacy_hosts() {
+    let inst = plugin()
+        .instance(&[
+            ("match", "*"),
+            ("alias", "legacy_agg"),
+            ("alert_tag", "a.ps"),
+        ])
+        .unwrap();
+    let pos = json!({"EventID": 4104, "Hostname": "old01", "ScriptBlockText": "Enter-PSSession -ComputerName x"});
+    inst.filter(&chunk_of(&[pos], 1.7e9, Layout::CURRENT), "win");
+    inst.fire_timers();
+    let em = flb_filter_pssession::host_emulator::emitted("emitter_for_legacy_agg");
+    assert_eq!(em.iter().filter(|e| e.tag == "a.ps").count(), 1);
+    assert_eq!(
+        em.iter().filter(|e| e.tag == "pssession.aggregate").count(),
+        1
+    );
+}

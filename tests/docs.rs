@@ -30,7 +30,14 @@ fn readme_documents_every_property_with_its_default() {
 
 #[test]
 fn example_configs_use_known_properties() {
-    for f in ["central.conf", "central.yaml", "demo.yaml"] {
+    for f in [
+        "central.conf",
+        "central.yaml",
+        "demo.yaml",
+        "alerts.conf",
+        "alerts.yaml",
+        "fleet/agent.yaml",
+    ] {
         let text = read(&format!("fluent-bit-conf/{f}"));
         let mut in_pssession = false;
         let mut section_indent = 0;

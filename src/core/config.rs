@@ -94,6 +94,92 @@ pub const PROPERTIES: &[PropertySpec] = &[
          `_` is prepended until the key is free.",
     ),
     prop(
+        "aggregate",
+        Str,
+        Some("on"),
+        false,
+        "Keep the analytic's `stats count min(_time) max(_time) by EventCode Message \
+         ComputerName User` live and emit its rows as records: `on` or `off`.",
+    ),
+    prop(
+        "aggregate_tag",
+        Str,
+        Some("pssession.aggregate"),
+        false,
+        "Tag of the aggregate rows (route them with Match).",
+    ),
+    prop(
+        "aggregate_mode",
+        Str,
+        Some("tumbling"),
+        false,
+        "`tumbling`: each flush emits the rows of the window since the last flush \
+         (mergeable: sum count, min firstTime, max lastTime). `cumulative`: running totals \
+         since start-up; each flush emits the rows updated since the last one.",
+    ),
+    prop(
+        "flush_interval",
+        Str,
+        Some("60s"),
+        false,
+        "How often rows are emitted: seconds, or a number with s, m or h (1s to 24h).",
+    ),
+    prop(
+        "max_keys",
+        Int,
+        Some("10000"),
+        false,
+        "Most rows kept at once (1 to 1000000); when full the least recently updated row is \
+         emitted early.",
+    ),
+    prop(
+        "max_message_bytes",
+        Str,
+        Some("16M"),
+        false,
+        "Most bytes of Message text kept in rows at once (a size: 64K, 16M, 1G); when full \
+         the least recently updated row is emitted early.",
+    ),
+    prop(
+        "aggregate_state_file",
+        Str,
+        None,
+        false,
+        "File where rows not yet emitted are saved when Fluent Bit stops or reloads, and \
+         read back (then removed) at the next start, so no count is lost. Without it, such \
+         rows are written to Fluent Bit's log.",
+    ),
+    prop(
+        "alert_tag",
+        Str,
+        None,
+        false,
+        "When set, a copy of each flagged record is also emitted under this tag, while the \
+         original goes on in its own stream.",
+    ),
+    prop(
+        "emitter_name",
+        Str,
+        None,
+        false,
+        "Name of the emitter input that carries aggregate rows and alert copies (default \
+         `emitter_for_<filter name>`).",
+    ),
+    prop(
+        "emitter_mem_buf_limit",
+        Str,
+        Some("10M"),
+        false,
+        "Memory buffer limit of the emitter input.",
+    ),
+    prop(
+        "emitter_storage.type",
+        Str,
+        Some("memory"),
+        false,
+        "Storage type of the emitter input: `memory` or `filesystem`.",
+    ),
+    prop(
         "event_code_key",
         Str,
         None,
@@ -282,6 +368,49 @@ pub enum FieldRole {
     Time,
 }
 
+/// Settings of the live aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateSettings {
+    pub mode: super::aggregate::AggregateMode,
+    pub tag: String,
+    pub flush_interval_ms: u64,
+    pub max_keys: usize,
+    pub max_message_bytes: usize,
+    pub state_file: Option<String>,
+}
+
+impl Default for AggregateSettings {
+    fn default() -> Self {
+        AggregateSettings {
+            mode: super::aggregate::AggregateMode::Tumbling,
+            tag: "pssession.aggregate".into(),
+            flush_interval_ms: 60_000,
+            max_keys: 10_000,
+            max_message_bytes: 16 << 20,
+            state_file: None,
+        }
+    }
+}
+
+/// Settings of the emitter input the filter creates for rows and alert copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmitterSettings {
+    /// None: `emitter_for_<filter name>`.
+    pub name: Option<String>,
+    pub mem_buf_limit: String,
+    pub storage_type: String,
+}
+
+impl Default for EmitterSettings {
+    fn default() -> Self {
+        EmitterSettings {
+            name: None,
+            mem_buf_limit: "10M".into(),
+            storage_type: "memory".into(),
+        }
+    }
+}
+
 /// A validated configuration of one filter instance.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -292,6 +421,10 @@ pub struct Config {
     pub risk_score: i64,
     pub namespace: String,
     pub fields: FieldOverrides,
+    /// None when `aggregate off`.
+    pub aggregate: Option<AggregateSettings>,
+    pub alert_tag: Option<String>,
+    pub emitter: EmitterSettings,
 }
 
 impl Default for Config {
@@ -304,6 +437,9 @@ impl Default for Config {
             risk_score: super::analytic::RISK_SCORE,
             namespace: "pssession".to_string(),
             fields: FieldOverrides::default(),
+            aggregate: Some(AggregateSettings::default()),
+            alert_tag: None,
+            emitter: EmitterSettings::default(),
         }
     }
 }
@@ -390,6 +526,78 @@ impl Config {
                         cfg.namespace = v.to_string();
                     }
                 }
+                "aggregate" => {
+                    if let Some(v) = single {
+                        if !parse_bool(spec.name, v)? {
+                            cfg.aggregate = None;
+                        }
+                    }
+                }
+                "aggregate_tag" | "alert_tag" => {
+                    if let Some(v) = single {
+                        if v.chars().any(|c| c.is_whitespace() || c.is_control()) || v.len() > 256 {
+                            return Err(error(spec.name, format!("'{v}' is not a valid tag")));
+                        }
+                        if spec.name == "alert_tag" {
+                            cfg.alert_tag = Some(v.to_string());
+                        } else if let Some(a) = cfg.aggregate.as_mut() {
+                            a.tag = v.to_string();
+                        }
+                    }
+                }
+                "aggregate_mode" => {
+                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
+                        a.mode = match v.to_ascii_lowercase().as_str() {
+                            "tumbling" => super::aggregate::AggregateMode::Tumbling,
+                            "cumulative" => super::aggregate::AggregateMode::Cumulative,
+                            _ => {
+                                return Err(error(
+                                    spec.name,
+                                    format!("unknown mode '{v}' (valid: tumbling, cumulative)"),
+                                ))
+                            }
+                        }
+                    }
+                }
+                "flush_interval" => {
+                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
+                        a.flush_interval_ms = parse_duration_ms(spec.name, v)?;
+                    }
+                }
+                "max_keys" => {
+                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
+                        a.max_keys = parse_int(spec.name, v, 1, 1_000_000)? as usize;
+                    }
+                }
+                "max_message_bytes" => {
+                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
+                        a.max_message_bytes = parse_size(spec.name, v, 1024, 1 << 40)?;
+                    }
+                }
+                "aggregate_state_file" => {
+                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
+                        a.state_file = Some(v.to_string());
+                    }
+                }
+                "emitter_name" => cfg.emitter.name = single.map(str::to_string),
+                "emitter_mem_buf_limit" => {
+                    if let Some(v) = single {
+                        parse_size(spec.name, v, 1024, 1 << 40)?;
+                        cfg.emitter.mem_buf_limit = v.to_string();
+                    }
+                }
+                "emitter_storage.type" => {
+                    if let Some(v) = single {
+                        let t = v.to_ascii_lowercase();
+                        if t != "memory" && t != "filesystem" {
+                            return Err(error(
+                                spec.name,
+                                format!("unknown storage type '{v}' (valid: memory, filesystem)"),
+                            ));
+                        }
+                        cfg.emitter.storage_type = t;
+                    }
+                }
                 key => {
                     if let Some(v) = single {
                         let path = Some(FieldPath::parse(key, v)?);
@@ -439,6 +647,63 @@ fn compile_all(property: &str, patterns: &[String]) -> Result<Vec<Regex>, Config
         .collect()
 }
 
+/// Fluent Bit's booleans: on/off, true/false, yes/no, 1/0.
+fn parse_bool(property: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(error(property, format!("expected on or off, got '{v}'"))),
+    }
+}
+
+/// Seconds, or a number with an s, m or h suffix; 1 second to 24 hours.
+fn parse_duration_ms(property: &str, v: &str) -> Result<u64, ConfigError> {
+    let t = v.to_ascii_lowercase();
+    let (num, unit) = match t.strip_suffix('h') {
+        Some(n) => (n, 3_600_000.0),
+        None => match t.strip_suffix('m') {
+            Some(n) => (n, 60_000.0),
+            None => (t.strip_suffix('s').unwrap_or(&t), 1000.0),
+        },
+    };
+    let bad = || {
+        error(
+            property,
+            format!("expected a duration from 1s to 24h (e.g. 60, 30s, 5m, 1h), got '{v}'"),
+        )
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    let ms = n * unit;
+    if !(1000.0..=86_400_000.0).contains(&ms) {
+        return Err(bad());
+    }
+    Ok(ms as u64)
+}
+
+/// A size in bytes, with an optional K, M or G suffix (KB/MB/GB too), as Fluent Bit writes.
+fn parse_size(property: &str, v: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+    let t = v.to_ascii_uppercase();
+    let t = t.strip_suffix('B').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 1usize << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let bad = || {
+        error(
+            property,
+            format!("expected a size from {min} bytes to {max} bytes (e.g. 64K, 16M), got '{v}'"),
+        )
+    };
+    let n: usize = num.trim().parse().map_err(|_| bad())?;
+    let bytes = n.checked_mul(mult).ok_or_else(bad)?;
+    if !(min..=max).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes)
+}
+
 fn parse_int(property: &str, v: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
     match v.parse::<i64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -483,7 +748,11 @@ mod tests {
             let v = match p.name {
                 "mode" => "exact",
                 "schema" => "splunk",
-                "risk_score" => "10",
+                "risk_score" | "max_keys" | "flush_interval" => "10",
+                "aggregate" => "off",
+                "aggregate_mode" => "cumulative",
+                "max_message_bytes" | "emitter_mem_buf_limit" => "1M",
+                "emitter_storage.type" => "filesystem",
                 _ => "x",
             };
             cfg(&[(p.name, v)]).unwrap_or_else(|e| panic!("{}: {e}", p.name));
@@ -503,10 +772,49 @@ mod tests {
             assert_eq!(e.property, "risk_score", "{bad}");
         }
         assert_eq!(cfg(&[("mode", " ")]).unwrap_err().message, "empty value");
+        for (k, v) in [
+            ("aggregate", "maybe"),
+            ("aggregate_mode", "sliding"),
+            ("flush_interval", "0"),
+            ("flush_interval", "25h"),
+            ("flush_interval", "-5"),
+            ("max_keys", "0"),
+            ("max_message_bytes", "12Q"),
+            ("max_message_bytes", "99999999999G"),
+            ("emitter_storage.type", "disk"),
+            ("alert_tag", "a b"),
+        ] {
+            assert_eq!(cfg(&[(k, v)]).unwrap_err().property, k, "{k}={v}");
+        }
         let long = "a".repeat(MAX_VALUE_LEN + 1);
         assert!(cfg(&[("namespace", &long)]).is_err());
         let e = cfg(&[("schema", "ecs"), ("schema", "splunk")]).unwrap_err();
         assert!(e.message.contains("set 2 times"));
+    }
+
+    #[test]
+    fn aggregate_settings() {
+        let c = cfg(&[
+            ("flush_interval", "5m"),
+            ("max_message_bytes", "64K"),
+            ("aggregate_mode", "Cumulative"),
+            ("alert_tag", "alerts.ps"),
+        ])
+        .unwrap();
+        let a = c.aggregate.unwrap();
+        assert_eq!(a.flush_interval_ms, 300_000);
+        assert_eq!(a.max_message_bytes, 65_536);
+        assert_eq!(a.mode, crate::core::aggregate::AggregateMode::Cumulative);
+        assert_eq!(c.alert_tag.as_deref(), Some("alerts.ps"));
+        assert!(cfg(&[("aggregate", "off")]).unwrap().aggregate.is_none());
+        assert_eq!(
+            cfg(&[("flush_interval", "90")])
+                .unwrap()
+                .aggregate
+                .unwrap()
+                .flush_interval_ms,
+            90_000
+        );
     }
 
     #[test]

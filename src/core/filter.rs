@@ -33,6 +33,10 @@ pub struct ChunkStats {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flagged {
     pub normalized: Normalized,
+    /// The text the analytic searched (its `Message` group-by value).
+    pub message: String,
+    /// Where the written record sits in the output chunk.
+    pub out_range: std::ops::Range<usize>,
 }
 
 /// The filter of one instance: configuration and compiled rules. Immutable, shared by every
@@ -47,6 +51,8 @@ pub struct Detector {
 pub struct ChunkResult {
     pub outcome: Outcome,
     pub stats: ChunkStats,
+    /// The flagged records, in order.
+    pub flagged: Vec<Flagged>,
     /// Set when the chunk was not valid msgpack from this offset on; those bytes were
     /// passed on verbatim.
     pub error: Option<DecodeError>,
@@ -87,6 +93,8 @@ impl Detector {
                     None => (rec.timestamp.as_f64().unwrap_or(0.0), "fluentbit"),
                 };
                 Some(Flagged {
+                    message: text_or_unknown(view.script_text()),
+                    out_range: 0..0,
                     normalized: Normalized {
                         event_code: view.event_code.unwrap_or_default(),
                         computer: text_or_unknown(view.computer.as_deref()),
@@ -119,6 +127,7 @@ impl Detector {
         let mut out: Option<Vec<u8>> = None;
         let mut copied_to = 0usize;
         let mut error = None;
+        let mut flagged = Vec::new();
         for rec in Records::new(chunk) {
             let rec = match rec {
                 Ok(r) => r,
@@ -128,10 +137,13 @@ impl Detector {
                 }
             };
             stats.records += 1;
-            if let Some(f) = self.judge_record(&rec, &mut stats) {
+            if let Some(mut f) = self.judge_record(&rec, &mut stats) {
                 let buf = out.get_or_insert_with(|| Vec::with_capacity(chunk.len() + 4096));
                 buf.extend_from_slice(&chunk[copied_to..rec.offset]);
+                let start = buf.len();
                 self.write_flagged(&rec, &f, buf);
+                f.out_range = start..buf.len();
+                flagged.push(f);
                 copied_to = rec.offset + rec.raw.len();
             }
         }
@@ -145,6 +157,7 @@ impl Detector {
         ChunkResult {
             outcome,
             stats,
+            flagged,
             error,
         }
     }

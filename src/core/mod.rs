@@ -1,10 +1,12 @@
 //! The pure core: everything the filter decides and writes, with no FFI and no `unsafe`.
 
+pub mod aggregate;
 pub mod analytic;
 pub mod chunk;
 pub mod config;
 pub mod enrich;
 pub mod filter;
+pub mod instance;
 pub mod msgpack;
 pub mod shapes;
 pub mod timefmt;

@@ -1,0 +1,248 @@
+//! One filter instance's whole behaviour, pure: a chunk in -> the chunk that goes on, the
+//! alert copies and aggregate rows to emit; a timer tick or the exit -> rows. The FFI layer
+//! only carries these to and from Fluent Bit.
+
+use super::aggregate::{self, Aggregate, Key, Row};
+use super::config::Config;
+use super::filter::{ChunkResult, Detector, Outcome};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Where aggregate rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowSink {
+    /// An emitter input, on a timer driven by the engine.
+    Emitter,
+    /// Appended to the chunk being filtered (the host lacks the emitter or the timer).
+    AppendToChunk,
+}
+
+/// Everything one chunk produced.
+#[derive(Debug)]
+pub struct ChunkActions {
+    pub result: ChunkResult,
+    /// The chunk to hand back when rows were appended to it (fallback sink); takes the
+    /// place of `result.outcome`'s buffer.
+    pub appended: Option<Vec<u8>>,
+    /// Byte ranges, in the output chunk, of the flagged records to copy under `alert_tag`.
+    pub alert_copies: Vec<Range<usize>>,
+    /// Rows to emit now through the emitter (early emissions).
+    pub rows: Vec<Row>,
+}
+
+/// Counters kept across chunks and threads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub records: AtomicU64,
+    pub candidates: AtomicU64,
+    pub flagged: AtomicU64,
+    pub excluded: AtomicU64,
+    pub chunks_modified: AtomicU64,
+    pub rows_emitted: AtomicU64,
+    pub rows_early: AtomicU64,
+}
+
+struct AggState {
+    agg: Aggregate,
+    /// Next flush, in the fallback sink (epoch ms).
+    next_flush_ms: u64,
+}
+
+/// A filter instance, shared by every thread that calls the filter.
+pub struct FilterInstance {
+    pub detector: Detector,
+    pub counters: Counters,
+    pub sink: RowSink,
+    pub host: String,
+    agg: Option<Mutex<AggState>>,
+}
+
+impl FilterInstance {
+    pub fn new(config: Config, sink: RowSink, host: String, now: f64) -> FilterInstance {
+        let agg = config.aggregate.as_ref().map(|a| {
+            Mutex::new(AggState {
+                agg: Aggregate::new(a.mode, a.max_keys, a.max_message_bytes, now),
+                next_flush_ms: (now * 1000.0) as u64 + a.flush_interval_ms,
+            })
+        });
+        FilterInstance {
+            detector: Detector::new(config),
+            counters: Counters::default(),
+            sink,
+            host,
+            agg,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.detector.config
+    }
+
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, AggState>> {
+        // A panic while holding the lock cannot leave the rows inconsistent in a way
+        // that matters more than losing them; keep counting.
+        self.agg
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Filters one chunk and works out what to emit.
+    pub fn process(&self, chunk: &[u8], now: f64) -> ChunkActions {
+        let result = self.detector.filter_chunk(chunk);
+        let c = &self.counters;
+        c.records.fetch_add(result.stats.records, Ordering::Relaxed);
+        c.candidates
+            .fetch_add(result.stats.candidates, Ordering::Relaxed);
+        c.flagged.fetch_add(result.stats.flagged, Ordering::Relaxed);
+        c.excluded
+            .fetch_add(result.stats.excluded, Ordering::Relaxed);
+        let alert_copies = if self.config().alert_tag.is_some() {
+            result.flagged.iter().map(|f| f.out_range.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let mut rows = Vec::new();
+        let mut due = Vec::new();
+        if let Some(mut st) = self.lock() {
+            for f in &result.flagged {
+                let n = &f.normalized;
+                let key = Key {
+                    event_code: n.event_code,
+                    message: f.message.clone(),
+                    computer: n.computer.clone(),
+                    user: n.user.clone(),
+                };
+                rows.extend(st.agg.add(key, n.time, now));
+            }
+            if self.sink == RowSink::AppendToChunk {
+                let now_ms = (now * 1000.0) as u64;
+                if now_ms >= st.next_flush_ms {
+                    due = st.agg.flush(now, "interval");
+                    let interval = self
+                        .config()
+                        .aggregate
+                        .as_ref()
+                        .map_or(60_000, |a| a.flush_interval_ms);
+                    st.next_flush_ms = now_ms + interval;
+                }
+            }
+        }
+        c.rows_early.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        let mut appended = None;
+        if self.sink == RowSink::AppendToChunk {
+            due.splice(0..0, rows.drain(..));
+            if !due.is_empty() {
+                let mut out = match &result.outcome {
+                    Outcome::NoTouch => chunk.to_vec(),
+                    Outcome::Modified(b) => b.clone(),
+                };
+                out.extend(self.rows_as_records(&due, now));
+                c.rows_emitted
+                    .fetch_add(due.len() as u64, Ordering::Relaxed);
+                appended = Some(out);
+            }
+        }
+        if appended.is_some() || matches!(result.outcome, Outcome::Modified(_)) {
+            c.chunks_modified.fetch_add(1, Ordering::Relaxed);
+        }
+        ChunkActions {
+            result,
+            appended,
+            alert_copies,
+            rows,
+        }
+    }
+
+    /// The rows due at a timer tick.
+    pub fn on_timer(&self, now: f64) -> Vec<Row> {
+        self.lock()
+            .map(|mut st| st.agg.flush(now, "interval"))
+            .unwrap_or_default()
+    }
+
+    /// Every row not yet emitted, at shutdown or reload.
+    pub fn on_exit(&self, now: f64) -> Vec<Row> {
+        self.lock()
+            .map(|mut st| st.agg.flush(now, "shutdown"))
+            .unwrap_or_default()
+    }
+
+    /// Puts rows back (restored from a state file, or that could not be emitted).
+    pub fn restore(&self, rows: &[Row], now: f64) -> Vec<Row> {
+        let mut early = Vec::new();
+        if let Some(mut st) = self.lock() {
+            for r in rows {
+                early.extend(st.agg.restore(r, now));
+            }
+        }
+        early
+    }
+
+    /// Rows as records of a chunk (`[[now, {}], row]` each), in the schema in use.
+    pub fn rows_as_records(&self, rows: &[Row], now: f64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in rows {
+            out.extend(self.row_record(r, now));
+        }
+        out
+    }
+
+    /// One row as one record.
+    pub fn row_record(&self, row: &Row, now: f64) -> Vec<u8> {
+        let mode = self
+            .config()
+            .aggregate
+            .as_ref()
+            .map_or(aggregate::AggregateMode::Tumbling, |a| a.mode);
+        let mut body = Vec::new();
+        aggregate::write_row(self.config(), row, mode, &self.host, &mut body);
+        let mut rec = Vec::with_capacity(body.len() + 16);
+        aggregate::push_record(&mut rec, now, &body);
+        rec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk_io::{decode_chunk, json_to_msgpack, push_record, Layout};
+
+    fn chunk(bodies: &[serde_json::Value]) -> Vec<u8> {
+        let mut c = Vec::new();
+        for b in bodies {
+            push_record(&mut c, &json_to_msgpack(b), 100.0, Layout::CURRENT);
+        }
+        c
+    }
+
+    fn positive(host: &str) -> serde_json::Value {
+        serde_json::json!({"EventID": 4104, "Hostname": host,
+            "ScriptBlockText": "Enter-PSSession -ComputerName dc01"})
+    }
+
+    #[test]
+    fn fallback_sink_appends_rows_when_due() {
+        let mut cfg = Config::default();
+        cfg.aggregate.as_mut().unwrap().flush_interval_ms = 10_000;
+        let inst = FilterInstance::new(cfg, RowSink::AppendToChunk, "fb".into(), 1000.0);
+        let c = chunk(&[positive("a"), positive("a")]);
+        let act = inst.process(&c, 1001.0);
+        assert!(act.appended.is_none(), "not due yet");
+        let act = inst.process(&chunk(&[serde_json::json!({"x": 1})]), 1011.0);
+        let out = decode_chunk(act.appended.as_ref().unwrap()).unwrap();
+        assert_eq!(out.len(), 2, "the record and one row");
+        assert_eq!(out[1].body["count"], 2);
+        assert_eq!(out[1].body["ComputerName"], "a");
+    }
+
+    #[test]
+    fn emitter_sink_counts_for_the_timer() {
+        let inst = FilterInstance::new(Config::default(), RowSink::Emitter, "fb".into(), 0.0);
+        let act = inst.process(&chunk(&[positive("a"), positive("b"), positive("a")]), 1.0);
+        assert!(act.appended.is_none() && act.rows.is_empty());
+        let rows = inst.on_timer(60.0);
+        assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), 3);
+        assert!(inst.on_timer(120.0).is_empty());
+    }
+}
