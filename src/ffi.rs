@@ -515,16 +515,16 @@ impl EmitterHost {
 /// and `struct cio_ctx` (chunkio) are the same in 3.2 to 5.1.
 mod cio_probe {
     /// Where `cio` may sit in `struct flb_config` (1032 in 3.2.10, 1192 in 5.1.1).
-    pub const SCAN: std::ops::Range<usize> = 256..2048;
-    pub const CFG_METRICS: usize = 32;
-    pub const CFG_CHECKSUM: usize = 36;
-    pub const CFG_MAX_CHUNKS_UP: usize = 40;
-    pub const CFG_DEL_BAD_CHUNKS: usize = 44;
-    pub const CIO_PAGE_SIZE: usize = 0;
-    pub const CIO_LOG_LEVEL: usize = 24;
-    pub const CIO_MAX_CHUNKS_UP: usize = 104;
-    pub const CIO_STREAMS: usize = 112;
-    pub const CIO_SIZE: usize = 136;
+    pub(super) const SCAN: std::ops::Range<usize> = 256..2048;
+    pub(super) const CFG_METRICS: usize = 32;
+    pub(super) const CFG_CHECKSUM: usize = 36;
+    pub(super) const CFG_MAX_CHUNKS_UP: usize = 40;
+    pub(super) const CFG_DEL_BAD_CHUNKS: usize = 44;
+    pub(super) const CIO_PAGE_SIZE: usize = 0;
+    pub(super) const CIO_LOG_LEVEL: usize = 24;
+    pub(super) const CIO_MAX_CHUNKS_UP: usize = 104;
+    pub(super) const CIO_STREAMS: usize = 112;
+    pub(super) const CIO_SIZE: usize = 136;
 }
 
 /// Whether `len` bytes at `p` are mapped memory (mincore fails with ENOMEM otherwise), so
