@@ -104,25 +104,328 @@ fn walk(dir: &Path, out: &mut Vec<Source>) -> Result<(), InputError> {
 pub enum InputFormat {
     /// One JSON object (a record body) per line.
     JsonLines,
+    /// A Windows event log file, read with the `evtx` crate.
+    Evtx,
+    /// Fluent Bit msgpack records (a chunk file, or `out_file`'s msgpack).
+    Msgpack,
+    /// Plain text lines (syslog files): each becomes `{"log": line}`.
+    Text,
 }
 
 impl InputFormat {
     pub fn name(&self) -> &'static str {
         match self {
             InputFormat::JsonLines => "jsonl",
+            InputFormat::Evtx => "evtx",
+            InputFormat::Msgpack => "msgpack",
+            InputFormat::Text => "text",
         }
     }
 }
 
-/// Tells the format from the first bytes of an input.
-pub fn sniff(_head: &[u8]) -> InputFormat {
-    InputFormat::JsonLines
+/// The EVTX file signature.
+const EVTX_MAGIC: &[u8] = b"ElfFile\0";
+
+/// Tells the format from the first bytes of an input: the EVTX signature; a msgpack record
+/// (`[header, body]` arrays); a JSON object; else text lines.
+pub fn sniff(head: &[u8]) -> InputFormat {
+    if head.starts_with(EVTX_MAGIC) {
+        return InputFormat::Evtx;
+    }
+    if let Some(&first) = head.first() {
+        let msgpack_record = first == 0x92
+            && matches!(
+                head.get(1),
+                Some(0x92)
+                    | Some(0xd7)
+                    | Some(0xcb)
+                    | Some(0xca)
+                    | Some(0xce)
+                    | Some(0xcf)
+                    | Some(0x00..=0x7f)
+            );
+        if msgpack_record {
+            return InputFormat::Msgpack;
+        }
+    }
+    let text = head.iter().position(|b| !b.is_ascii_whitespace());
+    match text.map(|i| head[i]) {
+        Some(b'{') => InputFormat::JsonLines,
+        _ => InputFormat::Text,
+    }
 }
 
-/// One record body read from an input, as msgpack.
+/// One record read from an input: a body, and the Fluent Bit time when the input has one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputRecord {
     pub body: rmpv::Value,
+    /// Epoch seconds, when the input gives a time (EVTX TimeCreated, msgpack headers).
+    pub time: Option<f64>,
+    /// The record's whole msgpack bytes, when the input is msgpack (passed on as they are).
+    pub raw: Option<Vec<u8>>,
+}
+
+impl InputRecord {
+    fn body(body: rmpv::Value) -> InputRecord {
+        InputRecord {
+            body,
+            time: None,
+            raw: None,
+        }
+    }
+}
+
+/// Reads text lines: each becomes a record `{"log": line}` (as Fluent Bit's tail input
+/// gives without a parser). Bytes that are not UTF-8 are replaced.
+pub fn read_text_lines(
+    source: &Source,
+    reader: impl Read,
+    mut each: impl FnMut(InputRecord) -> Result<(), InputError>,
+) -> Result<(), InputError> {
+    let reader = BufReader::with_capacity(1 << 20, reader);
+    for (n, line) in reader.split(b'\n').enumerate() {
+        let line = line.map_err(|e| input_error(source, format!("line {}", n + 1), e))?;
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        if line.is_empty() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(line).into_owned();
+        each(InputRecord::body(rmpv::Value::Map(vec![(
+            "log".into(),
+            rmpv::Value::from(text),
+        )])))?;
+    }
+    Ok(())
+}
+
+/// Reads Fluent Bit msgpack records. An invalid record is an error naming its byte offset.
+pub fn read_msgpack(
+    source: &Source,
+    mut reader: impl Read,
+    mut each: impl FnMut(InputRecord) -> Result<(), InputError>,
+) -> Result<(), InputError> {
+    use crate::core::chunk::{RecordFormat, Records};
+    let mut buf = Vec::new();
+    reader
+        .read_to_end(&mut buf)
+        .map_err(|e| input_error(source, "", e))?;
+    for rec in Records::new(&buf) {
+        let rec = rec.map_err(|e| {
+            input_error(source, format!("byte {}", e.offset), "not a msgpack record")
+        })?;
+        if rec.format == RecordFormat::Other {
+            return Err(input_error(
+                source,
+                format!("byte {}", rec.offset),
+                "not a Fluent Bit record ([timestamp, body] or [[timestamp, metadata], body])",
+            ));
+        }
+        let body = rmpv::decode::read_value(&mut &rec.body()[..])
+            .map_err(|e| input_error(source, format!("byte {}", rec.offset), e))?;
+        each(InputRecord {
+            body,
+            time: rec.timestamp.as_f64(),
+            raw: Some(rec.raw.to_vec()),
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads a Windows event log file with the `evtx` crate. Each event becomes the record
+/// Fluent Bit's `winevtlog` input would send for it (EventID, Channel, Computer, UserID,
+/// TimeCreated, ProviderName, StringInserts = the EventData values in order), timestamped
+/// with its TimeCreated. An empty file holds no events.
+pub fn read_evtx(
+    source: &Source,
+    mut reader: impl Read,
+    mut each: impl FnMut(InputRecord) -> Result<(), InputError>,
+) -> Result<(), InputError> {
+    let mut buf = Vec::new();
+    reader
+        .read_to_end(&mut buf)
+        .map_err(|e| input_error(source, "", e))?;
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let mut parser = evtx::EvtxParser::from_buffer(buf)
+        .map_err(|e| input_error(source, "header", format!("not a readable EVTX file: {e}")))?;
+    for (n, rec) in parser.records_json_value().enumerate() {
+        let rec = rec.map_err(|e| input_error(source, format!("record {}", n + 1), e))?;
+        let (body, time) = winevtlog_record(&rec.data);
+        each(InputRecord {
+            body: json_to_msgpack(&body),
+            time,
+            raw: None,
+        })?;
+    }
+    Ok(())
+}
+
+/// The `winevtlog` shape of an event the evtx crate rendered as JSON.
+pub fn winevtlog_record(event: &serde_json::Value) -> (serde_json::Value, Option<f64>) {
+    use serde_json::{json, Value};
+    let sys = &event["Event"]["System"];
+    let text = |v: &Value| -> Value {
+        match v {
+            Value::Object(o) => o.get("#text").cloned().unwrap_or(Value::Null),
+            other => other.clone(),
+        }
+    };
+    let inserts: Vec<Value> = match &event["Event"]["EventData"] {
+        Value::Object(m) => m
+            .iter()
+            .filter(|(k, _)| !k.starts_with('#'))
+            .map(|(_, v)| text(v))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let created = sys["TimeCreated"]["#attributes"]["SystemTime"].clone();
+    let time = created
+        .as_str()
+        .and_then(crate::core::timefmt::parse_time_text);
+    let body = json!({
+        "ProviderName": sys["Provider"]["#attributes"]["Name"],
+        "EventID": text(&sys["EventID"]),
+        "Level": sys["Level"],
+        "Task": sys["Task"],
+        "Opcode": sys["Opcode"],
+        "Keywords": sys["Keywords"],
+        "TimeCreated": created,
+        "EventRecordID": sys["EventRecordID"],
+        "ProcessID": sys["Execution"]["#attributes"]["ProcessID"],
+        "ThreadID": sys["Execution"]["#attributes"]["ThreadID"],
+        "Channel": sys["Channel"],
+        "Computer": sys["Computer"],
+        "UserID": sys["Security"]["#attributes"]["UserID"],
+        "StringInserts": inserts,
+    });
+    (body, time)
+}
+
+/// The `pssession` filter's properties in a Fluent Bit configuration file (classic or
+/// YAML, told by the extension or content): the first filter section named pssession.
+pub fn filter_properties_from_config(path: &Path) -> Result<Vec<(String, String)>, InputError> {
+    let src = Source::File(path.to_path_buf());
+    let text = std::fs::read_to_string(path).map_err(|e| input_error(&src, "", e))?;
+    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+        || text
+            .lines()
+            .any(|l| l.trim_start().starts_with("pipeline:"));
+    let props = if yaml {
+        yaml_filter_properties(&src, &text)?
+    } else {
+        classic_filter_properties(&text)
+    };
+    props.ok_or_else(|| input_error(&src, "", "no filter section with name pssession"))
+}
+
+/// `${VAR}` replaced by the environment, as Fluent Bit does.
+fn expand_env(v: &str) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        match rest[i + 2..].find('}') {
+            Some(j) => {
+                out.push_str(&std::env::var(&rest[i + 2..i + 2 + j]).unwrap_or_default());
+                rest = &rest[i + 3 + j..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn classic_filter_properties(text: &str) -> Option<Vec<(String, String)>> {
+    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if t.starts_with('[') && t.ends_with(']') {
+            sections.push((t[1..t.len() - 1].trim().to_ascii_uppercase(), Vec::new()));
+            continue;
+        }
+        if let Some((_, props)) = sections.last_mut() {
+            let mut parts = t.splitn(2, char::is_whitespace);
+            let k = parts.next().unwrap_or("").to_string();
+            let v = parts.next().unwrap_or("").trim().to_string();
+            props.push((k, expand_env(&v)));
+        }
+    }
+    sections
+        .into_iter()
+        .find(|(name, props)| {
+            name == "FILTER"
+                && props
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("name") && v == "pssession")
+        })
+        .map(|(_, props)| {
+            props
+                .into_iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("name"))
+                .collect()
+        })
+}
+
+fn yaml_filter_properties(
+    src: &Source,
+    text: &str,
+) -> Result<Option<Vec<(String, String)>>, InputError> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let docs = YamlLoader::load_from_str(text).map_err(|e| {
+        input_error(
+            src,
+            format!("line {}", e.marker().line()),
+            format!("not valid YAML: {e}"),
+        )
+    })?;
+    let scalar = |y: &Yaml| -> Option<String> {
+        match y {
+            Yaml::String(s) => Some(expand_env(s)),
+            Yaml::Integer(i) => Some(i.to_string()),
+            Yaml::Real(r) => Some(r.clone()),
+            Yaml::Boolean(b) => Some(if *b { "on".into() } else { "off".into() }),
+            _ => None,
+        }
+    };
+    for doc in &docs {
+        let filters = &doc["pipeline"]["filters"];
+        let Some(list) = filters.as_vec() else {
+            continue;
+        };
+        for f in list {
+            if f["name"].as_str() != Some("pssession") {
+                continue;
+            }
+            let mut props = Vec::new();
+            if let Some(h) = f.as_hash() {
+                for (k, v) in h {
+                    let Some(k) = k.as_str() else { continue };
+                    if k == "name" {
+                        continue;
+                    }
+                    match v {
+                        Yaml::Array(items) => props
+                            .extend(items.iter().filter_map(scalar).map(|v| (k.to_string(), v))),
+                        other => {
+                            if let Some(v) = scalar(other) {
+                                props.push((k.to_string(), v));
+                            }
+                        }
+                    }
+                }
+            }
+            return Ok(Some(props));
+        }
+    }
+    Ok(None)
 }
 
 /// Opens a source for reading.
@@ -160,9 +463,7 @@ pub fn read_json_lines(
                 "a JSON line must be an object (one record body)",
             ));
         }
-        each(InputRecord {
-            body: json_to_msgpack(&v),
-        })?;
+        each(InputRecord::body(json_to_msgpack(&v)))?;
     }
     Ok(())
 }
@@ -170,6 +471,39 @@ pub fn read_json_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sniffs_formats() {
+        assert_eq!(sniff(b"ElfFile\0abc"), InputFormat::Evtx);
+        assert_eq!(sniff(b"  {\"a\":1}"), InputFormat::JsonLines);
+        assert_eq!(sniff(&[0x92, 0x92, 0xd7, 0x00]), InputFormat::Msgpack);
+        assert_eq!(
+            sniff(b"Mar  5 10:11:12 host powershell[1]: x"),
+            InputFormat::Text
+        );
+        assert_eq!(sniff(b""), InputFormat::Text);
+    }
+
+    #[test]
+    fn reads_filter_sections_of_both_config_formats() {
+        let classic = "[SERVICE]\n    Flush 1\n[FILTER]\n    Name grep\n    Match *\n[FILTER]\n    Name pssession\n    Match win.*\n    Exclude_User a b\n    Exclude_User c\n";
+        let p = classic_filter_properties(classic).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("Match".to_string(), "win.*".to_string()),
+                ("Exclude_User".into(), "a b".into()),
+                ("Exclude_User".into(), "c".into())
+            ]
+        );
+        let yaml = "pipeline:\n  filters:\n    - name: pssession\n      match: '*'\n      risk_score: 70\n      exclude_user:\n        - x\n        - y\n";
+        let p = yaml_filter_properties(&Source::Stdin, yaml)
+            .unwrap()
+            .unwrap();
+        assert!(p.contains(&("risk_score".into(), "70".into())));
+        assert_eq!(p.iter().filter(|(k, _)| k == "exclude_user").count(), 2);
+        assert!(yaml_filter_properties(&Source::Stdin, "pipeline: [").is_err());
+    }
 
     #[test]
     fn json_lines_errors_name_the_line() {

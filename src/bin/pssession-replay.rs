@@ -1,42 +1,60 @@
 //! pssession-replay: runs saved logs through the built plugin with no Fluent Bit, over the
-//! same ABI path Fluent Bit uses (the host emulator loads the `.so`), and prints what
-//! comes out.
+//! same ABI path Fluent Bit uses (the host emulator loads the `.so`), and prints what comes
+//! out: flagged records, then aggregate rows, then a summary.
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use flb_filter_pssession::chunk_io::{self, Layout};
+use flb_filter_pssession::core::config::FieldOverrides;
+use flb_filter_pssession::core::shapes::Scan;
 use flb_filter_pssession::host_emulator::{self, Instance, Plugin};
-use flb_filter_pssession::replay::{self, InputError, InputFormat};
+use flb_filter_pssession::replay::{self, InputError, InputFormat, InputRecord, Source};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 flb_filter_pssession::export_host_symbols!();
 
-/// Run saved Windows/PowerShell logs through the pssession Fluent Bit filter.
+/// Run saved Windows and PowerShell logs through the pssession Fluent Bit filter.
+///
+/// Inputs: EVTX files, JSON lines (one record body per line, any shape the plugin reads),
+/// Fluent Bit msgpack record files, and plain text (syslog) files; directories recursively;
+/// `-` for stdin. Flagged records (or all with --all) are written as JSON lines, then the
+/// aggregate rows; the summary goes to stderr.
+///
+/// Exit status: 0 when it ran; 1 with --fail-on-match when something was flagged; 2 on a
+/// usage, configuration or input error.
 #[derive(Parser, Debug)]
 #[command(name = "pssession-replay", version)]
 struct Args {
-    /// Input files or directories (recursively); `-` reads stdin.
+    /// Input files or directories (read recursively); `-` reads stdin.
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// Filter property, as in a Fluent Bit config (repeatable): -p schema=splunk
+    /// Filter property, as in a Fluent Bit config (repeatable): -p schema=splunk. Applied
+    /// after -c, replacing that file's values of the same name.
     #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
     properties: Vec<String>,
+    /// Take the pssession filter section of this Fluent Bit config (classic or YAML).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Print every record, not only the flagged ones.
     #[arg(long)]
     all: bool,
-    /// Write records to this file instead of stdout.
+    /// Write records and rows to this file instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
-    /// The plugin to load (default: the one built next to this binary).
+    /// Summary format on stderr.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// The plugin to load (default: the one built next to this binary, or $PSSESSION_PLUGIN).
     #[arg(long, value_name = "SO")]
     plugin: Option<PathBuf>,
-    /// Exit with status 1 when any record was flagged.
+    /// Exit with status 1 when any record was flagged (for CI of detection content).
     #[arg(long)]
     fail_on_match: bool,
-    /// Pretty-print JSON records (multi-line) instead of one per line.
+    /// Pretty-print JSON records (multi-line).
     #[arg(long)]
     pretty: bool,
     /// Echo the plugin's log lines on stderr.
@@ -44,15 +62,34 @@ struct Args {
     verbose: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
 /// Records handed to the filter per call, like a Fluent Bit chunk of a busy input.
 const RECORDS_PER_CHUNK: usize = 512;
 
 #[derive(Default)]
+struct FileStats {
+    name: String,
+    format: &'static str,
+    records: u64,
+    flagged: u64,
+}
+
+#[derive(Default)]
 struct Summary {
-    per_file: Vec<(String, &'static str, u64, u64)>,
+    files: Vec<FileStats>,
+    per_shape: BTreeMap<String, u64>,
     per_host_user: BTreeMap<(String, String), u64>,
     records: u64,
     flagged: u64,
+    rows: u64,
+    bytes: u64,
+    first_time: Option<f64>,
+    last_time: Option<f64>,
 }
 
 struct Run<'p> {
@@ -60,27 +97,67 @@ struct Run<'p> {
     out: Box<dyn Write>,
     all: bool,
     pretty: bool,
+    closed: bool,
+    namespace: String,
+    overrides: FieldOverrides,
     pending: Vec<u8>,
     pending_n: usize,
+    started: f64,
     summary: Summary,
-    file_records: u64,
-    file_flagged: u64,
-    namespace: String,
-    closed: bool,
+    file: FileStats,
 }
 
 impl Run<'_> {
-    fn push(&mut self, body: &rmpv::Value) -> Result<(), InputError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        chunk_io::push_record(&mut self.pending, body, now, Layout::CURRENT);
+    fn write_json(&mut self, v: &serde_json::Value) {
+        if self.closed {
+            return;
+        }
+        let text = if self.pretty {
+            serde_json::to_string_pretty(v).unwrap_or_default()
+        } else {
+            v.to_string()
+        };
+        if let Err(e) = writeln!(self.out, "{text}") {
+            // A closed pipe (`| head`) ends the output, not the run.
+            self.closed = e.kind() == std::io::ErrorKind::BrokenPipe;
+        }
+    }
+
+    fn push(&mut self, rec: InputRecord) -> Result<(), InputError> {
+        let time = rec.time.unwrap_or(self.started);
+        let start = self.pending.len();
+        match rec.raw {
+            Some(raw) => self.pending.extend_from_slice(&raw),
+            None => chunk_io::push_record(&mut self.pending, &rec.body, time, Layout::CURRENT),
+        }
+        self.account(start, time);
         self.pending_n += 1;
         if self.pending_n >= RECORDS_PER_CHUNK {
             self.flush();
         }
         Ok(())
+    }
+
+    /// Shape and time span of the record just appended.
+    fn account(&mut self, start: usize, fb_time: f64) {
+        use flb_filter_pssession::core::chunk::Records;
+        let Some(Ok(rec)) = Records::new(&self.pending[start..]).next() else {
+            return;
+        };
+        let (shape, time) = match Scan::new(rec.body(), &self.overrides) {
+            Some(mut scan) => match scan.event_code() {
+                Some(_) => {
+                    let view = scan.view();
+                    (view.shape.name(), view.time.map_or(fb_time, |t| t.secs))
+                }
+                None => ("not a windows event", fb_time),
+            },
+            None => ("not a windows event", fb_time),
+        };
+        *self.summary.per_shape.entry(shape.to_string()).or_default() += 1;
+        let s = &mut self.summary;
+        s.first_time = Some(s.first_time.map_or(time, |t| t.min(time)));
+        s.last_time = Some(s.last_time.map_or(time, |t| t.max(time)));
     }
 
     fn flush(&mut self) {
@@ -94,9 +171,9 @@ impl Run<'_> {
         let outputs = chunk_io::decode_chunk(&call.chunk).unwrap_or_default();
         for (i, o) in outputs.iter().enumerate() {
             let flagged = call.modified() && inputs.get(i).is_none_or(|r| r.raw != o.raw);
-            self.file_records += 1;
+            self.file.records += 1;
             if flagged {
-                self.file_flagged += 1;
+                self.file.flagged += 1;
                 let ns = &o.body[self.namespace.as_str()];
                 let key = (
                     ns["ComputerName"].as_str().unwrap_or("unknown").to_string(),
@@ -104,18 +181,18 @@ impl Run<'_> {
                 );
                 *self.summary.per_host_user.entry(key).or_default() += 1;
             }
-            if (flagged || self.all) && !self.closed {
-                let text = if self.pretty {
-                    serde_json::to_string_pretty(&o.body).unwrap_or_default()
-                } else {
-                    o.body.to_string()
-                };
-                if let Err(e) = writeln!(self.out, "{text}") {
-                    // A closed pipe (`| head`) ends the output, not the run.
-                    self.closed = e.kind() == std::io::ErrorKind::BrokenPipe;
-                }
+            if flagged || self.all {
+                self.write_json(&o.body);
             }
         }
+    }
+
+    fn end_file(&mut self) {
+        self.flush();
+        let f = std::mem::take(&mut self.file);
+        self.summary.records += f.records;
+        self.summary.flagged += f.flagged;
+        self.summary.files.push(f);
     }
 }
 
@@ -132,8 +209,9 @@ fn parse_properties(props: &[String]) -> Result<Vec<(String, String)>, String> {
 fn load_plugin(path: Option<&PathBuf>) -> Result<Plugin, String> {
     let built = match path {
         Some(p) => p.clone(),
-        None => host_emulator::find_built_plugin()
-            .ok_or("the plugin .so was not found next to this binary; build it or pass --plugin")?,
+        None => host_emulator::find_built_plugin().ok_or(
+            "the plugin .so was not found next to this binary; build it (make build) or pass --plugin",
+        )?,
     };
     let staged =
         host_emulator::stage_plugin(&built).map_err(|e| format!("{}: {e}", built.display()))?;
@@ -153,91 +231,220 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<ExitCode, String> {
     host_emulator::echo_logs(args.verbose);
-    let props = parse_properties(&args.properties)?;
+    // Properties: the config file's section, then -p (replacing same-named values).
+    let mut props = match &args.config {
+        Some(path) => replay::filter_properties_from_config(path).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let cli = parse_properties(&args.properties)?;
+    props.retain(|(k, _)| !cli.iter().any(|(c, _)| c.eq_ignore_ascii_case(k)));
+    props.extend(cli);
+    props.retain(|(k, _)| !k.eq_ignore_ascii_case("match") && !k.eq_ignore_ascii_case("alias"));
+
     let sources = replay::expand_inputs(&args.inputs).map_err(|e| e.to_string())?;
     let plugin = load_plugin(args.plugin.as_ref())?;
-    let mut all_props: Vec<(&str, &str)> = vec![("match", "*")];
+    let mut all_props: Vec<(&str, &str)> = vec![("match", "*"), ("log_level", "warn")];
     all_props.extend(props.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let namespace = props
-        .iter()
-        .rev()
-        .find(|(k, _)| k.eq_ignore_ascii_case("namespace"))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| "pssession".into());
-    let inst = plugin.instance(&all_props).map_err(|e| e.to_string())?;
+    let find = |name: &str| {
+        props
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let namespace = find("namespace").unwrap_or_else(|| "pssession".into());
+    let aggregate_tag = find("aggregate_tag").unwrap_or_else(|| "pssession.aggregate".into());
+    let inst = plugin
+        .instance(&all_props)
+        .map_err(|e| format!("configuration error:\n{e}"))?;
+    let emitter = find("emitter_name").unwrap_or_else(|| format!("emitter_for_{}", inst.name()));
+    // The same field overrides the plugin uses, for the per-shape counts of the summary.
+    let overrides = flb_filter_pssession::core::config::Config::from_properties(|name| {
+        props
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    })
+    .map(|c| c.fields)
+    .unwrap_or_default();
+
     let out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(BufWriter::new(
             std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
+    let total_bytes: u64 = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Source::Stdin => None,
+        })
+        .sum();
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total_bytes);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {wide_bar} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
     let mut run = Run {
         inst,
         out,
         all: args.all,
         pretty: args.pretty,
+        closed: false,
+        namespace,
+        overrides,
         pending: Vec::new(),
         pending_n: 0,
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
         summary: Summary::default(),
-        file_records: 0,
-        file_flagged: 0,
-        namespace,
-        closed: false,
+        file: FileStats::default(),
     };
-    let started = Instant::now();
     for src in &sources {
+        progress.set_message(src.to_string());
         let mut reader = replay::open(src).map_err(|e| e.to_string())?;
         let mut head = Vec::new();
         (&mut reader)
             .take(4096)
             .read_to_end(&mut head)
             .map_err(|e| format!("{src}: {e}"))?;
-        let format = replay::sniff(&head);
-        let reader = std::io::Cursor::new(head).chain(reader);
-        match format {
-            InputFormat::JsonLines => replay::read_json_lines(src, reader, |r| run.push(&r.body))
-                .map_err(|e| e.to_string())?,
+        let format = match src {
+            // An empty .evtx file is an event log with no events.
+            Source::File(p) if head.is_empty() && p.extension().is_some_and(|e| e == "evtx") => {
+                InputFormat::Evtx
+            }
+            _ => replay::sniff(&head),
+        };
+        run.file = FileStats {
+            name: src.to_string(),
+            format: format.name(),
+            ..FileStats::default()
+        };
+        let counted = CountingReader {
+            inner: std::io::Cursor::new(head).chain(reader),
+            bar: &progress,
+            bytes: 0,
+        };
+        let mut counted = counted;
+        let each = |r: InputRecord| run.push(r);
+        let result = match format {
+            InputFormat::JsonLines => replay::read_json_lines(src, &mut counted, each),
+            InputFormat::Evtx => replay::read_evtx(src, &mut counted, each),
+            InputFormat::Msgpack => replay::read_msgpack(src, &mut counted, each),
+            InputFormat::Text => replay::read_text_lines(src, &mut counted, each),
+        };
+        run.summary.bytes += counted.bytes;
+        result.map_err(|e| e.to_string())?;
+        run.end_file();
+    }
+    progress.finish_and_clear();
+    // The engine's timer, once more at the end: the rows of everything replayed.
+    run.inst.fire_timers();
+    let rows: Vec<serde_json::Value> = host_emulator::emitted(&emitter)
+        .into_iter()
+        .filter(|e| e.tag == aggregate_tag)
+        .flat_map(|e| chunk_io::decode_chunk(&e.data).unwrap_or_default())
+        .map(|r| r.body)
+        .collect();
+    run.summary.rows = rows.len() as u64;
+    for r in &rows {
+        run.write_json(r);
+    }
+    if let Err(e) = run.out.flush() {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.to_string());
         }
-        run.flush();
-        run.summary.per_file.push((
-            src.to_string(),
-            format.name(),
-            run.file_records,
-            run.file_flagged,
-        ));
-        run.summary.records += run.file_records;
-        run.summary.flagged += run.file_flagged;
-        run.file_records = 0;
-        run.file_flagged = 0;
     }
-    match run.out.flush() {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.to_string()),
-        _ => {}
+    let secs = started.elapsed().as_secs_f64();
+    match args.format {
+        Format::Table => print_table(&run.summary, secs),
+        Format::Json => eprintln!("{}", summary_json(&run.summary, secs)),
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    print_summary(&run.summary, elapsed);
     if args.fail_on_match && run.summary.flagged > 0 {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(s: &Summary, secs: f64) {
+/// Counts bytes read for the progress bar and the throughput.
+struct CountingReader<'b, R> {
+    inner: R,
+    bar: &'b ProgressBar,
+    bytes: u64,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+fn time_text(t: Option<f64>) -> String {
+    t.map(flb_filter_pssession::core::timefmt::rfc3339)
+        .unwrap_or_else(|| "-".into())
+}
+
+fn summary_json(s: &Summary, secs: f64) -> serde_json::Value {
+    serde_json::json!({
+        "records": s.records,
+        "flagged": s.flagged,
+        "aggregate_rows": s.rows,
+        "files": s.files.iter().map(|f| serde_json::json!({
+            "file": f.name, "format": f.format, "records": f.records, "flagged": f.flagged,
+        })).collect::<Vec<_>>(),
+        "shapes": s.per_shape,
+        "flagged_by_host_user": s.per_host_user.iter().map(|((h, u), n)| serde_json::json!({
+            "ComputerName": h, "User": u, "count": n,
+        })).collect::<Vec<_>>(),
+        "first_time": time_text(s.first_time),
+        "last_time": time_text(s.last_time),
+        "seconds": secs,
+        "records_per_second": if secs > 0.0 { s.records as f64 / secs } else { 0.0 },
+        "bytes": s.bytes,
+    })
+}
+
+fn print_table(s: &Summary, secs: f64) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "\n== pssession-replay summary ==");
     let _ = writeln!(
         e,
-        "{:<48} {:>7} {:>9} {:>8}",
+        "{:<56} {:>7} {:>9} {:>8}",
         "file", "format", "records", "flagged"
     );
-    for (f, fmt, n, fl) in &s.per_file {
-        let name = if f.len() > 48 { &f[f.len() - 48..] } else { f };
-        let _ = writeln!(e, "{name:<48} {fmt:>7} {n:>9} {fl:>8}");
+    for f in &s.files {
+        let name = if f.name.len() > 56 {
+            &f.name[f.name.len() - 56..]
+        } else {
+            &f.name
+        };
+        let _ = writeln!(
+            e,
+            "{name:<56} {:>7} {:>9} {:>8}",
+            f.format, f.records, f.flagged
+        );
+    }
+    let _ = writeln!(e, "\nrecords by shape:");
+    for (shape, n) in &s.per_shape {
+        let _ = writeln!(e, "  {shape:<24} {n:>9}");
     }
     if !s.per_host_user.is_empty() {
         let _ = writeln!(e, "\nflagged by ComputerName / User:");
         for ((h, u), n) in &s.per_host_user {
-            let _ = writeln!(e, "  {h:<32} {u:<40} {n:>6}");
+            let _ = writeln!(e, "  {h:<32} {u:<48} {n:>6}");
         }
     }
     let rate = if secs > 0.0 {
@@ -245,9 +452,21 @@ fn print_summary(s: &Summary, secs: f64) {
     } else {
         0.0
     };
+    let mb = s.bytes as f64 / 1e6;
     let _ = writeln!(
         e,
-        "\n{} records, {} flagged, {:.2}s ({:.0} records/s)",
-        s.records, s.flagged, secs, rate
+        "\ntime span: {} .. {}",
+        time_text(s.first_time),
+        time_text(s.last_time)
+    );
+    let _ = writeln!(
+        e,
+        "{} records, {} flagged, {} aggregate rows; {:.2}s, {:.0} records/s, {:.1} MB/s",
+        s.records,
+        s.flagged,
+        s.rows,
+        secs,
+        rate,
+        if secs > 0.0 { mb / secs } else { 0.0 }
     );
 }
