@@ -37,6 +37,8 @@ fn example_configs_use_known_properties() {
         "alerts.conf",
         "alerts.yaml",
         "fleet/agent.yaml",
+        "linux-systemd.yaml",
+        "linux-syslog.conf",
     ] {
         let text = read(&format!("fluent-bit-conf/{f}"));
         let mut in_pssession = false;

@@ -10,7 +10,7 @@ use flb_filter_pssession::chunk_io::Layout;
 use flb_filter_pssession::ffi::{FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH};
 use serde_json::Value;
 
-const SHAPES: [&str; 5] = ["winevtlog", "nxlog", "winlogbeat", "xml", "splunk"];
+const SHAPES: [&str; 6] = ["winevtlog", "nxlog", "winlogbeat", "xml", "splunk", "linux"];
 const FB_TIME: f64 = 1_800_000_000.5;
 
 fn cases(shape: &str) -> Vec<Value> {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod enrich;
 pub mod filter;
 pub mod instance;
+pub mod linux;
 pub mod msgpack;
 pub mod shapes;
 pub mod timefmt;

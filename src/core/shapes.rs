@@ -4,6 +4,7 @@
 //! over the top-level keys, borrowing from the chunk wherever it can.
 
 use super::config::{FieldOverrides, FieldPath, FieldRole};
+use super::linux;
 use super::msgpack::{array_elements, first_token, map_get, MapEntries, Token};
 use super::timefmt::parse_time_text;
 use super::xml_event::{self, XmlEvent};
@@ -25,6 +26,14 @@ pub enum Shape {
     XmlWinEventLog,
     /// Splunk flat fields (EventCode, Message, ComputerName, User, source).
     SplunkFlat,
+    /// PowerShell on Linux, from Fluent Bit's `syslog` input or rfc3164/rfc5424 parsers
+    /// (`host`, `ident`, `pid`, `message`).
+    Syslog,
+    /// PowerShell on Linux, a whole syslog line in `log` or `message` (tail, no parser).
+    SyslogLine,
+    /// PowerShell on Linux, from Fluent Bit's `systemd` input (`SYSLOG_IDENTIFIER`,
+    /// `_HOSTNAME`, `_UID`, `MESSAGE`).
+    Journald,
     /// The fields the user named with the `*_key` properties.
     Custom,
     /// Windows event fields, but of no recognisable collector.
@@ -39,6 +48,9 @@ impl Shape {
             Shape::Winlogbeat => "winlogbeat",
             Shape::XmlWinEventLog => "xmlwineventlog",
             Shape::SplunkFlat => "splunk",
+            Shape::Syslog => "syslog",
+            Shape::SyslogLine => "syslog-line",
+            Shape::Journald => "journald",
             Shape::Custom => "custom",
             Shape::Other => "other",
         }
@@ -103,6 +115,11 @@ struct Slots<'a> {
     at_timestamp: Option<&'a [u8]>,
     splunk_time: Option<&'a [u8]>,
     source_module_type: bool,
+    ident: Option<&'a [u8]>,
+    syslog_identifier: Option<&'a [u8]>,
+    journal_hostname: Option<&'a [u8]>,
+    journal_uid: Option<&'a [u8]>,
+    journal_message: Option<&'a [u8]>,
     winlog: Option<&'a [u8]>,
     powershell: Option<&'a [u8]>,
     host: Option<&'a [u8]>,
@@ -134,6 +151,18 @@ pub struct Scan<'a, 'c> {
     slots: Slots<'a>,
     overrides: &'c FieldOverrides,
     xml: Option<Option<XmlEvent>>,
+    linux: Option<Option<LinuxEvent<'a>>>,
+}
+
+/// A PowerShell event logged on Linux, read from one of the Linux shapes.
+#[derive(Debug, Clone)]
+struct LinuxEvent<'a> {
+    shape: Shape,
+    event_code: Option<i64>,
+    computer: Option<Text<'a>>,
+    user: Option<Text<'a>>,
+    text: Text<'a>,
+    time: Option<EventTime>,
 }
 
 impl<'a, 'c> Scan<'a, 'c> {
@@ -178,6 +207,11 @@ impl<'a, 'c> Scan<'a, 'c> {
                 b"@timestamp" => set(&mut s.at_timestamp, v),
                 b"_time" => set(&mut s.splunk_time, v),
                 b"SourceModuleType" => s.source_module_type = true,
+                b"ident" => set(&mut s.ident, v),
+                b"SYSLOG_IDENTIFIER" => set(&mut s.syslog_identifier, v),
+                b"_HOSTNAME" => set(&mut s.journal_hostname, v),
+                b"_UID" => set(&mut s.journal_uid, v),
+                b"MESSAGE" => set(&mut s.journal_message, v),
                 b"winlog" => set(&mut s.winlog, v),
                 b"powershell" => set(&mut s.powershell, v),
                 b"host" => set(&mut s.host, v),
@@ -188,6 +222,7 @@ impl<'a, 'c> Scan<'a, 'c> {
             slots: s,
             overrides,
             xml: None,
+            linux: None,
         })
     }
 
@@ -231,6 +266,80 @@ impl<'a, 'c> Scan<'a, 'c> {
         self.xml.as_ref().and_then(|x| x.as_ref())
     }
 
+    /// PowerShell's Linux log, read once, if the record is one: journald fields, syslog
+    /// fields, or a whole syslog line. Records of any other program are rejected by their
+    /// program name before the message is looked at.
+    fn linux(&mut self) -> Option<&LinuxEvent<'a>> {
+        if self.linux.is_none() {
+            self.linux = Some(self.read_linux());
+        }
+        self.linux.as_ref().and_then(|l| l.as_ref())
+    }
+
+    fn read_linux(&self) -> Option<LinuxEvent<'a>> {
+        let s = &self.slots;
+        if let Some(id) = s.syslog_identifier.and_then(as_bytes) {
+            if !linux::is_powershell_ident(id) {
+                return None;
+            }
+            let m = linux::parse_ps_message(s.journal_message.and_then(as_bytes)?)?;
+            return Some(LinuxEvent {
+                shape: Shape::Journald,
+                event_code: m.event_code,
+                computer: s.journal_hostname.and_then(text_of),
+                user: s.journal_uid.and_then(text_or_number),
+                text: m.text,
+                time: None,
+            });
+        }
+        if let Some(ident) = s.ident.and_then(as_bytes) {
+            if !linux::is_powershell_ident(ident) {
+                return None;
+            }
+            let m = linux::parse_ps_message(s.message_lower.and_then(as_bytes)?)?;
+            return Some(LinuxEvent {
+                shape: Shape::Syslog,
+                event_code: m.event_code,
+                computer: s.host.and_then(text_of),
+                user: None,
+                text: m.text,
+                time: None,
+            });
+        }
+        let line = [s.log, s.message_lower]
+            .into_iter()
+            .flatten()
+            .filter_map(as_bytes)
+            .find(|l| linux::may_be_powershell_line(l))?;
+        let l = linux::parse_syslog_line(line)?;
+        if !linux::is_powershell_ident(l.ident) {
+            return None;
+        }
+        let m = linux::parse_ps_message(l.message)?;
+        let time = l
+            .iso_time
+            .and_then(|t| parse_time_text(std::str::from_utf8(t).ok()?))
+            .map(|secs| EventTime {
+                secs,
+                field: "syslog timestamp",
+            });
+        Some(LinuxEvent {
+            shape: Shape::SyslogLine,
+            event_code: m.event_code,
+            computer: (!l.host.is_empty()).then_some(Cow::Borrowed(l.host)),
+            user: None,
+            text: m.text,
+            time,
+        })
+    }
+
+    /// Whether the record carries a Windows event id field (then the Linux readers are not
+    /// consulted).
+    fn has_windows_id(&self) -> bool {
+        let s = &self.slots;
+        s.event_id.is_some() || s.event_code.is_some() || s.winlog.is_some()
+    }
+
     /// The event id, read from the first field that has one.
     pub fn event_code(&mut self) -> Option<i64> {
         if let Some(v) = self.custom(FieldRole::EventCode) {
@@ -243,6 +352,11 @@ impl<'a, 'c> Scan<'a, 'c> {
         if let Some(v) = self.winlog(&[b"event_id"]) {
             return event_code_of(v);
         }
+        if !self.has_windows_id() {
+            if let Some(l) = self.linux() {
+                return l.event_code;
+            }
+        }
         let x = self.xml()?;
         x.event_id
             .as_deref()
@@ -252,6 +366,26 @@ impl<'a, 'c> Scan<'a, 'c> {
     /// Resolves the whole view.
     pub fn view(mut self) -> EventView<'a> {
         let event_code = self.event_code();
+        if self.custom(FieldRole::EventCode).is_none() && !self.has_windows_id() {
+            if let Some(l) = self.linux().cloned() {
+                return EventView {
+                    shape: l.shape,
+                    event_code: l.event_code,
+                    channel: None,
+                    computer: self
+                        .custom(FieldRole::Computer)
+                        .and_then(text_of)
+                        .or(l.computer),
+                    user: self.custom(FieldRole::User).and_then(text_of).or(l.user),
+                    message: Some(l.text),
+                    script_block_text: None,
+                    time: match self.custom(FieldRole::Time) {
+                        Some(v) => time_of(v, "time_key"),
+                        None => l.time,
+                    },
+                };
+            }
+        }
         let xml = self.xml().cloned();
         let s = &self.slots;
         let custom_shape = self.custom(FieldRole::EventCode).is_some();
@@ -386,6 +520,14 @@ fn text_of(v: &[u8]) -> Option<Text<'_>> {
 }
 
 /// A message field's text, unless it holds an XML event (that is a document, not a message).
+/// Text, or an integer written as text (journald's `_UID` may be either).
+fn text_or_number(v: &[u8]) -> Option<Text<'_>> {
+    match first_token(v)? {
+        Token::Int(i) => Some(Cow::Owned(i.to_string().into_bytes())),
+        _ => text_of(v),
+    }
+}
+
 fn non_xml_text(v: &[u8]) -> Option<Text<'_>> {
     text_of(v).filter(|t| !xml_event::looks_like_event_xml(t))
 }
