@@ -9,7 +9,7 @@
 
 use crate::core::aggregate::{self, Row};
 use crate::core::config::{self, Config, PropertyType, PROPERTIES};
-use crate::core::filter::Outcome;
+use crate::core::filter::{LateFlag, Outcome};
 use crate::core::instance::{FilterInstance, RowSink};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -619,6 +619,8 @@ struct Context {
     last_error_log: AtomicU64,
     errors_since_log: AtomicU64,
     last_early_log: AtomicU64,
+    /// Script blocks released by a bound, as last logged.
+    bound_releases_logged: AtomicU64,
 }
 
 // SAFETY: `ins` and the emitter are only used through Fluent Bit functions that Fluent Bit
@@ -719,6 +721,21 @@ impl Context {
             } else {
                 self.rows_failed.fetch_add(1, Ordering::Relaxed);
                 self.log_row(FLB_LOG_ERROR, "aggregate row could not be emitted", r);
+            }
+        }
+    }
+
+    /// Emits script blocks flagged as they stood, under the tag their last part came with
+    /// (and a copy under `alert_tag`).
+    fn emit_late(&self, late: &[LateFlag], source: *mut flb_input_instance) {
+        for l in late {
+            if !self.emit(&l.tag, &l.record, source) {
+                self.error_rate_limited("a flagged script block could not be emitted");
+            }
+            if let Some(alert) = &self.filter.config().alert_tag {
+                if !self.emit(alert, &l.record, source) {
+                    self.error_rate_limited("an alert copy could not be emitted");
+                }
             }
         }
     }
@@ -953,6 +970,7 @@ fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()
         last_error_log: AtomicU64::new(0),
         errors_since_log: AtomicU64::new(0),
         last_early_log: AtomicU64::new(0),
+        bound_releases_logged: AtomicU64::new(0),
     });
     if let Some(path) = &state_file {
         restore_state(&ctx, path, now);
@@ -1051,7 +1069,10 @@ extern "C" fn on_timer(_config: *mut flb_config, data: *mut c_void) {
     let r = catch_unwind(AssertUnwindSafe(|| {
         let source = ctx.last_input.load(Ordering::Acquire);
         let now = unix_now();
-        let rows = ctx.filter.on_timer(now);
+        let (late, early) = ctx.filter.expire_blocks(now);
+        ctx.emit_late(&late, source);
+        let mut rows = early;
+        rows.extend(ctx.filter.on_timer(now));
         if rows.is_empty() {
             return;
         }
@@ -1074,8 +1095,8 @@ extern "C" fn on_timer(_config: *mut flb_config, data: *mut c_void) {
 extern "C" fn cb_filter(
     data: *const c_void,
     bytes: usize,
-    _tag: *const c_char,
-    _tag_len: c_int,
+    tag: *const c_char,
+    tag_len: c_int,
     out_buf: *mut *mut c_void,
     out_size: *mut usize,
     _f_ins: *mut flb_filter_instance,
@@ -1101,7 +1122,17 @@ extern "C" fn cb_filter(
     }
     // SAFETY: Fluent Bit passes a readable chunk of `bytes` bytes, valid for this call.
     let chunk = unsafe { std::slice::from_raw_parts(data as *const u8, bytes) };
-    let actions = catch_unwind(AssertUnwindSafe(|| ctx.filter.process(chunk, unix_now())));
+    let tag = if tag.is_null() || tag_len <= 0 {
+        std::borrow::Cow::Borrowed("")
+    } else {
+        // SAFETY: Fluent Bit passes the tag's tag_len bytes, valid for this call.
+        String::from_utf8_lossy(unsafe {
+            std::slice::from_raw_parts(tag as *const u8, tag_len as usize)
+        })
+    };
+    let actions = catch_unwind(AssertUnwindSafe(|| {
+        ctx.filter.process_tagged(chunk, &tag, unix_now())
+    }));
     let actions = match actions {
         Ok(a) => a,
         Err(p) => {
@@ -1128,6 +1159,27 @@ extern "C" fn cb_filter(
             if !ctx.emit(tag, &out[range.clone()], i_ins) {
                 ctx.error_rate_limited("an alert copy could not be emitted");
             }
+        }
+    }
+    ctx.emit_late(&actions.late, i_ins);
+    if let Some((open, bytes, _, bound)) = ctx.filter.detector.reassembly_state() {
+        let logged = ctx.bound_releases_logged.load(Ordering::Relaxed);
+        if bound > logged
+            && ctx
+                .bound_releases_logged
+                .compare_exchange(logged, bound, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log(
+                &ctx.host,
+                ctx.ins,
+                FLB_LOG_WARN,
+                &format!(
+                    "{} script blocks judged before completion because reassemble_max_blocks or \
+                     reassemble_max_bytes was reached ({open} open, {bytes} bytes)",
+                    bound - logged
+                ),
+            );
         }
     }
     if !actions.rows.is_empty() {
@@ -1177,8 +1229,24 @@ extern "C" fn cb_exit(context: *mut c_void, _config: *mut flb_config) -> c_int {
             // SAFETY: the timer we created; destroyed once, before the context goes.
             unsafe { (em.host.timer_destroy)(timer) };
         }
-        // The engine no longer routes records at this point: what is still counted goes
-        // to the state file, or to the log.
+        // The engine no longer routes records at this point: open script blocks are judged
+        // and a match is logged; what is still counted goes to the state file, or the log.
+        for l in ctx.filter.drain_blocks(unix_now()) {
+            let n = &l.flagged.normalized;
+            log(
+                &ctx.host,
+                ctx.ins,
+                FLB_LOG_WARN,
+                &format!(
+                    "script block {} from {} (user {}) was incomplete at shutdown and matches the \
+                     analytic: {}",
+                    n.reassembly.as_ref().map_or("?", |r| r.block_id.as_str()),
+                    n.computer,
+                    n.user,
+                    l.flagged.message.chars().take(500).collect::<String>()
+                ),
+            );
+        }
         let rows = ctx.filter.on_exit(unix_now());
         let state_file = ctx
             .filter

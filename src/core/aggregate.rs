@@ -277,6 +277,7 @@ pub fn write_row(cfg: &Config, row: &Row, mode: AggregateMode, host: &str, out: 
         time: row.last_time,
         time_source: "aggregate",
         shape: Shape::Other,
+        reassembly: None,
     };
     let mut entries: Vec<(String, Node)> = vec![
         ("EventCode".into(), Node::Int(k.event_code)),

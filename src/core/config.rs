@@ -180,6 +180,38 @@ pub const PROPERTIES: &[PropertySpec] = &[
         "Storage type of the emitter input: `memory` or `filesystem`.",
     ),
     prop(
+        "reassemble",
+        Str,
+        Some("off"),
+        false,
+        "Judge script blocks split over several 4104 events as a whole: collect the parts \
+         per (computer, ScriptBlock ID) and flag the record that completes the script. Off \
+         by default in mode exact, which judges each event alone as the analytic does.",
+    ),
+    prop(
+        "reassemble_timeout",
+        Str,
+        Some("30s"),
+        false,
+        "How long a script block may stay incomplete before it is judged as it stands \
+         (1s to 24h).",
+    ),
+    prop(
+        "reassemble_max_bytes",
+        Str,
+        Some("32M"),
+        false,
+        "Most bytes of open script blocks kept; past it the oldest block is judged as it \
+         stands.",
+    ),
+    prop(
+        "reassemble_max_blocks",
+        Int,
+        Some("1000"),
+        false,
+        "Most open script blocks (1 to 1000000); past it the oldest is judged as it stands.",
+    ),
+    prop(
         "event_code_key",
         Str,
         None,
@@ -411,6 +443,24 @@ impl Default for EmitterSettings {
     }
 }
 
+/// Settings of script-block reassembly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReassemblySettings {
+    pub timeout_secs: f64,
+    pub max_bytes: usize,
+    pub max_blocks: usize,
+}
+
+impl Default for ReassemblySettings {
+    fn default() -> Self {
+        ReassemblySettings {
+            timeout_secs: 30.0,
+            max_bytes: 32 << 20,
+            max_blocks: 1000,
+        }
+    }
+}
+
 /// A validated configuration of one filter instance.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -425,6 +475,8 @@ pub struct Config {
     pub aggregate: Option<AggregateSettings>,
     pub alert_tag: Option<String>,
     pub emitter: EmitterSettings,
+    /// None when `reassemble off`.
+    pub reassembly: Option<ReassemblySettings>,
 }
 
 impl Default for Config {
@@ -440,6 +492,7 @@ impl Default for Config {
             aggregate: Some(AggregateSettings::default()),
             alert_tag: None,
             emitter: EmitterSettings::default(),
+            reassembly: None,
         }
     }
 }
@@ -577,6 +630,36 @@ impl Config {
                 "aggregate_state_file" => {
                     if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
                         a.state_file = Some(v.to_string());
+                    }
+                }
+                "reassemble" => {
+                    if let Some(v) = single {
+                        cfg.reassembly =
+                            parse_bool(spec.name, v)?.then(ReassemblySettings::default);
+                    }
+                }
+                "reassemble_timeout" => {
+                    if let Some(v) = single {
+                        let ms = parse_duration_ms(spec.name, v)?;
+                        if let Some(r) = cfg.reassembly.as_mut() {
+                            r.timeout_secs = ms as f64 / 1000.0;
+                        }
+                    }
+                }
+                "reassemble_max_bytes" => {
+                    if let Some(v) = single {
+                        let n = parse_size(spec.name, v, 1024, 1 << 40)?;
+                        if let Some(r) = cfg.reassembly.as_mut() {
+                            r.max_bytes = n;
+                        }
+                    }
+                }
+                "reassemble_max_blocks" => {
+                    if let Some(v) = single {
+                        let n = parse_int(spec.name, v, 1, 1_000_000)? as usize;
+                        if let Some(r) = cfg.reassembly.as_mut() {
+                            r.max_blocks = n;
+                        }
                     }
                 }
                 "emitter_name" => cfg.emitter.name = single.map(str::to_string),
@@ -748,7 +831,13 @@ mod tests {
             let v = match p.name {
                 "mode" => "exact",
                 "schema" => "splunk",
-                "risk_score" | "max_keys" | "flush_interval" => "10",
+                "risk_score"
+                | "max_keys"
+                | "flush_interval"
+                | "reassemble_max_blocks"
+                | "reassemble_timeout" => "10",
+                "reassemble" => "on",
+                "reassemble_max_bytes" => "1M",
                 "aggregate" => "off",
                 "aggregate_mode" => "cumulative",
                 "max_message_bytes" | "emitter_mem_buf_limit" => "1M",

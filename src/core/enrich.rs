@@ -46,6 +46,19 @@ pub struct Normalized {
     /// The field the time came from (`fluentbit` for the record's Fluent Bit timestamp).
     pub time_source: &'static str,
     pub shape: Shape,
+    /// Set when the record stands for a script block reassembled from several events.
+    pub reassembly: Option<Reassembled>,
+}
+
+/// How a flagged record's script was put together from several events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reassembled {
+    pub block_id: String,
+    /// Parts that made the judged script, and how many the block has.
+    pub parts: u32,
+    pub total: u32,
+    /// `complete`, `timeout` or `bound`.
+    pub how: &'static str,
 }
 
 /// The fields a flagged record gains, keyed at the top level of the record.
@@ -161,6 +174,16 @@ pub fn additions(cfg: &Config, n: &Normalized) -> Vec<(String, Node)> {
         ],
     };
     let mut ns = namespace;
+    if let (Node::Map(ref mut entries), Some(r)) = (&mut ns, &n.reassembly) {
+        for (k, v) in [
+            ("script_block_id", s(&r.block_id)),
+            ("parts", Node::Int(r.parts as i64)),
+            ("parts_total", Node::Int(r.total as i64)),
+            ("reassembly", s(r.how)),
+        ] {
+            entries.push((k.to_string(), v));
+        }
+    }
     if let Node::Map(ref mut entries) = ns {
         if cfg.schema == Schema::Ecs {
             // ECS has no place for these; keep them beside the normalised values.
@@ -324,6 +347,7 @@ mod tests {
             time: 1_709_633_472.0,
             time_source: "TimeCreated",
             shape: Shape::Winevtlog,
+            reassembly: None,
         }
     }
 

@@ -3,11 +3,15 @@
 
 use super::chunk::{RecordRef, Records};
 use super::config::Config;
+use super::enrich::Reassembled;
 use super::enrich::{self, Normalized};
 use super::msgpack::DecodeError;
+use super::reassembly::{Completion, Fed, Reassembler, Released};
+use super::shapes::EventView;
 use super::shapes::Scan;
 use super::verdict::{Rules, Verdict};
 use std::borrow::Cow;
+use std::sync::Mutex;
 
 /// The result of filtering one chunk.
 #[derive(Debug, PartialEq)]
@@ -39,11 +43,23 @@ pub struct Flagged {
     pub out_range: std::ops::Range<usize>,
 }
 
-/// The filter of one instance: configuration and compiled rules. Immutable, shared by every
-/// thread that calls it.
+/// The filter of one instance: configuration, compiled rules, and the open script blocks
+/// when reassembly is on. Shared by every thread that calls it.
 pub struct Detector {
     pub config: Config,
     rules: Rules,
+    reassembler: Option<Mutex<Reassembler>>,
+}
+
+/// A flagged record that is not in the chunk being filtered: a script block judged as it
+/// stood (timeout or memory bound), flagged on a copy of its last part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateFlag {
+    /// The tag the last part came with.
+    pub tag: String,
+    /// The enriched copy of the last part (a whole record).
+    pub record: Vec<u8>,
+    pub flagged: Flagged,
 }
 
 /// What filtering a chunk produced.
@@ -53,6 +69,8 @@ pub struct ChunkResult {
     pub stats: ChunkStats,
     /// The flagged records, in order.
     pub flagged: Vec<Flagged>,
+    /// Script blocks judged as they stood, to emit on their own.
+    pub late: Vec<LateFlag>,
     /// Set when the chunk was not valid msgpack from this offset on; those bytes were
     /// passed on verbatim.
     pub error: Option<DecodeError>,
@@ -60,14 +78,61 @@ pub struct ChunkResult {
 
 impl Detector {
     pub fn new(config: Config) -> Detector {
+        let reassembler = config
+            .reassembly
+            .as_ref()
+            .map(|r| Mutex::new(Reassembler::new(r.max_bytes, r.max_blocks, r.timeout_secs)));
         Detector {
             config,
             rules: Rules::new(),
+            reassembler,
         }
     }
 
-    /// Judges one record. None when it is not flagged (excluded ones are counted).
-    pub fn judge_record(&self, rec: &RecordRef<'_>, stats: &mut ChunkStats) -> Option<Flagged> {
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Reassembler>> {
+        self.reassembler
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The record's normalised values, for a flagged verdict.
+    fn flagged(
+        &self,
+        view: &EventView<'_>,
+        rec: &RecordRef<'_>,
+        message: String,
+        reassembly: Option<Reassembled>,
+    ) -> Flagged {
+        let (time, time_source) = match view.time {
+            Some(t) => (t.secs, t.field),
+            None => (rec.timestamp.as_f64().unwrap_or(0.0), "fluentbit"),
+        };
+        Flagged {
+            message,
+            out_range: 0..0,
+            normalized: Normalized {
+                event_code: view.event_code.unwrap_or_default(),
+                computer: text_or_unknown(view.computer.as_deref()),
+                user: text_or_unknown(view.user.as_deref()),
+                time,
+                time_source,
+                shape: view.shape,
+                reassembly,
+            },
+        }
+    }
+
+    /// Judges one record. None when it is not flagged (excluded ones are counted). With
+    /// reassembly on, a part of a multi-part script block is held until its block is
+    /// whole; blocks released unfinished on the way are judged into `late`.
+    pub fn judge_record(
+        &self,
+        rec: &RecordRef<'_>,
+        tag: &str,
+        now: f64,
+        stats: &mut ChunkStats,
+        late: &mut Vec<LateFlag>,
+    ) -> Option<Flagged> {
         if !rec.is_event() {
             return None;
         }
@@ -80,32 +145,114 @@ impl Detector {
             return None;
         }
         stats.candidates += 1;
-        match self.rules.judge(&view, &self.config) {
-            Verdict::NoMatch => None,
+        if let (Some(mut reasm), Some(part)) = (self.lock(), view.part.as_ref()) {
+            if part.total > 1 {
+                let computer = text_or_unknown(view.computer.as_deref());
+                let text = view.part_text().unwrap_or_default();
+                let (fed, released) = reasm.add(&computer, part, text, tag, rec.raw, now);
+                drop(reasm);
+                self.judge_released(released, stats, late);
+                return match fed {
+                    Fed::Pending => None,
+                    Fed::Complete { script, parts } => {
+                        let info = Reassembled {
+                            block_id: part.block_id.clone(),
+                            parts,
+                            total: part.total,
+                            how: Completion::Complete.name(),
+                        };
+                        self.count(
+                            self.rules.judge_text(Some(&script), &view, &self.config),
+                            stats,
+                        )
+                        .then(|| self.flagged(&view, rec, lossy(&script), Some(info)))
+                    }
+                };
+            }
+        }
+        let text = view.script_text().map(lossy).unwrap_or_default();
+        self.count(self.rules.judge(&view, &self.config), stats)
+            .then(|| self.flagged(&view, rec, text, None))
+    }
+
+    /// Counts a verdict; true when flagged.
+    fn count(&self, v: Verdict, stats: &mut ChunkStats) -> bool {
+        match v {
+            Verdict::NoMatch => false,
             Verdict::Excluded => {
                 stats.excluded += 1;
-                None
+                false
             }
             Verdict::Flagged => {
                 stats.flagged += 1;
-                let (time, time_source) = match view.time {
-                    Some(t) => (t.secs, t.field),
-                    None => (rec.timestamp.as_f64().unwrap_or(0.0), "fluentbit"),
-                };
-                Some(Flagged {
-                    message: text_or_unknown(view.script_text()),
-                    out_range: 0..0,
-                    normalized: Normalized {
-                        event_code: view.event_code.unwrap_or_default(),
-                        computer: text_or_unknown(view.computer.as_deref()),
-                        user: text_or_unknown(view.user.as_deref()),
-                        time,
-                        time_source,
-                        shape: view.shape,
-                    },
-                })
+                true
             }
         }
+    }
+
+    /// Judges blocks released unfinished; a match is flagged on a copy of the last part.
+    fn judge_released(
+        &self,
+        released: Vec<Released>,
+        stats: &mut ChunkStats,
+        late: &mut Vec<LateFlag>,
+    ) {
+        for r in released {
+            let Some(Ok(rec)) = Records::new(&r.record).next() else {
+                continue;
+            };
+            let Some(scan) = Scan::new(rec.body(), &self.config.fields) else {
+                continue;
+            };
+            let view = scan.view();
+            if !self.count(
+                self.rules.judge_text(Some(&r.script), &view, &self.config),
+                stats,
+            ) {
+                continue;
+            }
+            let info = Reassembled {
+                block_id: r.block_id.clone(),
+                parts: r.parts,
+                total: r.total,
+                how: r.why.name(),
+            };
+            let f = self.flagged(&view, &rec, lossy(&r.script), Some(info));
+            let mut record = Vec::new();
+            self.write_flagged(&rec, &f, &mut record);
+            late.push(LateFlag {
+                tag: r.tag,
+                record,
+                flagged: f,
+            });
+        }
+    }
+
+    /// Script blocks open longer than `reassemble_timeout`, judged as they stand.
+    pub fn expire_blocks(&self, now: f64) -> (Vec<LateFlag>, ChunkStats) {
+        let mut stats = ChunkStats::default();
+        let mut late = Vec::new();
+        let released = match self.lock() {
+            Some(mut r) if r.open_blocks() > 0 => r.expire(now),
+            _ => return (late, stats),
+        };
+        self.judge_released(released, &mut stats, &mut late);
+        (late, stats)
+    }
+
+    /// Every open script block, judged as it stands (at shutdown).
+    pub fn drain_blocks(&self) -> (Vec<LateFlag>, ChunkStats) {
+        let mut stats = ChunkStats::default();
+        let mut late = Vec::new();
+        let released = self.lock().map(|mut r| r.drain()).unwrap_or_default();
+        self.judge_released(released, &mut stats, &mut late);
+        (late, stats)
+    }
+
+    /// Open blocks, bytes held, blocks judged by timeout and by bound.
+    pub fn reassembly_state(&self) -> Option<(usize, usize, u64, u64)> {
+        self.lock()
+            .map(|r| (r.open_blocks(), r.bytes(), r.timeouts, r.bound_releases))
     }
 
     /// Writes a flagged record: its header bytes unchanged, its body with the enrichment.
@@ -123,11 +270,20 @@ impl Detector {
     /// record is not copied at all. Bytes that are not valid msgpack are passed on as they
     /// are, after the records before them.
     pub fn filter_chunk(&self, chunk: &[u8]) -> ChunkResult {
+        self.filter_chunk_at(chunk, "", 0.0)
+    }
+
+    /// [`filter_chunk`](Self::filter_chunk) for a chunk of `tag` at time `now` (both used
+    /// by reassembly: the tag to emit late flags under, the clock of the timeout).
+    pub fn filter_chunk_at(&self, chunk: &[u8], tag: &str, now: f64) -> ChunkResult {
         let mut stats = ChunkStats::default();
         let mut out: Option<Vec<u8>> = None;
         let mut copied_to = 0usize;
         let mut error = None;
         let mut flagged = Vec::new();
+        let (mut late, expired_stats) = self.expire_blocks(now);
+        stats.flagged += expired_stats.flagged;
+        stats.excluded += expired_stats.excluded;
         for rec in Records::new(chunk) {
             let rec = match rec {
                 Ok(r) => r,
@@ -137,7 +293,7 @@ impl Detector {
                 }
             };
             stats.records += 1;
-            if let Some(mut f) = self.judge_record(&rec, &mut stats) {
+            if let Some(mut f) = self.judge_record(&rec, tag, now, &mut stats, &mut late) {
                 let buf = out.get_or_insert_with(|| Vec::with_capacity(chunk.len() + 4096));
                 buf.extend_from_slice(&chunk[copied_to..rec.offset]);
                 let start = buf.len();
@@ -158,9 +314,14 @@ impl Detector {
             outcome,
             stats,
             flagged,
+            late,
             error,
         }
     }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 fn text_or_unknown(t: Option<&[u8]>) -> String {

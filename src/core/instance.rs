@@ -4,7 +4,7 @@
 
 use super::aggregate::{self, Aggregate, Key, Row};
 use super::config::Config;
-use super::filter::{ChunkResult, Detector, Outcome};
+use super::filter::{ChunkResult, ChunkStats, Detector, Flagged, LateFlag, Outcome};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -29,6 +29,8 @@ pub struct ChunkActions {
     pub alert_copies: Vec<Range<usize>>,
     /// Rows to emit now through the emitter (early emissions).
     pub rows: Vec<Row>,
+    /// Script blocks flagged as they stood, to emit under their own tag (emitter sink).
+    pub late: Vec<LateFlag>,
 }
 
 /// Counters kept across chunks and threads.
@@ -87,25 +89,19 @@ impl FilterInstance {
             .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Filters one chunk and works out what to emit.
-    pub fn process(&self, chunk: &[u8], now: f64) -> ChunkActions {
-        let result = self.detector.filter_chunk(chunk);
+    fn add_stats(&self, st: &ChunkStats) {
         let c = &self.counters;
-        c.records.fetch_add(result.stats.records, Ordering::Relaxed);
-        c.candidates
-            .fetch_add(result.stats.candidates, Ordering::Relaxed);
-        c.flagged.fetch_add(result.stats.flagged, Ordering::Relaxed);
-        c.excluded
-            .fetch_add(result.stats.excluded, Ordering::Relaxed);
-        let alert_copies = if self.config().alert_tag.is_some() {
-            result.flagged.iter().map(|f| f.out_range.clone()).collect()
-        } else {
-            Vec::new()
-        };
+        c.records.fetch_add(st.records, Ordering::Relaxed);
+        c.candidates.fetch_add(st.candidates, Ordering::Relaxed);
+        c.flagged.fetch_add(st.flagged, Ordering::Relaxed);
+        c.excluded.fetch_add(st.excluded, Ordering::Relaxed);
+    }
+
+    /// Counts flagged records in the aggregate; returns rows pushed out by its bounds.
+    fn count_flagged<'f>(&self, flagged: impl Iterator<Item = &'f Flagged>, now: f64) -> Vec<Row> {
         let mut rows = Vec::new();
-        let mut due = Vec::new();
         if let Some(mut st) = self.lock() {
-            for f in &result.flagged {
+            for f in flagged {
                 let n = &f.normalized;
                 let key = Key {
                     event_code: n.event_code,
@@ -115,7 +111,35 @@ impl FilterInstance {
                 };
                 rows.extend(st.agg.add(key, n.time, now));
             }
-            if self.sink == RowSink::AppendToChunk {
+        }
+        self.counters
+            .rows_early
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        rows
+    }
+
+    /// Filters one chunk and works out what to emit.
+    pub fn process(&self, chunk: &[u8], now: f64) -> ChunkActions {
+        self.process_tagged(chunk, "", now)
+    }
+
+    /// [`process`](Self::process) for a chunk with its tag (late flags are emitted under the
+    /// tag their last part came with).
+    pub fn process_tagged(&self, chunk: &[u8], tag: &str, now: f64) -> ChunkActions {
+        let mut result = self.detector.filter_chunk_at(chunk, tag, now);
+        self.add_stats(&result.stats);
+        let c = &self.counters;
+        let alert_copies = if self.config().alert_tag.is_some() {
+            result.flagged.iter().map(|f| f.out_range.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let flagged = result.flagged.iter();
+        let mut rows =
+            self.count_flagged(flagged.chain(result.late.iter().map(|l| &l.flagged)), now);
+        let mut due = Vec::new();
+        if self.sink == RowSink::AppendToChunk {
+            if let Some(mut st) = self.lock() {
                 let now_ms = (now * 1000.0) as u64;
                 if now_ms >= st.next_flush_ms {
                     due = st.agg.flush(now, "interval");
@@ -128,15 +152,18 @@ impl FilterInstance {
                 }
             }
         }
-        c.rows_early.fetch_add(rows.len() as u64, Ordering::Relaxed);
         let mut appended = None;
+        let mut late = std::mem::take(&mut result.late);
         if self.sink == RowSink::AppendToChunk {
             due.splice(0..0, rows.drain(..));
-            if !due.is_empty() {
+            if !due.is_empty() || !late.is_empty() {
                 let mut out = match &result.outcome {
                     Outcome::NoTouch => chunk.to_vec(),
                     Outcome::Modified(b) => b.clone(),
                 };
+                for l in late.drain(..) {
+                    out.extend_from_slice(&l.record);
+                }
                 out.extend(self.rows_as_records(&due, now));
                 c.rows_emitted
                     .fetch_add(due.len() as u64, Ordering::Relaxed);
@@ -151,6 +178,7 @@ impl FilterInstance {
             appended,
             alert_copies,
             rows,
+            late,
         }
     }
 
@@ -159,6 +187,23 @@ impl FilterInstance {
         self.lock()
             .map(|mut st| st.agg.flush(now, "interval"))
             .unwrap_or_default()
+    }
+
+    /// Script blocks whose timeout passed, judged as they stood (at a timer tick): the
+    /// flagged ones to emit, and rows their counting pushed out.
+    pub fn expire_blocks(&self, now: f64) -> (Vec<LateFlag>, Vec<Row>) {
+        let (late, stats) = self.detector.expire_blocks(now);
+        self.add_stats(&stats);
+        let rows = self.count_flagged(late.iter().map(|l| &l.flagged), now);
+        (late, rows)
+    }
+
+    /// Every open script block at shutdown, judged as it stands.
+    pub fn drain_blocks(&self, now: f64) -> Vec<LateFlag> {
+        let (late, stats) = self.detector.drain_blocks();
+        self.add_stats(&stats);
+        self.count_flagged(late.iter().map(|l| &l.flagged), now);
+        late
     }
 
     /// Every row not yet emitted, at shutdown or reload.

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod instance;
 pub mod linux;
 pub mod msgpack;
+pub mod reassembly;
 pub mod shapes;
 pub mod timefmt;
 pub mod verdict;

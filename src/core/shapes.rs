@@ -6,6 +6,7 @@
 use super::config::{FieldOverrides, FieldPath, FieldRole};
 use super::linux;
 use super::msgpack::{array_elements, first_token, map_get, MapEntries, Token};
+use super::reassembly::{self, PartInfo};
 use super::timefmt::parse_time_text;
 use super::xml_event::{self, XmlEvent};
 use std::borrow::Cow;
@@ -78,9 +79,19 @@ pub struct EventView<'a> {
     pub script_block_text: Option<Text<'a>>,
     /// The record's own time, when it carries a parseable one.
     pub time: Option<EventTime>,
+    /// Its place in a script block split over several events, when known.
+    pub part: Option<PartInfo>,
 }
 
 impl<'a> EventView<'a> {
+    /// This part's own script text: ScriptBlockText, else the body of the rendered message.
+    pub fn part_text(&self) -> Option<&[u8]> {
+        self.script_block_text.as_deref().or_else(|| {
+            let m = self.message.as_deref()?;
+            Some(reassembly::parse_rendered(m).map_or(m, |r| r.body))
+        })
+    }
+
     /// The text the analytic searches: the rendered Message, else ScriptBlockText.
     pub fn script_text(&self) -> Option<&[u8]> {
         self.message
@@ -115,6 +126,9 @@ struct Slots<'a> {
     at_timestamp: Option<&'a [u8]>,
     splunk_time: Option<&'a [u8]>,
     source_module_type: bool,
+    message_number: Option<&'a [u8]>,
+    message_total: Option<&'a [u8]>,
+    script_block_id: Option<&'a [u8]>,
     ident: Option<&'a [u8]>,
     syslog_identifier: Option<&'a [u8]>,
     journal_hostname: Option<&'a [u8]>,
@@ -207,6 +221,9 @@ impl<'a, 'c> Scan<'a, 'c> {
                 b"@timestamp" => set(&mut s.at_timestamp, v),
                 b"_time" => set(&mut s.splunk_time, v),
                 b"SourceModuleType" => s.source_module_type = true,
+                b"MessageNumber" => set(&mut s.message_number, v),
+                b"MessageTotal" => set(&mut s.message_total, v),
+                b"ScriptBlockId" => set(&mut s.script_block_id, v),
                 b"ident" => set(&mut s.ident, v),
                 b"SYSLOG_IDENTIFIER" => set(&mut s.syslog_identifier, v),
                 b"_HOSTNAME" => set(&mut s.journal_hostname, v),
@@ -368,6 +385,7 @@ impl<'a, 'c> Scan<'a, 'c> {
         let event_code = self.event_code();
         if self.custom(FieldRole::EventCode).is_none() && !self.has_windows_id() {
             if let Some(l) = self.linux().cloned() {
+                let part = part_from(None, None, None, Some(&l.text));
                 return EventView {
                     shape: l.shape,
                     event_code: l.event_code,
@@ -383,6 +401,7 @@ impl<'a, 'c> Scan<'a, 'c> {
                         Some(v) => time_of(v, "time_key"),
                         None => l.time,
                     },
+                    part,
                 };
             }
         }
@@ -481,6 +500,45 @@ impl<'a, 'c> Scan<'a, 'c> {
                 .or_else(|| s.splunk_time.and_then(|v| time_of(v, "_time"))),
         };
 
+        let ed = self.winlog(&[b"event_data"]);
+        let inserts: Vec<&[u8]> = s
+            .string_inserts
+            .and_then(array_elements)
+            .map(|it| it.take(4).collect())
+            .unwrap_or_default();
+        let xml_text =
+            |f: fn(&XmlEvent) -> &Option<String>| xml.as_ref().and_then(|x| f(x).clone());
+        let number = s
+            .message_number
+            .and_then(u32_of)
+            .or_else(|| {
+                ed.and_then(|e| map_get(e, b"MessageNumber"))
+                    .and_then(u32_of)
+            })
+            .or_else(|| inserts.first().and_then(|v| u32_of(v)))
+            .or_else(|| xml_text(|x| &x.message_number)?.trim().parse().ok());
+        let total = s
+            .message_total
+            .and_then(u32_of)
+            .or_else(|| {
+                ed.and_then(|e| map_get(e, b"MessageTotal"))
+                    .and_then(u32_of)
+            })
+            .or_else(|| inserts.get(1).and_then(|v| u32_of(v)))
+            .or_else(|| xml_text(|x| &x.message_total)?.trim().parse().ok());
+        let block_id = s
+            .script_block_id
+            .and_then(text_of)
+            .or_else(|| {
+                ed.and_then(|e| map_get(e, b"ScriptBlockId"))
+                    .and_then(text_of)
+            })
+            .or_else(|| nested(s.powershell?, &[b"file", b"script_block_id"]).and_then(text_of))
+            .or_else(|| inserts.get(3).and_then(|v| text_of(v)))
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .or_else(|| xml_text(|x| &x.script_block_id));
+        let part = part_from(number, total, block_id, message.as_deref());
+
         EventView {
             shape,
             event_code,
@@ -490,7 +548,38 @@ impl<'a, 'c> Scan<'a, 'c> {
             message,
             script_block_text,
             time,
+            part,
         }
+    }
+}
+
+/// Number, total and block id from the fields, completed from the rendered message.
+fn part_from(
+    number: Option<u32>,
+    total: Option<u32>,
+    block_id: Option<String>,
+    message: Option<&[u8]>,
+) -> Option<PartInfo> {
+    let r = message.and_then(reassembly::parse_rendered);
+    let number = number.or(r.as_ref().map(|r| r.number))?;
+    let total = total.or(r.as_ref().map(|r| r.total))?;
+    let block_id = block_id.filter(|b| !b.trim().is_empty()).or_else(|| {
+        r.and_then(|r| r.block_id)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    })?;
+    (number >= 1 && total >= 1 && number <= total).then_some(PartInfo {
+        number,
+        total,
+        block_id: block_id.trim().to_string(),
+    })
+}
+
+/// A small positive integer from an integer or a string.
+fn u32_of(v: &[u8]) -> Option<u32> {
+    match first_token(v)? {
+        Token::Int(i) => u32::try_from(i).ok(),
+        Token::Str(s) | Token::Bin(s) => std::str::from_utf8(s).ok()?.trim().parse().ok(),
+        _ => None,
     }
 }
 

@@ -63,7 +63,13 @@ impl Rules {
         if !Self::is_powershell_4104(view) {
             return Verdict::NoMatch;
         }
-        match view.script_text() {
+        self.judge_text(view.script_text(), view, cfg)
+    }
+
+    /// The needles on `text` (a record's text, or a reassembled script), then the
+    /// exclusions on the view's user and computer.
+    pub fn judge_text(&self, text: Option<&[u8]>, view: &EventView<'_>, cfg: &Config) -> Verdict {
+        match text {
             Some(t) if self.text_matches(t) => {}
             _ => return Verdict::NoMatch,
         }
@@ -115,6 +121,7 @@ mod tests {
             message: None,
             script_block_text: Some(Cow::Borrowed(text.as_bytes())),
             time: None,
+            part: None,
         }
     }
 

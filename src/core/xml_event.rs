@@ -13,6 +13,9 @@ pub struct XmlEvent {
     pub user_id: Option<String>,
     pub system_time: Option<String>,
     pub script_block_text: Option<String>,
+    pub message_number: Option<String>,
+    pub message_total: Option<String>,
+    pub script_block_id: Option<String>,
     /// RenderingInfo/Message, when the event was rendered.
     pub message: Option<String>,
 }
@@ -41,6 +44,9 @@ enum Target {
     Channel,
     Computer,
     ScriptBlockText,
+    MessageNumber,
+    MessageTotal,
+    ScriptBlockId,
     Message,
 }
 
@@ -70,8 +76,14 @@ pub fn parse(xml: &str) -> Option<XmlEvent> {
                     b"Channel" => target = Target::Channel,
                     b"Computer" => target = Target::Computer,
                     b"Message" if in_rendering => target = Target::Message,
-                    b"Data" if data_name(&e).as_deref() == Some("ScriptBlockText") => {
-                        target = Target::ScriptBlockText
+                    b"Data" => {
+                        target = match data_name(&e).as_deref() {
+                            Some("ScriptBlockText") => Target::ScriptBlockText,
+                            Some("MessageNumber") => Target::MessageNumber,
+                            Some("MessageTotal") => Target::MessageTotal,
+                            Some("ScriptBlockId") => Target::ScriptBlockId,
+                            _ => Target::None,
+                        }
                     }
                     _ => attributes(&e, &mut ev),
                 }
@@ -101,6 +113,9 @@ pub fn parse(xml: &str) -> Option<XmlEvent> {
                     Target::Channel => &mut ev.channel,
                     Target::Computer => &mut ev.computer,
                     Target::ScriptBlockText => &mut ev.script_block_text,
+                    Target::MessageNumber => &mut ev.message_number,
+                    Target::MessageTotal => &mut ev.message_total,
+                    Target::ScriptBlockId => &mut ev.script_block_id,
                     Target::Message => &mut ev.message,
                     Target::None => {
                         continue;
@@ -174,6 +189,8 @@ mod tests {
             Some("if ($a -lt 3) { Enter-PSSession -ComputerName \"dc01\" } & A")
         );
         assert_eq!(ev.message, None);
+        assert_eq!(ev.script_block_id.as_deref(), Some("abc"));
+        assert_eq!(ev.message_total.as_deref(), Some("1"));
         assert!(looks_like_event_xml(b"  \n<Event xmlns='x'>"));
         assert!(looks_like_event_xml(
             b"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Event xmlns='x'>"
