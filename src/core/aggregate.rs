@@ -278,6 +278,7 @@ pub fn write_row(cfg: &Config, row: &Row, mode: AggregateMode, host: &str, out: 
         time_source: "aggregate",
         shape: Shape::Other,
         reassembly: None,
+        extended: None,
     };
     let mut entries: Vec<(String, Node)> = vec![
         ("EventCode".into(), Node::Int(k.event_code)),

@@ -50,7 +50,32 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Detection mode. `exact`: the reference analytic, literally (EventCode 4104 in the \
          PowerShell Operational channel whose script text contains both `Enter-PSSession` and \
-         `-ComputerName`, case-insensitively).",
+         `-ComputerName`, case-insensitively). `extended`: reads the script as PowerShell \
+         does and flags the Enter-PSSession invocations that open a session elsewhere.",
+    ),
+    prop(
+        "local_sessions",
+        Str,
+        Some("ignore"),
+        false,
+        "mode extended: sessions that stay on this computer (loopback, its own name, a local \
+         Hyper-V VM or container) are `ignore`d or `flag`ged with local_risk_score, never as \
+         lateral movement.",
+    ),
+    prop(
+        "local_risk_score",
+        Int,
+        Some("10"),
+        false,
+        "mode extended: risk score of flagged local sessions (0 to 1000).",
+    ),
+    prop(
+        "transport_risk",
+        Str,
+        None,
+        false,
+        "mode extended: risk score per transport, e.g. `ssh=60,session=50` (transports: \
+         winrm, winrm-uri, ssh, session); others use risk_score.",
     ),
     prop(
         "schema",
@@ -298,6 +323,7 @@ fn error(property: &str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Exact,
+    Extended,
 }
 
 /// Field naming of the enrichment.
@@ -477,6 +503,11 @@ pub struct Config {
     pub emitter: EmitterSettings,
     /// None when `reassemble off`.
     pub reassembly: Option<ReassemblySettings>,
+    /// mode extended: flag local sessions (with `local_risk_score`) instead of ignoring them.
+    pub flag_local_sessions: bool,
+    pub local_risk_score: i64,
+    /// mode extended: risk score per transport name.
+    pub transport_risk: Vec<(String, i64)>,
 }
 
 impl Default for Config {
@@ -493,6 +524,9 @@ impl Default for Config {
             alert_tag: None,
             emitter: EmitterSettings::default(),
             reassembly: None,
+            flag_local_sessions: false,
+            local_risk_score: 10,
+            transport_risk: Vec::new(),
         }
     }
 }
@@ -538,10 +572,11 @@ impl Config {
                     if let Some(v) = single {
                         cfg.mode = match v.to_ascii_lowercase().as_str() {
                             "exact" => Mode::Exact,
+                            "extended" => Mode::Extended,
                             _ => {
                                 return Err(error(
                                     spec.name,
-                                    format!("unknown mode '{v}' (valid: exact)"),
+                                    format!("unknown mode '{v}' (valid: exact, extended)"),
                                 ))
                             }
                         }
@@ -633,9 +668,54 @@ impl Config {
                     }
                 }
                 "reassemble" => {
+                    cfg.reassembly = match single {
+                        Some(v) => parse_bool(spec.name, v)?.then(ReassemblySettings::default),
+                        // on by default in mode extended, off in mode exact
+                        None => (cfg.mode == Mode::Extended).then(ReassemblySettings::default),
+                    };
+                }
+                "local_sessions" => {
                     if let Some(v) = single {
-                        cfg.reassembly =
-                            parse_bool(spec.name, v)?.then(ReassemblySettings::default);
+                        cfg.flag_local_sessions = match v.to_ascii_lowercase().as_str() {
+                            "ignore" => false,
+                            "flag" => true,
+                            _ => {
+                                return Err(error(
+                                    spec.name,
+                                    format!("unknown value '{v}' (valid: ignore, flag)"),
+                                ))
+                            }
+                        };
+                    }
+                }
+                "local_risk_score" => {
+                    if let Some(v) = single {
+                        cfg.local_risk_score = parse_int(spec.name, v, 0, 1000)?;
+                    }
+                }
+                "transport_risk" => {
+                    if let Some(v) = single {
+                        for item in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                            let bad = || {
+                                error(
+                                    spec.name,
+                                    format!(
+                                        "'{item}': expected transport=score with a transport of \
+                                         winrm, winrm-uri, ssh, session and a score from 0 to 1000"
+                                    ),
+                                )
+                            };
+                            let (t, n) = item.split_once('=').ok_or_else(bad)?;
+                            let t = t.trim().to_ascii_lowercase();
+                            if !matches!(t.as_str(), "winrm" | "winrm-uri" | "ssh" | "session") {
+                                return Err(bad());
+                            }
+                            let n: i64 = n.trim().parse().map_err(|_| bad())?;
+                            if !(0..=1000).contains(&n) {
+                                return Err(bad());
+                            }
+                            cfg.transport_risk.push((t, n));
+                        }
                     }
                 }
                 "reassemble_timeout" => {
@@ -829,7 +909,7 @@ mod tests {
     fn every_property_is_handled() {
         for p in PROPERTIES {
             let v = match p.name {
-                "mode" => "exact",
+                "mode" => "extended",
                 "schema" => "splunk",
                 "risk_score"
                 | "max_keys"
@@ -837,6 +917,9 @@ mod tests {
                 | "reassemble_max_blocks"
                 | "reassemble_timeout" => "10",
                 "reassemble" => "on",
+                "local_sessions" => "flag",
+                "local_risk_score" => "5",
+                "transport_risk" => "ssh=60,session=50",
                 "reassemble_max_bytes" => "1M",
                 "aggregate" => "off",
                 "aggregate_mode" => "cumulative",

@@ -48,6 +48,26 @@ pub struct Normalized {
     pub shape: Shape,
     /// Set when the record stands for a script block reassembled from several events.
     pub reassembly: Option<Reassembled>,
+    /// mode extended: the sessions the script opens.
+    pub extended: Option<ExtendedFinding>,
+}
+
+/// What mode extended read in a flagged script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtendedFinding {
+    pub sessions: Vec<crate::core::pwsh::Session>,
+    /// A session to another computer: lateral movement (else only local sessions).
+    pub lateral: bool,
+    /// The risk score it earns (per transport, or the local one).
+    pub risk_score: i64,
+}
+
+impl ExtendedFinding {
+    /// The sessions that count: the remote ones, or all when none is remote.
+    fn relevant(&self) -> impl Iterator<Item = &crate::core::pwsh::Session> {
+        let lateral = self.lateral;
+        self.sessions.iter().filter(move |s| !lateral || !s.local)
+    }
 }
 
 /// How a flagged record's script was put together from several events.
@@ -64,6 +84,11 @@ pub struct Reassembled {
 /// The fields a flagged record gains, keyed at the top level of the record.
 pub fn additions(cfg: &Config, n: &Normalized) -> Vec<(String, Node)> {
     let risk_message = a::risk_message(&n.computer);
+    let lateral = n.extended.as_ref().is_none_or(|e| e.lateral);
+    let dest = n
+        .extended
+        .as_ref()
+        .and_then(|e| e.relevant().next().map(|s| s.target.text()));
     let namespace = map(vec![
         ("EventCode", Node::Int(n.event_code)),
         ("ComputerName", s(&n.computer)),
@@ -81,7 +106,7 @@ pub fn additions(cfg: &Config, n: &Normalized) -> Vec<(String, Node)> {
         ("role", strs(&[a::OBSERVABLE_ROLE])),
         ("value", s(&n.computer)),
     ]);
-    let risk = cfg.risk_score;
+    let risk = n.extended.as_ref().map_or(cfg.risk_score, |e| e.risk_score);
     let mut out = match cfg.schema {
         Schema::Ecs => vec![
             (
@@ -173,7 +198,55 @@ pub fn additions(cfg: &Config, n: &Normalized) -> Vec<(String, Node)> {
             ),
         ],
     };
+    if !lateral {
+        // A local session is reported, never as lateral movement.
+        out.retain(|(k, _)| !matches!(*k, "threat" | "kill_chain_phase"));
+        for (k, v) in out.iter_mut() {
+            if *k == "annotations" {
+                *v = map(vec![("analytic_story", strs(&[a::ANALYTIC_STORY]))]);
+            }
+        }
+    }
+    if let Some(d) = &dest {
+        match cfg.schema {
+            Schema::Ecs => out.push(("destination", map(vec![("address", s(d))]))),
+            Schema::Splunk => out.push(("dest", s(d))),
+        }
+    }
     let mut ns = namespace;
+    if let (Node::Map(ref mut entries), Some(e)) = (&mut ns, &n.extended) {
+        let first = e.relevant().next();
+        let targets: Vec<Node> = e
+            .relevant()
+            .map(|x| {
+                map(vec![
+                    ("value", s(&x.target.text())),
+                    ("kind", s(x.target.kind())),
+                    ("transport", s(x.transport.name())),
+                    ("local", s(if x.local { "true" } else { "false" })),
+                ])
+            })
+            .collect();
+        entries.push(("mode".into(), s("extended")));
+        entries.retain(|(k, v)| !(k == "mode" && *v == s("exact")));
+        entries.push((
+            "lateral_movement".into(),
+            s(if e.lateral { "true" } else { "false" }),
+        ));
+        entries.push(("targets".into(), Node::List(targets)));
+        if let Some(f) = first {
+            entries.push(("transport".into(), s(f.transport.name())));
+            let cmd: String = f.text.chars().take(1024).collect();
+            entries.push(("command".into(), s(&cmd)));
+            entries.push((
+                "reading".into(),
+                Node::List(f.readings.iter().map(|r| s(r)).collect()),
+            ));
+        }
+        if !e.lateral {
+            entries.push(("category".into(), s("local-session")));
+        }
+    }
     if let (Node::Map(ref mut entries), Some(r)) = (&mut ns, &n.reassembly) {
         for (k, v) in [
             ("script_block_id", s(&r.block_id)),
@@ -348,6 +421,7 @@ mod tests {
             time_source: "TimeCreated",
             shape: Shape::Winevtlog,
             reassembly: None,
+            extended: None,
         }
     }
 

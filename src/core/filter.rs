@@ -3,8 +3,8 @@
 
 use super::chunk::{RecordRef, Records};
 use super::config::Config;
-use super::enrich::Reassembled;
 use super::enrich::{self, Normalized};
+use super::enrich::{ExtendedFinding, Reassembled};
 use super::msgpack::DecodeError;
 use super::reassembly::{Completion, Fed, Reassembler, Released};
 use super::shapes::EventView;
@@ -102,6 +102,7 @@ impl Detector {
         rec: &RecordRef<'_>,
         message: String,
         reassembly: Option<Reassembled>,
+        extended: Option<ExtendedFinding>,
     ) -> Flagged {
         let (time, time_source) = match view.time {
             Some(t) => (t.secs, t.field),
@@ -118,6 +119,7 @@ impl Detector {
                 time_source,
                 shape: view.shape,
                 reassembly,
+                extended,
             },
         }
     }
@@ -161,18 +163,24 @@ impl Detector {
                             total: part.total,
                             how: Completion::Complete.name(),
                         };
-                        self.count(
-                            self.rules.judge_text(Some(&script), &view, &self.config),
-                            stats,
-                        )
-                        .then(|| self.flagged(&view, rec, lossy(&script), Some(info)))
+                        let (v, ext) = self.rules.judge_script(
+                            Some(&script),
+                            Some(&script),
+                            &view,
+                            &self.config,
+                        );
+                        self.count(v, stats)
+                            .then(|| self.flagged(&view, rec, lossy(&script), Some(info), ext))
                     }
                 };
             }
         }
         let text = view.script_text().map(lossy).unwrap_or_default();
-        self.count(self.rules.judge(&view, &self.config), stats)
-            .then(|| self.flagged(&view, rec, text, None))
+        let (v, ext) =
+            self.rules
+                .judge_script(view.script_text(), view.part_text(), &view, &self.config);
+        self.count(v, stats)
+            .then(|| self.flagged(&view, rec, text, None, ext))
     }
 
     /// Counts a verdict; true when flagged.
@@ -205,10 +213,10 @@ impl Detector {
                 continue;
             };
             let view = scan.view();
-            if !self.count(
-                self.rules.judge_text(Some(&r.script), &view, &self.config),
-                stats,
-            ) {
+            let (v, ext) =
+                self.rules
+                    .judge_script(Some(&r.script), Some(&r.script), &view, &self.config);
+            if !self.count(v, stats) {
                 continue;
             }
             let info = Reassembled {
@@ -217,7 +225,7 @@ impl Detector {
                 total: r.total,
                 how: r.why.name(),
             };
-            let f = self.flagged(&view, &rec, lossy(&r.script), Some(info));
+            let f = self.flagged(&view, &rec, lossy(&r.script), Some(info), ext);
             let mut record = Vec::new();
             self.write_flagged(&rec, &f, &mut record);
             late.push(LateFlag {

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod instance;
 pub mod linux;
 pub mod msgpack;
+pub mod pwsh;
 pub mod reassembly;
 pub mod shapes;
 pub mod timefmt;

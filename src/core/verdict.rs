@@ -2,7 +2,8 @@
 //! the tuning exclusions (the analytic's `_filter` macro).
 
 use super::analytic::{CHANNELS, EVENT_CODE, NEEDLES};
-use super::config::Config;
+use super::config::{Config, Mode};
+use super::enrich::ExtendedFinding;
 use super::shapes::EventView;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::borrow::Cow;
@@ -64,6 +65,59 @@ impl Rules {
             return Verdict::NoMatch;
         }
         self.judge_text(view.script_text(), view, cfg)
+    }
+
+    /// Judges a script in the instance's mode: the analytic's needles on `text` (exact),
+    /// or the sessions PowerShell would open from `script` (extended); then the exclusions.
+    pub fn judge_script(
+        &self,
+        text: Option<&[u8]>,
+        script: Option<&[u8]>,
+        view: &EventView<'_>,
+        cfg: &Config,
+    ) -> (Verdict, Option<ExtendedFinding>) {
+        if cfg.mode == Mode::Exact {
+            return (self.judge_text(text, view, cfg), None);
+        }
+        let Some(script) = script else {
+            return (Verdict::NoMatch, None);
+        };
+        let script = String::from_utf8_lossy(script);
+        let own = view.computer.as_deref().map(String::from_utf8_lossy);
+        let sessions = super::pwsh::sessions(&script, own.as_deref());
+        if sessions.is_empty() {
+            return (Verdict::NoMatch, None);
+        }
+        let lateral = sessions.iter().any(|s| !s.local);
+        if !lateral && !cfg.flag_local_sessions {
+            return (Verdict::NoMatch, None);
+        }
+        let risk_score = if lateral {
+            sessions
+                .iter()
+                .filter(|s| !s.local)
+                .map(|s| {
+                    cfg.transport_risk
+                        .iter()
+                        .find(|(t, _)| t == s.transport.name())
+                        .map_or(cfg.risk_score, |(_, r)| *r)
+                })
+                .max()
+                .unwrap_or(cfg.risk_score)
+        } else {
+            cfg.local_risk_score
+        };
+        let finding = ExtendedFinding {
+            sessions,
+            lateral,
+            risk_score,
+        };
+        if excluded(&cfg.exclude_user, view.user.as_deref())
+            || excluded(&cfg.exclude_computer, view.computer.as_deref())
+        {
+            return (Verdict::Excluded, Some(finding));
+        }
+        (Verdict::Flagged, Some(finding))
     }
 
     /// The needles on `text` (a record's text, or a reassembled script), then the

@@ -1,0 +1,216 @@
+//! Writes seed corpora for the fuzz targets:
+//!   seedgen <repo dir> <corpus dir> [<shared data dir>]
+//! from the labelled records (tests/data/labelled/*.jsonl), samples/demo.jsonl, and, when
+//! present, the real EVTX logs and OTRF captures of ../shared/data. Each target gets a few
+//! hundred small files at most.
+
+use flb_filter_pssession::chunk_io::{json_to_msgpack, msgpack_to_json, push_record, Layout};
+use flb_filter_pssession::replay::{read_evtx, Source};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Most seeds per target taken from the real data (the labelled ones are all kept).
+const REAL_PER_TARGET: usize = 400;
+
+struct Corpus {
+    dir: PathBuf,
+    n: usize,
+}
+
+impl Corpus {
+    fn new(root: &Path, target: &str) -> Corpus {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        Corpus { dir, n: 0 }
+    }
+
+    fn add(&mut self, prefix: &str, bytes: &[u8]) {
+        if bytes.len() > 256 * 1024 {
+            return;
+        }
+        let p = self.dir.join(format!("seed-{prefix}-{:05}", self.n));
+        std::fs::write(p, bytes).expect("write seed");
+        self.n += 1;
+    }
+}
+
+fn jsonl(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn body_bytes(v: &Value) -> Vec<u8> {
+    let mut b = Vec::new();
+    rmpv::encode::write_value(&mut b, &json_to_msgpack(v)).expect("encode");
+    b
+}
+
+fn chunk(bodies: &[&Value], layout: Layout) -> Vec<u8> {
+    let mut c = Vec::new();
+    for (i, b) in bodies.iter().enumerate() {
+        push_record(&mut c, &json_to_msgpack(b), 1_700_000_000.5 + i as f64, layout);
+    }
+    c
+}
+
+/// String fields that may carry an XML document or a syslog line.
+fn strings_of(v: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .filter_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+struct Seeds {
+    chunks: Corpus,
+    ffi: Corpus,
+    shapes: Corpus,
+    xml: Corpus,
+    syslog: Corpus,
+}
+
+impl Seeds {
+    fn record(&mut self, prefix: &str, body: &Value, i: usize) {
+        let layouts = Layout::all();
+        let layout = layouts[i % layouts.len()];
+        let c = chunk(&[body], layout);
+        self.chunks.add(prefix, &c);
+        self.ffi.add(prefix, &c);
+        self.shapes.add(prefix, &body_bytes(body));
+        for s in strings_of(body, &["_raw", "log", "message", "Message"]) {
+            if s.trim_start().starts_with('<') {
+                self.xml.add(prefix, s.as_bytes());
+            } else if s.contains("powershell") || s.contains("pwsh") || s.contains("Scriptblock")
+            {
+                self.syslog.add(prefix, s.as_bytes());
+            }
+        }
+        for s in strings_of(body, &["MESSAGE"]) {
+            self.syslog.add(prefix, s.as_bytes());
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: seedgen <repo dir> <corpus dir> [<shared data dir>]");
+        std::process::exit(2);
+    }
+    let repo = PathBuf::from(&args[1]);
+    let root = PathBuf::from(&args[2]);
+    let mut s = Seeds {
+        chunks: Corpus::new(&root, "filter_chunk"),
+        ffi: Corpus::new(&root, "ffi_entry"),
+        shapes: Corpus::new(&root, "shapes"),
+        xml: Corpus::new(&root, "xml_event"),
+        syslog: Corpus::new(&root, "syslog_line"),
+    };
+
+    // Labelled records and the demo samples: every one, alone and all of a file in one chunk.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo.join("tests/data/labelled"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut i = 0;
+    for f in &files {
+        let cases = jsonl(f);
+        let bodies: Vec<&Value> = cases.iter().filter_map(|c| c.get("record")).collect();
+        for b in &bodies {
+            s.record("labelled", b, i);
+            i += 1;
+        }
+        let all = chunk(&bodies, Layout::CURRENT);
+        s.chunks.add("labelled-all", &all);
+        s.ffi.add("labelled-all", &all);
+    }
+    let demo = jsonl(&repo.join("samples/demo.jsonl"));
+    for b in &demo {
+        s.record("demo", b, i);
+        i += 1;
+    }
+    let demo_refs: Vec<&Value> = demo.iter().collect();
+    s.chunks.add("demo-all", &chunk(&demo_refs, Layout::CURRENT));
+
+    // Real data: EVTX events as winevtlog records and as XML documents; OTRF JSON lines.
+    let Some(shared) = args.get(3).map(PathBuf::from).filter(|p| p.is_dir()) else {
+        eprintln!("seedgen: no shared data dir; labelled and demo seeds only");
+        report(&s);
+        return;
+    };
+    let mut real_bodies: Vec<Value> = Vec::new();
+    let mut xml_docs: Vec<String> = Vec::new();
+    let mut evtx_files: Vec<PathBuf> = std::fs::read_dir(shared.join("evtx"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    evtx_files.sort();
+    for f in &evtx_files {
+        let Ok(bytes) = std::fs::read(f) else { continue };
+        let src = Source::File(f.clone());
+        let _ = read_evtx(&src, &bytes[..], |r| {
+            real_bodies.push(msgpack_to_json(&r.body));
+            Ok(())
+        });
+        if let Ok(mut p) = evtx::EvtxParser::from_buffer(bytes) {
+            for rec in p.records().flatten().take(20) {
+                xml_docs.push(rec.data);
+            }
+        }
+    }
+    let mut otrf: Vec<PathBuf> = std::fs::read_dir(shared.join("otrf"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    otrf.sort();
+    for f in &otrf {
+        let Ok(file) = std::fs::File::open(f) else { continue };
+        let Ok(mut zip) = zip::ZipArchive::new(file) else { continue };
+        for k in 0..zip.len() {
+            let mut text = String::new();
+            if zip.by_index(k).and_then(|mut e| Ok(e.read_to_string(&mut text)?)).is_err() {
+                continue;
+            }
+            for l in text.lines().take(300) {
+                if let Ok(v) = serde_json::from_str::<Value>(l) {
+                    if v.is_object() {
+                        real_bodies.push(v);
+                    }
+                }
+            }
+        }
+    }
+    // A spread of the real records, PowerShell 4104 ones first.
+    real_bodies.sort_by_key(|b| {
+        let id = b.get("EventID").map(|v| v.to_string()).unwrap_or_default();
+        !id.contains("4104")
+    });
+    let step = (real_bodies.len() / REAL_PER_TARGET).max(1);
+    let ps: Vec<&Value> = real_bodies
+        .iter()
+        .filter(|b| b.to_string().contains("4104"))
+        .take(REAL_PER_TARGET / 4)
+        .collect();
+    for b in ps.iter().copied().chain(real_bodies.iter().step_by(step)).take(REAL_PER_TARGET) {
+        s.record("real", b, i);
+        i += 1;
+    }
+    for pair in real_bodies.chunks(8).take(40) {
+        let refs: Vec<&Value> = pair.iter().collect();
+        s.chunks.add("real-multi", &chunk(&refs, Layout::CURRENT));
+    }
+    for d in xml_docs.iter().take(REAL_PER_TARGET) {
+        s.xml.add("evtx", d.as_bytes());
+    }
+    report(&s);
+}
+
+fn report(s: &Seeds) {
+    eprintln!(
+        "seedgen: filter_chunk {}, ffi_entry {}, shapes {}, xml_event {}, syslog_line {}",
+        s.chunks.n, s.ffi.n, s.shapes.n, s.xml.n, s.syslog.n
+    );
+}

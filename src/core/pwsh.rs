@@ -1,0 +1,1101 @@
+//! Reads PowerShell the way PowerShell does, as far as `mode extended` needs: a linear,
+//! non-recursive tokenizer (comments, strings and here-strings, backtick escapes and line
+//! continuations, statement separators, groups), a command finder, and the parameter
+//! binding of `Enter-PSSession` (prefixes, aliases, `-Name:value`, dash look-alikes,
+//! positional ComputerName). Code hidden in `Invoke-Expression` strings, `powershell
+//! -Command` / `-EncodedCommand` arguments and `$( )` inside double-quoted strings is
+//! queued and read the same way, a bounded number of times.
+
+use base64::Engine;
+
+/// How a statement or pipeline ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sep {
+    Semicolon,
+    Newline,
+    Pipe,
+    AndAnd,
+    OrOr,
+}
+
+/// One token, with the span (in characters) it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tok {
+    /// A bare word (command names, unquoted arguments), backtick escapes removed.
+    Word(String),
+    /// `-Name` or `-Name:value` (any of the dash look-alikes).
+    Param {
+        name: String,
+        value: Option<String>,
+    },
+    /// A string literal's content; `expandable` for double-quoted ones.
+    Str {
+        text: String,
+        expandable: bool,
+    },
+    /// `$name`, `${name}`, `$env:NAME`.
+    Var(String),
+    /// `(`, `$(`, `@(`, `{`, `@{`.
+    Open,
+    /// `)` or `}`.
+    Close,
+    Sep(Sep),
+    /// `&` or `.` in command position.
+    Call,
+    /// `=` and the assignment operators: what follows is a pipeline.
+    Assign,
+    /// Anything else (commas, other operators).
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub tok: Tok,
+    pub start: usize,
+    pub end: usize,
+}
+
+fn is_dash(c: char) -> bool {
+    matches!(c, '-' | '\u{2013}' | '\u{2014}' | '\u{2015}')
+}
+
+fn is_dquote(c: char) -> bool {
+    matches!(c, '"' | '\u{201C}' | '\u{201D}' | '\u{201E}')
+}
+
+fn is_squote(c: char) -> bool {
+    matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}')
+}
+
+fn ends_word(c: char) -> bool {
+    c.is_whitespace() || matches!(c, ';' | '|' | '&' | '(' | ')' | '{' | '}' | ',')
+}
+
+/// The tokens of one piece of code, and the code found inside it that must be read too
+/// (`$( )` in double-quoted strings).
+pub struct Lexed {
+    pub chars: Vec<char>,
+    pub tokens: Vec<Token>,
+    pub nested: Vec<String>,
+}
+
+/// Tokenizes PowerShell source in one pass. Never fails: unterminated strings and comments
+/// run to the end.
+pub fn tokenize(src: &str) -> Lexed {
+    let chars: Vec<char> = src.chars().collect();
+    let n = chars.len();
+    let at = |i: usize| chars.get(i).copied();
+    let pos = |i: usize| i.min(n);
+    let mut out = Vec::new();
+    let mut nested = Vec::new();
+    let mut i = 0;
+    let push = |out: &mut Vec<Token>, tok: Tok, s: usize, e: usize| {
+        out.push(Token {
+            tok,
+            start: s,
+            end: e,
+        })
+    };
+    while i < n {
+        let c = chars[i];
+        let start = pos(i);
+        match c {
+            '\n' => {
+                push(&mut out, Tok::Sep(Sep::Newline), start, pos(i + 1));
+                i += 1;
+            }
+            c if c.is_whitespace() => i += 1,
+            '#' => {
+                while i < n && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '<' if at(i + 1) == Some('#') => {
+                i += 2;
+                while i < n && !(chars[i] == '#' && at(i + 1) == Some('>')) {
+                    i += 1;
+                }
+                i = (i + 2).min(n);
+            }
+            '`' if matches!(at(i + 1), Some('\n') | Some('\r')) => {
+                i += 2;
+                if at(i - 1) == Some('\r') && at(i) == Some('\n') {
+                    i += 1;
+                }
+            }
+            ';' => {
+                push(&mut out, Tok::Sep(Sep::Semicolon), start, pos(i + 1));
+                i += 1;
+            }
+            '|' => {
+                let two = at(i + 1) == Some('|');
+                let tok = Tok::Sep(if two { Sep::OrOr } else { Sep::Pipe });
+                i += if two { 2 } else { 1 };
+                push(&mut out, tok, start, pos(i));
+            }
+            '&' => {
+                let two = at(i + 1) == Some('&');
+                let tok = if two {
+                    Tok::Sep(Sep::AndAnd)
+                } else {
+                    Tok::Call
+                };
+                i += if two { 2 } else { 1 };
+                push(&mut out, tok, start, pos(i));
+            }
+            '(' | '{' => {
+                push(&mut out, Tok::Open, start, pos(i + 1));
+                i += 1;
+            }
+            ')' | '}' => {
+                push(&mut out, Tok::Close, start, pos(i + 1));
+                i += 1;
+            }
+            '$' if at(i + 1) == Some('(') => {
+                push(&mut out, Tok::Open, start, pos(i + 2));
+                i += 2;
+            }
+            '@' if matches!(at(i + 1), Some('(') | Some('{')) => {
+                push(&mut out, Tok::Open, start, pos(i + 2));
+                i += 2;
+            }
+            '@' if at(i + 1).is_some_and(|q| is_squote(q) || is_dquote(q))
+                && matches!(at(i + 2), Some('\n') | Some('\r')) =>
+            {
+                // here-string: to a line that starts with the quote and '@'
+                let expandable = at(i + 1).is_some_and(is_dquote);
+                let mut j = i + 2;
+                while j < n && chars[j] != '\n' {
+                    j += 1;
+                }
+                let body_start = (j + 1).min(n);
+                let mut k = body_start;
+                let mut end = n;
+                while k < n {
+                    if chars[k] == '\n' {
+                        let q = at(k + 1);
+                        if q.is_some_and(|q| is_squote(q) || is_dquote(q)) && at(k + 2) == Some('@')
+                        {
+                            end = k;
+                            break;
+                        }
+                    }
+                    k += 1;
+                }
+                let text: String = chars[body_start.min(end)..end].iter().collect();
+                if expandable {
+                    collect_subexpressions(&text, &mut nested);
+                }
+                i = (end + 3).min(n);
+                push(&mut out, Tok::Str { text, expandable }, start, pos(i));
+            }
+            q if is_squote(q) => {
+                let mut text = String::new();
+                i += 1;
+                while i < n {
+                    let ch = chars[i];
+                    if is_squote(ch) {
+                        if at(i + 1).is_some_and(is_squote) {
+                            text.push(ch);
+                            i += 2;
+                            continue;
+                        }
+                        i += 1;
+                        break;
+                    }
+                    text.push(ch);
+                    i += 1;
+                }
+                push(
+                    &mut out,
+                    Tok::Str {
+                        text,
+                        expandable: false,
+                    },
+                    start,
+                    pos(i),
+                );
+            }
+            q if is_dquote(q) => {
+                let mut text = String::new();
+                i += 1;
+                while i < n {
+                    let ch = chars[i];
+                    if ch == '`' {
+                        if let Some(nx) = at(i + 1) {
+                            text.push(match nx {
+                                'n' => '\n',
+                                't' => '\t',
+                                'r' => '\r',
+                                '0' => '\0',
+                                other => other,
+                            });
+                        }
+                        i += 2;
+                        continue;
+                    }
+                    if is_dquote(ch) {
+                        if at(i + 1).is_some_and(is_dquote) {
+                            text.push(ch);
+                            i += 2;
+                            continue;
+                        }
+                        i += 1;
+                        break;
+                    }
+                    text.push(ch);
+                    i += 1;
+                }
+                collect_subexpressions(&text, &mut nested);
+                push(
+                    &mut out,
+                    Tok::Str {
+                        text,
+                        expandable: true,
+                    },
+                    start,
+                    pos(i),
+                );
+            }
+            '$' => {
+                let mut name = String::new();
+                i += 1;
+                if at(i) == Some('{') {
+                    i += 1;
+                    while i < n && chars[i] != '}' {
+                        name.push(chars[i]);
+                        i += 1;
+                    }
+                    i = (i + 1).min(n);
+                } else {
+                    while i < n
+                        && (chars[i].is_alphanumeric()
+                            || matches!(chars[i], '_' | ':' | '?' | '^' | '$'))
+                    {
+                        name.push(chars[i]);
+                        i += 1;
+                    }
+                }
+                push(&mut out, Tok::Var(name), start, pos(i));
+            }
+            '=' => {
+                push(&mut out, Tok::Assign, start, pos(i + 1));
+                i += 1;
+            }
+            ',' => {
+                push(&mut out, Tok::Other, start, pos(i + 1));
+                i += 1;
+            }
+            '.' if at(i + 1).is_none_or(|c| c.is_whitespace()) => {
+                push(&mut out, Tok::Call, start, pos(i + 1));
+                i += 1;
+            }
+            c if is_dash(c) && at(i + 1).is_some_and(|c| c.is_alphabetic() || c == '`') => {
+                // -Name or -Name:value
+                let mut name = String::new();
+                i += 1;
+                while i < n {
+                    let ch = chars[i];
+                    if ch == '`' && at(i + 1).is_some_and(|c| !matches!(c, '\n' | '\r')) {
+                        if let Some(nx) = at(i + 1) {
+                            name.push(nx);
+                        }
+                        i += 2;
+                        continue;
+                    }
+                    if ends_word(ch) || ch == ':' || is_squote(ch) || is_dquote(ch) || ch == '`' {
+                        break;
+                    }
+                    name.push(ch);
+                    i += 1;
+                }
+                let mut value = None;
+                if at(i) == Some(':') {
+                    i += 1;
+                    let (v, next) = read_word(&chars, i);
+                    value = Some(v);
+                    i = next;
+                }
+                push(&mut out, Tok::Param { name, value }, start, pos(i));
+            }
+            _ => {
+                let (w, next) = read_word(&chars, i);
+                i = next.max(i + 1);
+                push(&mut out, Tok::Word(w), start, pos(i));
+            }
+        }
+    }
+    Lexed {
+        chars,
+        tokens: out,
+        nested,
+    }
+}
+
+/// A generic word: up to white space or a special character; backtick escapes removed,
+/// quoted pieces inside it joined (`a"b"c` is `abc`).
+fn read_word(chars: &[char], mut i: usize) -> (String, usize) {
+    let n = chars.len();
+    let mut w = String::new();
+    while i < n {
+        let ch = chars[i];
+        if ch == '`' {
+            match chars.get(i + 1).copied() {
+                Some('\n') | Some('\r') | None => break,
+                Some(nx) => {
+                    w.push(nx);
+                    i += 2;
+                    continue;
+                }
+            }
+        }
+        if is_squote(ch) || is_dquote(ch) {
+            let close = |c: char| {
+                if is_squote(ch) {
+                    is_squote(c)
+                } else {
+                    is_dquote(c)
+                }
+            };
+            i += 1;
+            while i < n && !close(chars[i]) {
+                w.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if ends_word(ch) {
+            break;
+        }
+        w.push(ch);
+        i += 1;
+    }
+    (w, i.min(n))
+}
+
+/// `$( ... )` inside an expandable string is code: queue its text.
+fn collect_subexpressions(text: &str, nested: &mut Vec<String>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(off) = text[i..].find("$(") {
+        let start = i + off + 2;
+        let mut depth = 1usize;
+        let mut j = start;
+        while j < b.len() && depth > 0 {
+            match b[j] {
+                b'(' => depth += 1,
+                b')' => depth -= 1,
+                _ => {}
+            }
+            j += 1;
+        }
+        let end = if depth == 0 { j - 1 } else { j };
+        nested.push(text[start..end].to_string());
+        i = j.max(start);
+        if i >= text.len() {
+            break;
+        }
+    }
+}
+
+/// An argument of a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Param {
+        name: String,
+        value: Option<String>,
+    },
+    Literal(String),
+    Variable(String),
+    /// A parenthesised or other expression, with its source text.
+    Expr(String),
+}
+
+/// One command invocation found in the code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// The command name as written (module qualifier and backticks removed).
+    pub name: String,
+    pub args: Vec<Arg>,
+    /// Whether it receives pipeline input (it follows a `|`).
+    pub piped: bool,
+    /// Invoked with `&` or `.`.
+    pub call_operator: bool,
+    /// Its source text.
+    pub text: String,
+}
+
+/// Finds the invocations of the commands `interesting` accepts, in a token stream (nested
+/// groups included). Linear: each group's end is found once, and an invocation's
+/// arguments skip over nested groups in one step.
+pub fn invocations(
+    chars: &[char],
+    tokens: &[Token],
+    interesting: &dyn Fn(&str) -> bool,
+) -> Vec<Invocation> {
+    let mut close = vec![tokens.len(); tokens.len()];
+    let mut stack = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        match t.tok {
+            Tok::Open => stack.push(i),
+            Tok::Close => {
+                if let Some(o) = stack.pop() {
+                    close[o] = i;
+                }
+            }
+            _ => {}
+        }
+    }
+    let text = |s: usize, e: usize| -> String {
+        chars[s.min(chars.len())..e.min(chars.len())]
+            .iter()
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut expect_cmd = true;
+    let mut piped = false;
+    for i in 0..tokens.len() {
+        let t = &tokens[i];
+        match &t.tok {
+            Tok::Sep(s) => {
+                expect_cmd = true;
+                piped = *s == Sep::Pipe;
+            }
+            Tok::Open | Tok::Assign => {
+                expect_cmd = true;
+                piped = false;
+            }
+            Tok::Call if expect_cmd => {
+                let name = match tokens.get(i + 1).map(|t| &t.tok) {
+                    Some(Tok::Word(w)) => Some(w.clone()),
+                    Some(Tok::Str { text, .. }) => Some(text.clone()),
+                    _ => None,
+                };
+                if let Some(name) = name.filter(|n| interesting(&command_key(n))) {
+                    out.push(collect(
+                        &text,
+                        tokens,
+                        &close,
+                        t.start,
+                        i + 2,
+                        name,
+                        piped,
+                        true,
+                    ));
+                }
+                expect_cmd = false;
+            }
+            Tok::Word(w) if expect_cmd => {
+                if interesting(&command_key(w)) {
+                    out.push(collect(
+                        &text,
+                        tokens,
+                        &close,
+                        t.start,
+                        i + 1,
+                        w.clone(),
+                        piped,
+                        false,
+                    ));
+                }
+                expect_cmd = false;
+            }
+            _ => expect_cmd = false,
+        }
+    }
+    out
+}
+
+/// A command name as PowerShell resolves it: module qualifier dropped, any case.
+pub fn command_key(name: &str) -> String {
+    name.rsplit('\\').next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// Most arguments read for one invocation (Enter-PSSession takes a handful).
+const MAX_ARGS: usize = 256;
+
+/// The arguments from token `from` to the end of the statement.
+#[allow(clippy::too_many_arguments)]
+fn collect(
+    text: &dyn Fn(usize, usize) -> String,
+    tokens: &[Token],
+    close: &[usize],
+    start: usize,
+    from: usize,
+    name: String,
+    piped: bool,
+    call_operator: bool,
+) -> Invocation {
+    let mut args = Vec::new();
+    let mut j = from;
+    let mut end = tokens.get(from.saturating_sub(1)).map_or(start, |t| t.end);
+    while j < tokens.len() && args.len() < MAX_ARGS {
+        let t = &tokens[j];
+        match &t.tok {
+            Tok::Sep(_) | Tok::Close => break,
+            Tok::Open => {
+                let k = close[j];
+                let e = tokens.get(k).map_or(t.end, |t| t.end);
+                args.push(Arg::Expr(text(t.start, e)));
+                end = e;
+                j = k + 1;
+                continue;
+            }
+            Tok::Param { name, value } => args.push(Arg::Param {
+                name: name.clone(),
+                value: value.clone(),
+            }),
+            Tok::Word(w) => args.push(Arg::Literal(w.clone())),
+            Tok::Str {
+                text: s,
+                expandable,
+            } => {
+                if *expandable && s.contains('$') {
+                    args.push(Arg::Expr(text(t.start, t.end)));
+                } else {
+                    args.push(Arg::Literal(s.clone()));
+                }
+            }
+            Tok::Var(v) => args.push(Arg::Variable(v.clone())),
+            _ => {}
+        }
+        end = t.end;
+        j += 1;
+    }
+    let name = name.rsplit('\\').next().unwrap_or("").to_string();
+    Invocation {
+        name,
+        args,
+        piped,
+        call_operator,
+        text: text(start, end),
+    }
+}
+
+/// How a session reaches its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// WinRM to a computer name.
+    WinRm,
+    /// WinRM to a connection URI.
+    WinRmUri,
+    /// PowerShell remoting over SSH (-HostName).
+    Ssh,
+    /// An existing PSSession (-Session, -Id, -InstanceId, -Name, or piped in).
+    Session,
+    /// PowerShell Direct into a local Hyper-V VM or container.
+    Vm,
+}
+
+impl Transport {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::WinRm => "winrm",
+            Transport::WinRmUri => "winrm-uri",
+            Transport::Ssh => "ssh",
+            Transport::Session => "session",
+            Transport::Vm => "vm",
+        }
+    }
+}
+
+/// What the session's target is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A literal name, address or URI.
+    Literal(String),
+    /// A variable (`$target`); its value is not known here.
+    Variable(String),
+    /// An expression (`(Get-Content hosts.txt)[0]`).
+    Expression(String),
+    /// None given: a session piped in, or PowerShell prompts for it.
+    Implicit,
+}
+
+impl Target {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Literal(_) => "literal",
+            Target::Variable(_) => "variable",
+            Target::Expression(_) => "expression",
+            Target::Implicit => "implicit",
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Target::Literal(s) | Target::Expression(s) => s.clone(),
+            Target::Variable(v) => format!("${v}"),
+            Target::Implicit => "(pipeline or prompt)".into(),
+        }
+    }
+}
+
+/// One `Enter-PSSession` that would run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub transport: Transport,
+    pub target: Target,
+    /// Loopback, the computer itself, or a local VM/container: not lateral movement.
+    pub local: bool,
+    /// Which readings fired (e.g. `named:ComputerName`, `positional`, `alias:etsn`).
+    pub readings: Vec<String>,
+    pub text: String,
+}
+
+/// Parameters of Enter-PSSession (PowerShell 7.4) and the common parameters: name, aliases,
+/// whether it is a switch.
+const PARAMS: &[(&str, &[&str], bool)] = &[
+    ("ComputerName", &["Cn"], false),
+    ("EnableNetworkAccess", &[], true),
+    ("Credential", &[], false),
+    ("ConfigurationName", &[], false),
+    ("Port", &[], false),
+    ("UseSSL", &[], true),
+    ("ApplicationName", &[], false),
+    ("SessionOption", &[], false),
+    ("Authentication", &[], false),
+    ("CertificateThumbprint", &[], false),
+    ("HostName", &[], false),
+    ("UserName", &[], false),
+    ("KeyFilePath", &["IdentityFilePath"], false),
+    ("SSHTransport", &[], true),
+    ("Subsystem", &[], false),
+    ("SSHConnectionTimeout", &[], false),
+    ("Options", &[], false),
+    ("Session", &[], false),
+    ("ConnectionUri", &["URI", "CU"], false),
+    ("AllowRedirection", &[], true),
+    ("InstanceId", &[], false),
+    ("Id", &[], false),
+    ("Name", &[], false),
+    ("VMId", &["VMGuid"], false),
+    ("VMName", &[], false),
+    ("ContainerId", &[], false),
+    ("RunAsAdministrator", &[], true),
+    ("Verbose", &["vb"], true),
+    ("Debug", &["db"], true),
+    ("ErrorAction", &["ea"], false),
+    ("WarningAction", &["wa"], false),
+    ("InformationAction", &["infa"], false),
+    ("ProgressAction", &["proga"], false),
+    ("ErrorVariable", &["ev"], false),
+    ("WarningVariable", &["wv"], false),
+    ("InformationVariable", &["iv"], false),
+    ("OutVariable", &["ov"], false),
+    ("OutBuffer", &["ob"], false),
+    ("PipelineVariable", &["pv"], false),
+];
+
+/// Resolves a written parameter name as PowerShell binds it: an exact name or alias, else
+/// the one parameter it is a prefix of. Err when ambiguous or unknown (the command fails).
+fn resolve_param(written: &str) -> Result<(&'static str, bool), ()> {
+    let w = written.to_ascii_lowercase();
+    for (name, aliases, switch) in PARAMS {
+        if name.eq_ignore_ascii_case(&w) || aliases.iter().any(|a| a.eq_ignore_ascii_case(&w)) {
+            return Ok((name, *switch));
+        }
+    }
+    let mut found = None;
+    for (name, aliases, switch) in PARAMS {
+        let hit = name.to_ascii_lowercase().starts_with(&w)
+            || aliases
+                .iter()
+                .any(|a| a.to_ascii_lowercase().starts_with(&w));
+        if hit {
+            if found.is_some() {
+                return Err(());
+            }
+            found = Some((*name, *switch));
+        }
+    }
+    found.ok_or(())
+}
+
+/// Whether a target names this very computer.
+fn is_local_name(target: &str, own_computer: Option<&str>) -> bool {
+    let t = target
+        .trim()
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_ascii_lowercase();
+    if matches!(t.as_str(), "." | "localhost" | "::1" | "0:0:0:0:0:0:0:1") || t.starts_with("127.")
+    {
+        return true;
+    }
+    if let Some(own) = own_computer {
+        let own = own.to_ascii_lowercase();
+        let short = own.split('.').next().unwrap_or("");
+        return t == own || (!short.is_empty() && t == short);
+    }
+    false
+}
+
+/// The host of a WinRM URI (`http[s]://host[:port]/...`).
+fn uri_host(uri: &str) -> &str {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let hostport = rest.split(['/', '?']).next().unwrap_or("");
+    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
+    if let Some(v6) = hostport.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    hostport.split(':').next().unwrap_or("")
+}
+
+fn target_of(arg: &Arg) -> Target {
+    match arg {
+        Arg::Literal(s) => Target::Literal(s.clone()),
+        Arg::Variable(v) => Target::Variable(v.clone()),
+        Arg::Expr(e) => Target::Expression(e.clone()),
+        Arg::Param { name, .. } => Target::Expression(format!("-{name}")),
+    }
+}
+
+fn value_arg(value: &str) -> Arg {
+    if let Some(v) = value.strip_prefix('$') {
+        Arg::Variable(v.to_string())
+    } else {
+        Arg::Literal(value.to_string())
+    }
+}
+
+/// Binds an Enter-PSSession invocation. None when PowerShell would reject it (an
+/// ambiguous or unknown parameter).
+fn bind(inv: &Invocation, own_computer: Option<&str>, reading: &str) -> Option<Session> {
+    let mut bound: Vec<(&'static str, Option<Arg>)> = Vec::new();
+    let mut positional: Vec<Arg> = Vec::new();
+    let mut readings = vec![reading.to_string()];
+    let mut k = 0;
+    while k < inv.args.len() {
+        match &inv.args[k] {
+            Arg::Param { name, value } => {
+                let (p, switch) = resolve_param(name).ok()?;
+                if !p.eq_ignore_ascii_case(name) {
+                    readings.push(format!("prefix-or-alias:-{name}"));
+                }
+                if switch {
+                    bound.push((p, None));
+                } else if let Some(v) = value {
+                    readings.push("colon-value".into());
+                    bound.push((p, Some(value_arg(v))));
+                } else {
+                    k += 1;
+                    bound.push((p, inv.args.get(k).cloned()));
+                }
+            }
+            other => positional.push(other.clone()),
+        }
+        k += 1;
+    }
+    let get = |n: &str| bound.iter().find(|(p, _)| *p == n).map(|(_, v)| v.clone());
+    let has = |n: &str| bound.iter().any(|(p, _)| *p == n);
+    let first_pos = positional.first().cloned();
+    let (transport, target_arg, how) = if let Some(v) =
+        ["VMName", "VMId", "ContainerId"].iter().find(|p| has(p))
+    {
+        (Transport::Vm, get(v).flatten(), format!("named:{v}"))
+    } else if has("HostName") {
+        (
+            Transport::Ssh,
+            get("HostName").flatten(),
+            "named:HostName".into(),
+        )
+    } else if has("ConnectionUri") {
+        (
+            Transport::WinRmUri,
+            get("ConnectionUri").flatten(),
+            "named:ConnectionUri".into(),
+        )
+    } else if let Some(p) = ["Session", "Id", "InstanceId", "Name"]
+        .iter()
+        .find(|p| has(p))
+    {
+        (Transport::Session, get(p).flatten(), format!("named:{p}"))
+    } else if has("ComputerName") {
+        (
+            Transport::WinRm,
+            get("ComputerName").flatten(),
+            "named:ComputerName".into(),
+        )
+    } else if let Some(arg) = first_pos {
+        // Position 0 is ComputerName, or HostName when only SSH parameters are given; a
+        // variable may hold a PSSession instead: either way a session to elsewhere.
+        let ssh = has("UserName") || has("KeyFilePath") || has("SSHTransport") || has("Subsystem");
+        let t = if ssh {
+            Transport::Ssh
+        } else {
+            Transport::WinRm
+        };
+        (t, Some(arg), "positional".into())
+    } else if inv.piped {
+        (Transport::Session, None, "pipeline-input".into())
+    } else {
+        (Transport::WinRm, None, "prompted".into())
+    };
+    readings.push(how);
+    let target = target_arg.as_ref().map_or(Target::Implicit, target_of);
+    let local = match (&transport, &target) {
+        (Transport::Vm, _) => true,
+        (Transport::WinRmUri, Target::Literal(u)) => is_local_name(uri_host(u), own_computer),
+        (Transport::WinRm | Transport::Ssh, Target::Literal(t)) => {
+            let host = t.rsplit('@').next().unwrap_or(t);
+            is_local_name(host, own_computer)
+        }
+        (_, Target::Variable(v)) => v.eq_ignore_ascii_case("env:COMPUTERNAME"),
+        _ => false,
+    };
+    Some(Session {
+        transport,
+        target,
+        local,
+        readings,
+        text: inv.text.clone(),
+    })
+}
+
+fn norm(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// (alias, command) of a Set-Alias / New-Alias invocation with literal arguments.
+fn alias_definition(inv: &Invocation) -> Option<(String, String)> {
+    let mut pos = Vec::new();
+    let (mut aname, mut avalue) = (None, None);
+    let mut k = 0;
+    while k < inv.args.len() {
+        match &inv.args[k] {
+            Arg::Param { name, value } => {
+                let v = value.clone().or_else(|| match inv.args.get(k + 1) {
+                    Some(Arg::Literal(s)) => {
+                        k += 1;
+                        Some(s.clone())
+                    }
+                    _ => None,
+                });
+                let p = name.to_ascii_lowercase();
+                if "name".starts_with(&p) {
+                    aname = v;
+                } else if "value".starts_with(&p) {
+                    avalue = v;
+                }
+            }
+            Arg::Literal(s) => pos.push(s.clone()),
+            _ => {}
+        }
+        k += 1;
+    }
+    let a = aname.or_else(|| pos.first().cloned())?;
+    let v = avalue.or_else(|| pos.get(1).cloned())?;
+    Some((norm(&a), command_key(&v)))
+}
+
+/// Most pieces of code read for one script (the script, strings run by
+/// Invoke-Expression, encoded commands, subexpressions), and most bytes in all.
+const MAX_PIECES: usize = 64;
+
+/// The `Enter-PSSession` invocations a script would run.
+pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
+    let mut out = Vec::new();
+    let mut queue: Vec<(String, &'static str)> = vec![(script.to_string(), "")];
+    let mut aliases: Vec<String> = vec!["enter-pssession".into(), "etsn".into()];
+    let budget = script.len().saturating_mul(4).max(1 << 16);
+    let mut read = 0usize;
+    let mut pieces = 0usize;
+    while let Some((code, via)) = queue.pop() {
+        pieces += 1;
+        read += code.len();
+        if pieces > MAX_PIECES || read > budget {
+            break;
+        }
+        let lexed = tokenize(&code);
+        for n in &lexed.nested {
+            queue.push((n.clone(), "subexpression-in-string"));
+        }
+        // Aliases first (a script defines them before it uses them), then the commands.
+        let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
+        let mut found = invocations(&lexed.chars, &lexed.tokens, &alias_cmd);
+        let known = {
+            let mut a = aliases.clone();
+            for inv in &found {
+                a.extend(
+                    alias_definition(inv)
+                        .filter(|(_, v)| aliases.contains(v))
+                        .map(|(n, _)| n),
+                );
+            }
+            a
+        };
+        let interesting = |k: &str| {
+            matches!(k, "invoke-expression" | "iex")
+                || matches!(k.trim_end_matches(".exe"), "powershell" | "pwsh")
+                || known.iter().any(|a| a == k)
+        };
+        found.extend(invocations(&lexed.chars, &lexed.tokens, &interesting));
+        aliases = known;
+        for inv in found {
+            let name = norm(&inv.name);
+            match name.as_str() {
+                "set-alias" | "new-alias" | "sal" | "nal" => {}
+                "invoke-expression" | "iex" => {
+                    for a in &inv.args {
+                        if let Arg::Literal(s) = a {
+                            queue.push((s.clone(), "invoke-expression"));
+                        }
+                    }
+                }
+                n if n.trim_end_matches(".exe") == "powershell"
+                    || n.trim_end_matches(".exe") == "pwsh" =>
+                {
+                    let mut k = 0;
+                    while k < inv.args.len() {
+                        if let Arg::Param { name, value } = &inv.args[k] {
+                            let p = name.to_ascii_lowercase();
+                            let next = || {
+                                value.clone().or_else(|| match inv.args.get(k + 1) {
+                                    Some(Arg::Literal(s)) => Some(s.clone()),
+                                    _ => None,
+                                })
+                            };
+                            if p.len() >= 2 && "encodedcommand".starts_with(&p)
+                                || p == "e"
+                                || p == "ec"
+                            {
+                                if let Some(b64) = next() {
+                                    if let Ok(bytes) =
+                                        base64::engine::general_purpose::STANDARD.decode(b64.trim())
+                                    {
+                                        let units: Vec<u16> = bytes
+                                            .chunks_exact(2)
+                                            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                                            .collect();
+                                        queue.push((
+                                            String::from_utf16_lossy(&units),
+                                            "encoded-command",
+                                        ));
+                                    }
+                                }
+                            } else if "command".starts_with(&p) && !p.is_empty() {
+                                let rest: Vec<String> = inv.args[k + 1..]
+                                    .iter()
+                                    .filter_map(|a| match a {
+                                        Arg::Literal(s) => Some(s.clone()),
+                                        Arg::Expr(e) => Some(e.clone()),
+                                        _ => None,
+                                    })
+                                    .collect();
+                                queue.push((rest.join(" "), "powershell-command"));
+                                break;
+                            }
+                        }
+                        k += 1;
+                    }
+                }
+                n if aliases.iter().any(|a| a == n) => {
+                    let reading = match (n, inv.call_operator) {
+                        (_, true) => "call-operator",
+                        ("enter-pssession", false) => "command",
+                        ("etsn", false) => "alias:etsn",
+                        _ => "script-alias",
+                    };
+                    if let Some(mut s) = bind(&inv, own_computer, reading) {
+                        if !via.is_empty() {
+                            s.readings.push(format!("via:{via}"));
+                        }
+                        out.push(s);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(script: &str) -> Vec<Session> {
+        sessions(script, Some("WS01.corp.contoso.com"))
+            .into_iter()
+            .filter(|s| !s.local)
+            .collect()
+    }
+
+    #[test]
+    fn finds_the_sessions_the_literal_rule_misses() {
+        for s in [
+            "etsn -cn web01",
+            "Enter-PSSession web01",
+            "Ent`er-PSSession -ComputerName web01",
+            "Enter-PSSession -ConnectionUri https://web01:5986/wsman",
+            "Enter-PSSession -HostName lnx02 -UserName root",
+            "$s = New-PSSession db01; Enter-PSSession -Session $s",
+            "New-PSSession web01 | Enter-PSSession",
+            "Microsoft.PowerShell.Core\\Enter-PSSession -Comp web01",
+            "& 'Enter-PSSession' -cn web01",
+            "enter-pssession \u{2013}ComputerName web01",
+            "Enter-PSSession -ComputerName:web01",
+            "Enter-PSSession `\n  -ComputerName web01",
+            "iex 'Enter-PSSession -cn web01'",
+            "Set-Alias go Enter-PSSession; go web01",
+            "Write-Host \"$(Enter-PSSession web01)\"",
+            "Enter-PSSession -ComputerName $target",
+            "Enter-PSSession (Get-Content hosts.txt)[0]",
+        ] {
+            assert_eq!(remote(s).len(), 1, "{s}");
+        }
+        let enc = base64::engine::general_purpose::STANDARD.encode(
+            "Enter-PSSession web01"
+                .encode_utf16()
+                .flat_map(|u| u.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        assert_eq!(remote(&format!("powershell -enc {enc}")).len(), 1);
+    }
+
+    #[test]
+    fn drops_what_opens_nothing_remote() {
+        for s in [
+            "# Enter-PSSession -ComputerName old",
+            "<# Enter-PSSession -ComputerName old #> Get-Date",
+            "Get-Help Enter-PSSession; Test-Connection -ComputerName gw",
+            "Write-Host 'Enter-PSSession -ComputerName x'",
+            "Enter-PSSession -ComputerName localhost",
+            "Enter-PSSession -cn ws01",
+            "Enter-PSSession 127.0.0.1",
+            "Enter-PSSession -ComputerName $env:COMPUTERNAME",
+            "Enter-PSSession -VMName dev-vm",
+            "Enter-PSSession -C web01",
+            "Invoke-Command -ComputerName x { Get-Date }",
+            "Enter-PSSessionLog -ComputerName x",
+        ] {
+            assert!(remote(s).is_empty(), "{s}: {:?}", remote(s));
+        }
+        let local = sessions("Enter-PSSession -VMName dev", None);
+        assert_eq!(local[0].transport, Transport::Vm);
+        assert!(local[0].local);
+    }
+
+    #[test]
+    fn reports_transport_and_target() {
+        let s = &remote("Enter-PSSession -Uri http://fs01:5985/wsman")[0];
+        assert_eq!(s.transport, Transport::WinRmUri);
+        assert_eq!(s.target, Target::Literal("http://fs01:5985/wsman".into()));
+        let s = &remote("etsn -cn $h")[0];
+        assert_eq!(s.target, Target::Variable("h".into()));
+        assert!(s.readings.contains(&"alias:etsn".to_string()));
+    }
+
+    #[test]
+    fn deep_nesting_and_long_text_are_linear() {
+        let deep = format!(
+            "{}Enter-PSSession web01{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert_eq!(remote(&deep).len(), 1);
+        let long = "a".repeat(1 << 20) + " ; Enter-PSSession web01";
+        assert_eq!(remote(&long).len(), 1);
+    }
+}
