@@ -8,7 +8,7 @@ SO         := target/release/flb-filter_pssession.so
 REPLAY     := target/release/pssession-replay
 FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
 
-.PHONY: build test lint bench demo install header clean
+.PHONY: build test lint bench demo eval install header clean
 
 build:
 	$(CARGO) build --release --locked
@@ -24,6 +24,11 @@ lint:
 
 bench: build
 	$(CARGO) bench --locked --bench filter
+
+# Precision and recall of mode exact and mode extended on the labelled corpus (the README's
+# table).
+eval: build
+	target/release/pssession-eval tests/data/corpus/remote_sessions.jsonl --markdown
 
 # Through a real fluent-bit when one is on PATH, else through the host emulator (the same
 # ABI path: the .so is loaded and called exactly as Fluent Bit does).

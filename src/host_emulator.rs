@@ -1320,15 +1320,19 @@ pub fn find_built_plugin() -> Option<PathBuf> {
             d = dir.parent();
         }
     }
+    // The newest build wins: `make build` leaves a renamed copy beside cargo's own file.
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
     for dir in dirs {
         for name in ["flb-filter_pssession.so", "libflb_filter_pssession.so"] {
             let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
+            if let Ok(m) = std::fs::metadata(&p).and_then(|m| m.modified()) {
+                if best.as_ref().is_none_or(|(t, _)| m > *t) {
+                    best = Some((m, p));
+                }
             }
         }
     }
-    None
+    best.map(|(_, p)| p)
 }
 
 /// Gives the plugin its Fluent Bit file name (a symlink in a per-process directory) if it

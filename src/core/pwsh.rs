@@ -35,8 +35,11 @@ pub enum Tok {
     },
     /// `$name`, `${name}`, `$env:NAME`.
     Var(String),
-    /// `(`, `$(`, `@(`, `{`, `@{`.
+    /// `(`, `$(`, `@(`, `@{`.
     Open,
+    /// `{`: a script block (runs only when something runs it, unless it is a
+    /// statement's body).
+    OpenBlock,
     /// `)` or `}`.
     Close,
     Sep(Sep),
@@ -143,8 +146,12 @@ pub fn tokenize(src: &str) -> Lexed {
                 i += if two { 2 } else { 1 };
                 push(&mut out, tok, start, pos(i));
             }
-            '(' | '{' => {
+            '(' => {
                 push(&mut out, Tok::Open, start, pos(i + 1));
+                i += 1;
+            }
+            '{' => {
+                push(&mut out, Tok::OpenBlock, start, pos(i + 1));
                 i += 1;
             }
             ')' | '}' => {
@@ -234,6 +241,32 @@ pub fn tokenize(src: &str) -> Lexed {
                         i += 2;
                         continue;
                     }
+                    if ch == '$' && at(i + 1) == Some('(') {
+                        // an unescaped subexpression: code that runs when the string is made
+                        let mut depth = 0usize;
+                        let from = i + 2;
+                        let mut j = i + 1;
+                        while j < n {
+                            match chars[j] {
+                                '(' => depth += 1,
+                                ')' => {
+                                    depth -= 1;
+                                    if depth == 0 {
+                                        break;
+                                    }
+                                }
+                                _ => {}
+                            }
+                            j += 1;
+                        }
+                        let inner: String = chars[from.min(j)..j.min(n)].iter().collect();
+                        text.push_str("$(");
+                        text.push_str(&inner);
+                        text.push(')');
+                        nested.push(inner);
+                        i = (j + 1).min(n);
+                        continue;
+                    }
                     if is_dquote(ch) {
                         if at(i + 1).is_some_and(is_dquote) {
                             text.push(ch);
@@ -246,7 +279,6 @@ pub fn tokenize(src: &str) -> Lexed {
                     text.push(ch);
                     i += 1;
                 }
-                collect_subexpressions(&text, &mut nested);
                 push(
                     &mut out,
                     Tok::Str {
@@ -287,7 +319,9 @@ pub fn tokenize(src: &str) -> Lexed {
                 i += 1;
             }
             '.' if at(i + 1).is_none_or(|c| c.is_whitespace()) => {
-                push(&mut out, Tok::Call, start, pos(i + 1));
+                // the dot-source operator in command position, the current computer as an
+                // argument
+                push(&mut out, Tok::Word(".".into()), start, pos(i + 1));
                 i += 1;
             }
             c if is_dash(c) && at(i + 1).is_some_and(|c| c.is_alphabetic() || c == '`') => {
@@ -296,7 +330,10 @@ pub fn tokenize(src: &str) -> Lexed {
                 i += 1;
                 while i < n {
                     let ch = chars[i];
+                    // PowerShell keeps a backtick inside a parameter name as part of the name
+                    // (so `-Co`mputerName` names no parameter and the command fails).
                     if ch == '`' && at(i + 1).is_some_and(|c| !matches!(c, '\n' | '\r')) {
+                        name.push('`');
                         if let Some(nx) = at(i + 1) {
                             name.push(nx);
                         }
@@ -415,30 +452,93 @@ pub enum Arg {
 /// One command invocation found in the code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
-    /// The command name as written (module qualifier and backticks removed).
+    /// The command name as written (module qualifier and backticks removed), or for the
+    /// call operator the name it resolves to when that is a constant.
     pub name: String,
     pub args: Vec<Arg>,
     /// Whether it receives pipeline input (it follows a `|`).
     pub piped: bool,
+    /// The invocation before it in its pipeline, if that one was read.
+    pub piped_from: Option<usize>,
     /// Invoked with `&` or `.`.
     pub call_operator: bool,
+    /// `$var = <this>`: the variable it is assigned to.
+    pub assigned_to: Option<String>,
+    /// Index of its first token.
+    pub token: usize,
     /// Its source text.
     pub text: String,
 }
 
-/// Finds the invocations of the commands `interesting` accepts, in a token stream (nested
-/// groups included). Linear: each group's end is found once, and an invocation's
-/// arguments skip over nested groups in one step.
-pub fn invocations(
-    chars: &[char],
-    tokens: &[Token],
-    interesting: &dyn Fn(&str) -> bool,
-) -> Vec<Invocation> {
+/// What runs a deferred piece of code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// `function NAME { }`: runs when NAME is called.
+    Function(String),
+    /// `$v = { }`: runs when `& $v`, `. $v` or `$v.Invoke()` runs.
+    Variable(String),
+}
+
+/// A piece of code (token range) that runs only when its trigger fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    pub from: usize,
+    pub to: usize,
+    pub trigger: Trigger,
+}
+
+/// A variable's value, as far as a constant reading tells.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assigned {
+    Literal(String),
+    Expr(String),
+    Command(usize),
+}
+
+/// Everything read from one piece of code.
+#[derive(Debug, Default)]
+pub struct Reading {
+    pub invocations: Vec<Invocation>,
+    /// (variable, token index, value), in order.
+    pub assignments: Vec<(String, usize, Assigned)>,
+    pub deferred: Vec<Deferred>,
+    /// Names called as commands, and `$variables` invoked, anywhere.
+    pub calls: Vec<String>,
+    /// Tokens from here on never run (after a top-level return, exit or throw).
+    pub dead_from: Option<usize>,
+    /// String literals turned into code (`[scriptblock]::Create('...')`).
+    pub code_strings: Vec<String>,
+}
+
+/// Joins a constant string expression (`('Enter-' + 'PSSession')`) when it is only string
+/// literals and `+`.
+pub fn fold_strings(expr: &str) -> Option<String> {
+    let lexed = tokenize(expr);
+    let mut out = String::new();
+    let mut any = false;
+    for t in &lexed.tokens {
+        match &t.tok {
+            Tok::Str { text, expandable } if !(*expandable && text.contains('$')) => {
+                out.push_str(text);
+                any = true;
+            }
+            Tok::Word(w) if w == "+" => {}
+            Tok::Open | Tok::Close => {}
+            _ => return None,
+        }
+    }
+    any.then_some(out)
+}
+
+/// Reads the commands `interesting` accepts (nested groups included), assignments,
+/// function and script-block bodies, and dead code. Linear: each group's end is found
+/// once, and an invocation's arguments skip over nested groups in one step.
+pub fn read(chars: &[char], tokens: &[Token], interesting: &dyn Fn(&str) -> bool) -> Reading {
     let mut close = vec![tokens.len(); tokens.len()];
     let mut stack = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         match t.tok {
-            Tok::Open => stack.push(i),
+            Tok::Open | Tok::OpenBlock => stack.push(i),
             Tok::Close => {
                 if let Some(o) = stack.pop() {
                     close[o] = i;
@@ -452,59 +552,244 @@ pub fn invocations(
             .iter()
             .collect()
     };
-    let mut out = Vec::new();
+    let mut r = Reading::default();
     let mut expect_cmd = true;
     let mut piped = false;
-    for i in 0..tokens.len() {
+    let mut depth = 0usize;
+    let mut pending_assign: Option<String> = None;
+    let mut pipeline_prev: Option<usize> = None;
+    let word = |i: usize| match tokens.get(i).map(|t| &t.tok) {
+        Some(Tok::Word(w)) => Some(w.as_str()),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < tokens.len() {
         let t = &tokens[i];
-        match &t.tok {
-            Tok::Sep(s) => {
-                expect_cmd = true;
-                piped = *s == Sep::Pipe;
+        let mut command: Option<(String, usize, bool)> = None; // (name, first arg token, call op)
+        if let Tok::Word(w) = &t.tok {
+            if w.to_ascii_lowercase().starts_with("[scriptblock]::create") {
+                if let (Some(Tok::Open), Some(Tok::Str { text: st, .. })) = (
+                    tokens.get(i + 1).map(|t| &t.tok),
+                    tokens.get(i + 2).map(|t| &t.tok),
+                ) {
+                    r.code_strings.push(st.clone());
+                }
             }
-            Tok::Open | Tok::Assign => {
+        }
+        match &t.tok {
+            Tok::Sep(sp) => {
+                expect_cmd = true;
+                piped = *sp == Sep::Pipe;
+                if !piped {
+                    pipeline_prev = None;
+                }
+                pending_assign = None;
+            }
+            Tok::Open | Tok::OpenBlock => {
+                depth += 1;
                 expect_cmd = true;
                 piped = false;
+                pipeline_prev = None;
+                if let (Some(v), Tok::OpenBlock) = (pending_assign.take(), &t.tok) {
+                    r.deferred.push(Deferred {
+                        from: i,
+                        to: close[i],
+                        trigger: Trigger::Variable(v),
+                    });
+                }
+            }
+            Tok::Close => {
+                depth = depth.saturating_sub(1);
+                expect_cmd = false;
+            }
+            Tok::Assign => {
+                expect_cmd = true;
+                piped = false;
+                if let Some(Tok::Var(v)) =
+                    i.checked_sub(1).and_then(|p| tokens.get(p)).map(|t| &t.tok)
+                {
+                    let v = v.to_ascii_lowercase();
+                    // a constant value ends the statement right after it
+                    let ends = |k: usize| {
+                        matches!(
+                            tokens.get(k).map(|t| &t.tok),
+                            None | Some(Tok::Sep(_)) | Some(Tok::Close)
+                        )
+                    };
+                    match tokens.get(i + 1).map(|t| &t.tok) {
+                        Some(Tok::Str {
+                            text: st,
+                            expandable,
+                        }) if ends(i + 2) => {
+                            let val = if *expandable && st.contains('$') {
+                                Assigned::Expr(st.clone())
+                            } else {
+                                Assigned::Literal(st.clone())
+                            };
+                            r.assignments.push((v, i, val));
+                        }
+                        Some(Tok::Word(w)) if ends(i + 2) && !interesting(&command_key(w)) => {
+                            r.assignments.push((v, i, Assigned::Literal(w.clone())))
+                        }
+                        Some(Tok::Open) => {
+                            let e = tokens.get(close[i + 1]).map_or(chars.len(), |t| t.end);
+                            r.assignments.push((
+                                v.clone(),
+                                i,
+                                Assigned::Expr(text(tokens[i + 1].start, e)),
+                            ));
+                            pending_assign = Some(v);
+                        }
+                        _ => pending_assign = Some(v),
+                    }
+                }
             }
             Tok::Call if expect_cmd => {
-                let name = match tokens.get(i + 1).map(|t| &t.tok) {
-                    Some(Tok::Word(w)) => Some(w.clone()),
-                    Some(Tok::Str { text, .. }) => Some(text.clone()),
-                    _ => None,
-                };
-                if let Some(name) = name.filter(|n| interesting(&command_key(n))) {
-                    out.push(collect(
-                        &text,
-                        tokens,
-                        &close,
-                        t.start,
-                        i + 2,
-                        name,
-                        piped,
-                        true,
-                    ));
+                if let Some(Tok::Var(v)) = tokens.get(i + 1).map(|t| &t.tok) {
+                    r.calls.push(format!("${}", v.to_ascii_lowercase()));
                 }
+                command = callee(&r, chars, tokens, &close, i + 1).map(|(n, next)| (n, next, true));
+                expect_cmd = false;
+            }
+            Tok::Word(w) if expect_cmd && w == "." => {
+                if let Some(Tok::Var(v)) = tokens.get(i + 1).map(|t| &t.tok) {
+                    r.calls.push(format!("${}", v.to_ascii_lowercase()));
+                }
+                command = callee(&r, chars, tokens, &close, i + 1).map(|(n, next)| (n, next, true));
                 expect_cmd = false;
             }
             Tok::Word(w) if expect_cmd => {
-                if interesting(&command_key(w)) {
-                    out.push(collect(
-                        &text,
-                        tokens,
-                        &close,
-                        t.start,
-                        i + 1,
-                        w.clone(),
-                        piped,
-                        false,
-                    ));
+                let key = command_key(w);
+                r.calls.push(key.clone());
+                if matches!(key.as_str(), "function" | "filter" | "workflow") {
+                    if let (Some(name), Some(Tok::OpenBlock)) =
+                        (word(i + 1), tokens.get(i + 2).map(|t| &t.tok))
+                    {
+                        r.deferred.push(Deferred {
+                            from: i + 2,
+                            to: close[i + 2],
+                            trigger: Trigger::Function(command_key(name)),
+                        });
+                    }
+                } else if depth == 0
+                    && matches!(key.as_str(), "return" | "exit" | "throw")
+                    && r.dead_from.is_none()
+                {
+                    r.dead_from = Some(i);
+                }
+                command = Some((w.clone(), i + 1, false));
+                expect_cmd = false;
+            }
+            Tok::Var(v) => {
+                // $v.Invoke() / $v.InvokeReturnAsIs() runs a script block
+                if word(i + 1).is_some_and(|w| w.to_ascii_lowercase().starts_with(".invoke")) {
+                    r.calls.push(format!("${}", v.to_ascii_lowercase()));
                 }
                 expect_cmd = false;
             }
             _ => expect_cmd = false,
         }
+        if let Some((name, from, call_op)) = command {
+            if interesting(&command_key(&name)) {
+                let mut inv = collect(&text, tokens, &close, t.start, from, name, piped, call_op);
+                inv.piped_from = if piped { pipeline_prev } else { None };
+                inv.assigned_to = pending_assign.take();
+                inv.token = i;
+                pipeline_prev = Some(r.invocations.len());
+                if let Some(v) = &inv.assigned_to {
+                    r.assignments
+                        .push((v.clone(), i, Assigned::Command(r.invocations.len())));
+                }
+                r.invocations.push(inv);
+            } else {
+                pipeline_prev = None;
+                pending_assign = None;
+            }
+        }
+        i += 1;
     }
-    out
+    r
+}
+
+/// What `& X` / `. X` calls: a word or string, a variable holding a constant name, a
+/// constant string expression, or `(Get-Command pattern)` matching one command. Returns
+/// the name and the index of the first argument token.
+fn callee(
+    r: &Reading,
+    chars: &[char],
+    tokens: &[Token],
+    close: &[usize],
+    at: usize,
+) -> Option<(String, usize)> {
+    match &tokens.get(at)?.tok {
+        Tok::Word(w) => Some((w.clone(), at + 1)),
+        Tok::Str { text, .. } => Some((text.clone(), at + 1)),
+        Tok::Var(v) => {
+            let v = v.to_ascii_lowercase();
+            match r.assignments.iter().rev().find(|(n, _, _)| *n == v) {
+                Some((_, _, Assigned::Literal(name))) => Some((name.clone(), at + 1)),
+                _ => Some((format!("${v}"), at + 1)),
+            }
+        }
+        Tok::Open => {
+            let e = tokens.get(close[at]).map_or(chars.len(), |t| t.end);
+            let src: String = chars[tokens[at].start..e.min(chars.len())].iter().collect();
+            let inner = src.trim_start_matches('(').trim_end_matches(')').trim();
+            let name = fold_strings(&src).or_else(|| {
+                let lx = tokenize(inner);
+                match lx.tokens.as_slice() {
+                    [Token {
+                        tok: Tok::Word(gc), ..
+                    }, rest @ ..]
+                        if matches!(command_key(gc).as_str(), "get-command" | "gcm") =>
+                    {
+                        rest.iter().find_map(|t| match &t.tok {
+                            Tok::Word(p) | Tok::Str { text: p, .. } => {
+                                let hits: Vec<&str> = ["Enter-PSSession"]
+                                    .into_iter()
+                                    .filter(|c| {
+                                        glob_match(&p.to_ascii_lowercase(), &c.to_ascii_lowercase())
+                                    })
+                                    .collect();
+                                (hits.len() == 1).then(|| hits[0].to_string())
+                            }
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                }
+            })?;
+            Some((name, close[at] + 1))
+        }
+        _ => None,
+    }
+}
+
+/// `*` and `?` wildcards, as Get-Command matches names (linear: greedy with one
+/// backtrack point).
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 /// A command name as PowerShell resolves it: module qualifier dropped, any case.
@@ -534,7 +819,7 @@ fn collect(
         let t = &tokens[j];
         match &t.tok {
             Tok::Sep(_) | Tok::Close => break,
-            Tok::Open => {
+            Tok::Open | Tok::OpenBlock => {
                 let k = close[j];
                 let e = tokens.get(k).map_or(t.end, |t| t.end);
                 args.push(Arg::Expr(text(t.start, e)));
@@ -548,13 +833,13 @@ fn collect(
             }),
             Tok::Word(w) => args.push(Arg::Literal(w.clone())),
             Tok::Str {
-                text: s,
+                text: st,
                 expandable,
             } => {
-                if *expandable && s.contains('$') {
+                if *expandable && st.contains('$') {
                     args.push(Arg::Expr(text(t.start, t.end)));
                 } else {
-                    args.push(Arg::Literal(s.clone()));
+                    args.push(Arg::Literal(st.clone()));
                 }
             }
             Tok::Var(v) => args.push(Arg::Variable(v.clone())),
@@ -568,7 +853,10 @@ fn collect(
         name,
         args,
         piped,
+        piped_from: None,
         call_operator,
+        assigned_to: None,
+        token: 0,
         text: text(start, end),
     }
 }
@@ -759,16 +1047,27 @@ fn value_arg(value: &str) -> Arg {
     }
 }
 
-/// Binds an Enter-PSSession invocation. None when PowerShell would reject it (an
-/// ambiguous or unknown parameter).
-fn bind(inv: &Invocation, own_computer: Option<&str>, reading: &str) -> Option<Session> {
+/// What an Enter-PSSession (or New-PSSession) binds to, before locality is decided.
+struct Bound {
+    transport: Transport,
+    target: Target,
+    readings: Vec<String>,
+}
+
+/// Binds a session cmdlet's arguments as PowerShell does. None when PowerShell would not
+/// run it: an ambiguous or unknown parameter, a parameter missing its value, or `-?`.
+fn bind_args(inv: &Invocation) -> Option<Bound> {
     let mut bound: Vec<(&'static str, Option<Arg>)> = Vec::new();
     let mut positional: Vec<Arg> = Vec::new();
-    let mut readings = vec![reading.to_string()];
+    let mut readings = Vec::new();
     let mut k = 0;
     while k < inv.args.len() {
         match &inv.args[k] {
+            Arg::Literal(l) if l == "-?" => return None,
             Arg::Param { name, value } => {
+                if name == "?" {
+                    return None;
+                }
                 let (p, switch) = resolve_param(name).ok()?;
                 if !p.eq_ignore_ascii_case(name) {
                     readings.push(format!("prefix-or-alias:-{name}"));
@@ -780,51 +1079,55 @@ fn bind(inv: &Invocation, own_computer: Option<&str>, reading: &str) -> Option<S
                     bound.push((p, Some(value_arg(v))));
                 } else {
                     k += 1;
-                    bound.push((p, inv.args.get(k).cloned()));
+                    match inv.args.get(k) {
+                        None | Some(Arg::Param { .. }) => return None,
+                        Some(a) => bound.push((p, Some(a.clone()))),
+                    }
                 }
             }
             other => positional.push(other.clone()),
         }
         k += 1;
     }
-    let get = |n: &str| bound.iter().find(|(p, _)| *p == n).map(|(_, v)| v.clone());
+    let get = |n: &str| {
+        bound
+            .iter()
+            .find(|(p, _)| *p == n)
+            .and_then(|(_, v)| v.clone())
+    };
     let has = |n: &str| bound.iter().any(|(p, _)| *p == n);
     let first_pos = positional.first().cloned();
     let (transport, target_arg, how) = if let Some(v) =
         ["VMName", "VMId", "ContainerId"].iter().find(|p| has(p))
     {
-        (Transport::Vm, get(v).flatten(), format!("named:{v}"))
+        (Transport::Vm, get(v), format!("named:{v}"))
     } else if has("HostName") {
-        (
-            Transport::Ssh,
-            get("HostName").flatten(),
-            "named:HostName".into(),
-        )
+        (Transport::Ssh, get("HostName"), "named:HostName".into())
     } else if has("ConnectionUri") {
         (
             Transport::WinRmUri,
-            get("ConnectionUri").flatten(),
+            get("ConnectionUri"),
             "named:ConnectionUri".into(),
         )
     } else if let Some(p) = ["Session", "Id", "InstanceId", "Name"]
         .iter()
         .find(|p| has(p))
     {
-        (Transport::Session, get(p).flatten(), format!("named:{p}"))
+        (Transport::Session, get(p), format!("named:{p}"))
     } else if has("ComputerName") {
         (
             Transport::WinRm,
-            get("ComputerName").flatten(),
+            get("ComputerName"),
             "named:ComputerName".into(),
         )
     } else if let Some(arg) = first_pos {
         // Position 0 is ComputerName, or HostName when only SSH parameters are given; a
-        // variable may hold a PSSession instead: either way a session to elsewhere.
+        // variable may hold a PSSession instead.
         let ssh = has("UserName") || has("KeyFilePath") || has("SSHTransport") || has("Subsystem");
-        let t = if ssh {
-            Transport::Ssh
-        } else {
-            Transport::WinRm
+        let t = match (&arg, ssh) {
+            (_, true) => Transport::Ssh,
+            (Arg::Variable(_), false) => Transport::Session,
+            _ => Transport::WinRm,
         };
         (t, Some(arg), "positional".into())
     } else if inv.piped {
@@ -833,24 +1136,146 @@ fn bind(inv: &Invocation, own_computer: Option<&str>, reading: &str) -> Option<S
         (Transport::WinRm, None, "prompted".into())
     };
     readings.push(how);
-    let target = target_arg.as_ref().map_or(Target::Implicit, target_of);
-    let local = match (&transport, &target) {
-        (Transport::Vm, _) => true,
-        (Transport::WinRmUri, Target::Literal(u)) => is_local_name(uri_host(u), own_computer),
-        (Transport::WinRm | Transport::Ssh, Target::Literal(t)) => {
-            let host = t.rsplit('@').next().unwrap_or(t);
-            is_local_name(host, own_computer)
-        }
-        (_, Target::Variable(v)) => v.eq_ignore_ascii_case("env:COMPUTERNAME"),
-        _ => false,
-    };
-    Some(Session {
+    Some(Bound {
         transport,
-        target,
-        local,
+        target: target_arg.as_ref().map_or(Target::Implicit, target_of),
         readings,
-        text: inv.text.clone(),
     })
+}
+
+/// Whether an expression evaluates to this computer's own name: `$env:COMPUTERNAME`
+/// (alone or with a `.domain` suffix), `[System.Net.Dns]::GetHostName()`, `(hostname)`.
+fn is_own_name_expr(expr: &str) -> bool {
+    let mut e = expr.trim().to_ascii_lowercase();
+    // one pair of outer parentheses or quotes at a time
+    while e.len() >= 2
+        && ((e.starts_with('(') && e.ends_with(')'))
+            || (e.starts_with('"') && e.ends_with('"'))
+            || (e.starts_with('\'') && e.ends_with('\'')))
+    {
+        e = e[1..e.len() - 1].trim().to_string();
+    }
+    for var in ["$env:computername", "${env:computername}"] {
+        if let Some(rest) = e.strip_prefix(var) {
+            return rest.is_empty() || rest.starts_with('.');
+        }
+    }
+    matches!(
+        e.as_str(),
+        "[system.net.dns]::gethostname()"
+            | "[net.dns]::gethostname()"
+            | "hostname"
+            | "hostname.exe"
+    )
+}
+
+/// Context for resolving one piece of code's variables and sessions.
+struct Resolver<'r> {
+    reading: &'r Reading,
+    own: Option<&'r str>,
+}
+
+impl Resolver<'_> {
+    /// The last value assigned to `$var` before token `before`.
+    fn value_of(&self, var: &str, before: usize) -> Option<&Assigned> {
+        let v = var.to_ascii_lowercase();
+        self.reading
+            .assignments
+            .iter()
+            .rev()
+            .find(|(n, at, _)| *n == v && *at < before)
+            .map(|(_, _, a)| a)
+    }
+
+    /// A session made by New-PSSession (piped in, or through a variable), bound.
+    fn new_session(&self, idx: usize) -> Option<(Bound, bool)> {
+        let inv = self.reading.invocations.get(idx)?;
+        if command_key(&inv.name) != "new-pssession" {
+            return None;
+        }
+        let b = bind_args(inv)?;
+        let local = self.is_local(&b, inv.token);
+        Some((b, local))
+    }
+
+    fn is_local(&self, b: &Bound, at: usize) -> bool {
+        match (&b.transport, &b.target) {
+            (Transport::Vm, _) => true,
+            (Transport::WinRmUri, Target::Literal(u)) => is_local_name(uri_host(u), self.own),
+            (Transport::WinRm | Transport::Ssh, Target::Literal(t)) => {
+                is_local_name(t.rsplit('@').next().unwrap_or(t), self.own)
+            }
+            (_, Target::Expression(e)) => is_own_name_expr(e),
+            (_, Target::Variable(v)) => {
+                if v.eq_ignore_ascii_case("env:COMPUTERNAME") {
+                    return true;
+                }
+                match self.value_of(v, at) {
+                    Some(Assigned::Literal(l)) => is_local_name(l, self.own),
+                    Some(Assigned::Expr(e)) => is_own_name_expr(e),
+                    Some(Assigned::Command(i)) => self.new_session(*i).is_some_and(|(_, l)| l),
+                    None => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Binds an Enter-PSSession invocation and decides whether it stays local.
+    fn session(&self, inv: &Invocation, reading: &str) -> Option<Session> {
+        let mut b = bind_args(inv)?;
+        b.readings.insert(0, reading.to_string());
+        let mut local = self.is_local(&b, inv.token);
+        // A session piped in or held in a variable: where New-PSSession opened it.
+        let source = match (&b.transport, &b.target) {
+            (Transport::Session, Target::Implicit) => inv.piped_from,
+            (Transport::Session, Target::Variable(v)) => match self.value_of(v, inv.token) {
+                Some(Assigned::Command(i)) => Some(*i),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((nb, nl)) = source.and_then(|i| self.new_session(i)) {
+            b.readings.push("session-from:New-PSSession".into());
+            local = nl;
+            b.target = nb.target;
+            if nb.transport == Transport::Vm {
+                b.transport = Transport::Vm;
+            }
+        }
+        if let (Target::Variable(v), false) = (&b.target, local) {
+            if let Some(Assigned::Literal(l)) = self.value_of(v, inv.token) {
+                b.readings.push(format!("variable:${v}"));
+                b.target = Target::Literal(l.clone());
+            }
+        }
+        Some(Session {
+            transport: b.transport,
+            target: b.target,
+            local,
+            readings: b.readings,
+            text: inv.text.clone(),
+        })
+    }
+
+    /// Whether code at token `at` can run: not after a top-level return, and not inside a
+    /// function or script block that nothing runs.
+    fn runs(&self, at: usize) -> bool {
+        if self.reading.dead_from.is_some_and(|d| at > d) {
+            return false;
+        }
+        self.reading.deferred.iter().all(|d| {
+            if at <= d.from || at >= d.to {
+                return true;
+            }
+            match &d.trigger {
+                Trigger::Function(name) => {
+                    self.reading.calls.iter().filter(|c| *c == name).count() > 0
+                }
+                Trigger::Variable(v) => self.reading.calls.iter().any(|c| *c == format!("${v}")),
+            }
+        })
+    }
 }
 
 fn norm(name: &str) -> String {
@@ -890,8 +1315,53 @@ fn alias_definition(inv: &Invocation) -> Option<(String, String)> {
 }
 
 /// Most pieces of code read for one script (the script, strings run by
-/// Invoke-Expression, encoded commands, subexpressions), and most bytes in all.
+/// Invoke-Expression, encoded commands, subexpressions).
 const MAX_PIECES: usize = 64;
+
+/// Code a `powershell` / `pwsh` command line runs: `-Command ...` or `-EncodedCommand b64`.
+fn powershell_args(args: &[Arg]) -> Option<(String, &'static str)> {
+    let text = |a: &Arg| match a {
+        Arg::Literal(s) | Arg::Expr(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut k = 0;
+    while k < args.len() {
+        let (flag, value) = match &args[k] {
+            Arg::Param { name, value } => (name.to_ascii_lowercase(), value.clone()),
+            Arg::Literal(l) if l.starts_with('-') || l.starts_with('/') => {
+                (l[1..].to_ascii_lowercase(), None)
+            }
+            _ => {
+                k += 1;
+                continue;
+            }
+        };
+        let next = || value.clone().or_else(|| args.get(k + 1).and_then(text));
+        if (flag.len() >= 2 && "encodedcommand".starts_with(&flag)) || flag == "e" || flag == "ec" {
+            let b64 = next()?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()?;
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return Some((String::from_utf16_lossy(&units), "encoded-command"));
+        }
+        if !flag.is_empty() && "command".starts_with(&flag) {
+            let rest: Vec<String> = args[k + 1..].iter().filter_map(text).collect();
+            return Some((rest.join(" "), "powershell-command"));
+        }
+        k += 1;
+    }
+    None
+}
+
+fn is_powershell(name: &str) -> bool {
+    let n = command_key(name);
+    let n = n.rsplit(['/', '\\']).next().unwrap_or(&n).to_string();
+    matches!(n.trim_end_matches(".exe"), "powershell" | "pwsh")
+}
 
 /// The `Enter-PSSession` invocations a script would run.
 pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
@@ -899,12 +1369,12 @@ pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
     let mut queue: Vec<(String, &'static str)> = vec![(script.to_string(), "")];
     let mut aliases: Vec<String> = vec!["enter-pssession".into(), "etsn".into()];
     let budget = script.len().saturating_mul(4).max(1 << 16);
-    let mut read = 0usize;
+    let mut read_bytes = 0usize;
     let mut pieces = 0usize;
     while let Some((code, via)) = queue.pop() {
         pieces += 1;
-        read += code.len();
-        if pieces > MAX_PIECES || read > budget {
+        read_bytes += code.len();
+        if pieces > MAX_PIECES || read_bytes > budget {
             break;
         }
         let lexed = tokenize(&code);
@@ -913,81 +1383,80 @@ pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
         }
         // Aliases first (a script defines them before it uses them), then the commands.
         let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
-        let mut found = invocations(&lexed.chars, &lexed.tokens, &alias_cmd);
-        let known = {
-            let mut a = aliases.clone();
-            for inv in &found {
-                a.extend(
-                    alias_definition(inv)
-                        .filter(|(_, v)| aliases.contains(v))
-                        .map(|(n, _)| n),
-                );
+        let defs = read(&lexed.chars, &lexed.tokens, &alias_cmd);
+        for inv in &defs.invocations {
+            if let Some((a, v)) = alias_definition(inv).filter(|(_, v)| aliases.contains(v)) {
+                if !aliases.contains(&a) {
+                    aliases.push(a);
+                }
+                let _ = v;
             }
-            a
-        };
+        }
         let interesting = |k: &str| {
-            matches!(k, "invoke-expression" | "iex")
-                || matches!(k.trim_end_matches(".exe"), "powershell" | "pwsh")
-                || known.iter().any(|a| a == k)
+            matches!(
+                k,
+                "invoke-expression" | "iex" | "new-pssession" | "start-process" | "saps" | "start"
+            ) || is_powershell(k)
+                || aliases.iter().any(|a| a == k)
         };
-        found.extend(invocations(&lexed.chars, &lexed.tokens, &interesting));
-        aliases = known;
-        for inv in found {
-            let name = norm(&inv.name);
+        let reading = read(&lexed.chars, &lexed.tokens, &interesting);
+        for c in &reading.code_strings {
+            queue.push((c.clone(), "scriptblock-create"));
+        }
+        let resolver = Resolver {
+            reading: &reading,
+            own: own_computer,
+        };
+        for inv in &reading.invocations {
+            if !resolver.runs(inv.token) {
+                continue;
+            }
+            let name = command_key(&inv.name);
             match name.as_str() {
-                "set-alias" | "new-alias" | "sal" | "nal" => {}
                 "invoke-expression" | "iex" => {
                     for a in &inv.args {
-                        if let Arg::Literal(s) = a {
-                            queue.push((s.clone(), "invoke-expression"));
+                        let code = match a {
+                            Arg::Literal(s) => Some(s.clone()),
+                            Arg::Expr(e) => fold_strings(e),
+                            Arg::Variable(v) => match resolver.value_of(v, inv.token) {
+                                Some(Assigned::Literal(l)) => Some(l.clone()),
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        if let Some(c) = code {
+                            queue.push((c, "invoke-expression"));
                         }
                     }
                 }
-                n if n.trim_end_matches(".exe") == "powershell"
-                    || n.trim_end_matches(".exe") == "pwsh" =>
-                {
-                    let mut k = 0;
-                    while k < inv.args.len() {
-                        if let Arg::Param { name, value } = &inv.args[k] {
-                            let p = name.to_ascii_lowercase();
-                            let next = || {
-                                value.clone().or_else(|| match inv.args.get(k + 1) {
-                                    Some(Arg::Literal(s)) => Some(s.clone()),
-                                    _ => None,
-                                })
-                            };
-                            if p.len() >= 2 && "encodedcommand".starts_with(&p)
-                                || p == "e"
-                                || p == "ec"
-                            {
-                                if let Some(b64) = next() {
-                                    if let Ok(bytes) =
-                                        base64::engine::general_purpose::STANDARD.decode(b64.trim())
-                                    {
-                                        let units: Vec<u16> = bytes
-                                            .chunks_exact(2)
-                                            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                                            .collect();
-                                        queue.push((
-                                            String::from_utf16_lossy(&units),
-                                            "encoded-command",
-                                        ));
-                                    }
+                "start-process" | "saps" | "start" => {
+                    let file = inv.args.iter().find_map(|a| match a {
+                        Arg::Literal(l) => Some(l.clone()),
+                        _ => None,
+                    });
+                    if file.as_deref().is_some_and(is_powershell) {
+                        let mut args = Vec::new();
+                        let mut in_list = false;
+                        for a in &inv.args {
+                            match a {
+                                Arg::Param { name, .. } => {
+                                    in_list = "argumentlist"
+                                        .starts_with(&name.to_ascii_lowercase())
+                                        || name.eq_ignore_ascii_case("args");
                                 }
-                            } else if "command".starts_with(&p) && !p.is_empty() {
-                                let rest: Vec<String> = inv.args[k + 1..]
-                                    .iter()
-                                    .filter_map(|a| match a {
-                                        Arg::Literal(s) => Some(s.clone()),
-                                        Arg::Expr(e) => Some(e.clone()),
-                                        _ => None,
-                                    })
-                                    .collect();
-                                queue.push((rest.join(" "), "powershell-command"));
-                                break;
+                                Arg::Literal(l) if in_list => args.push(Arg::Literal(l.clone())),
+                                _ => {}
                             }
                         }
-                        k += 1;
+                        if let Some((c, how)) = powershell_args(&args) {
+                            queue.push((c, how));
+                        }
+                    }
+                }
+                "new-pssession" => {}
+                n if is_powershell(n) => {
+                    if let Some((c, how)) = powershell_args(&inv.args) {
+                        queue.push((c, how));
                     }
                 }
                 n if aliases.iter().any(|a| a == n) => {
@@ -997,7 +1466,7 @@ pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
                         ("etsn", false) => "alias:etsn",
                         _ => "script-alias",
                     };
-                    if let Some(mut s) = bind(&inv, own_computer, reading) {
+                    if let Some(mut s) = resolver.session(inv, reading) {
                         if !via.is_empty() {
                             s.readings.push(format!("via:{via}"));
                         }

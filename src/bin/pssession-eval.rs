@@ -1,0 +1,218 @@
+//! pssession-eval: precision and recall of `mode exact` and `mode extended` on a labelled
+//! corpus of PowerShell scripts, measured through the built plugin (the host emulator
+//! loads the `.so`), and a check that `mode exact` agrees with the reference analytic's
+//! literal search on every script.
+//!
+//! Usage: pssession-eval [CORPUS.jsonl] [--markdown] [--check]
+//! Each corpus line: {"id", "label": "remote"|"local"|"none", "category", "script"}.
+
+use flb_filter_pssession::chunk_io::{self, Layout};
+use flb_filter_pssession::host_emulator::{self, Instance, Plugin};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+flb_filter_pssession::export_host_symbols!();
+
+/// The computer every script runs on (its own name is a local target).
+const COMPUTER: &str = "WS01.corp.contoso.com";
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    tp: u64,
+    fp: u64,
+    fn_: u64,
+    tn: u64,
+}
+
+impl Counts {
+    fn add(&mut self, truth: bool, predicted: bool) {
+        match (truth, predicted) {
+            (true, true) => self.tp += 1,
+            (false, true) => self.fp += 1,
+            (true, false) => self.fn_ += 1,
+            (false, false) => self.tn += 1,
+        }
+    }
+    fn precision(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fp)
+    }
+    fn recall(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn record(script: &str) -> Value {
+    json!({
+        "EventID": 4104,
+        "Channel": "Microsoft-Windows-PowerShell/Operational",
+        "Hostname": COMPUTER, "Domain": "CORP", "AccountName": "analyst",
+        "MessageNumber": "1", "MessageTotal": "1",
+        "ScriptBlockId": "00000000-0000-0000-0000-000000000001",
+        "ScriptBlockText": script,
+        "Message": format!("Creating Scriptblock text (1 of 1):\r\n{script}\r\n\r\nScriptBlock ID: 00000000-0000-0000-0000-000000000001\r\nPath: "),
+    })
+}
+
+/// Whether the record came out flagged as lateral movement.
+fn flagged_remote(inst: &Instance<'_>, script: &str) -> bool {
+    let mut chunk = Vec::new();
+    chunk_io::push_record(
+        &mut chunk,
+        &chunk_io::json_to_msgpack(&record(script)),
+        1.7e9,
+        Layout::CURRENT,
+    );
+    let call = inst.filter(&chunk, "eval");
+    if !call.modified() {
+        return false;
+    }
+    let out = chunk_io::decode_chunk(&call.chunk).unwrap_or_default();
+    out.first()
+        .is_some_and(|r| r.body["pssession"]["lateral_movement"].as_str() != Some("false"))
+}
+
+/// The reference analytic's search, written independently of the plugin.
+fn analytic(script: &str) -> bool {
+    let msg = format!("Creating Scriptblock text (1 of 1):\r\n{script}\r\n\r\nScriptBlock ID: 00000000-0000-0000-0000-000000000001\r\nPath: ")
+        .to_ascii_lowercase();
+    msg.contains("enter-pssession") && msg.contains("-computername")
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let markdown = args.iter().any(|a| a == "--markdown");
+    let check = args.iter().any(|a| a == "--check");
+    let path = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .cloned()
+        .unwrap_or_else(|| "tests/data/corpus/remote_sessions.jsonl".into());
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("pssession-eval: {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let plugin = match host_emulator::find_built_plugin()
+        .ok_or("plugin not built".to_string())
+        .and_then(|p| host_emulator::stage_plugin(&p).map_err(|e| e.to_string()))
+        .and_then(|p| Plugin::load(&p).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pssession-eval: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let base = [("match", "*"), ("aggregate", "off"), ("log_level", "error")];
+    let exact = plugin.instance(&[base.as_slice(), &[("mode", "exact")]].concat());
+    let extended = plugin.instance(&[base.as_slice(), &[("mode", "extended")]].concat());
+    let (exact, extended) = match (exact, extended) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("pssession-eval: the plugin did not start:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut ce, mut cx) = (Counts::default(), Counts::default());
+    let mut per_label: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    let mut disagreements = Vec::new();
+    let mut misses = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("pssession-eval: {path}: line {}: {e}", n + 1);
+                return ExitCode::from(2);
+            }
+        };
+        let script = v["script"].as_str().unwrap_or("");
+        let label = v["label"].as_str().unwrap_or("none").to_string();
+        let truth = label == "remote";
+        let e = flagged_remote(&exact, script);
+        let x = flagged_remote(&extended, script);
+        if e != analytic(script) {
+            disagreements.push(v["id"].as_str().unwrap_or("?").to_string());
+        }
+        if x != truth {
+            misses.push(format!(
+                "{} ({label}, extended said {})",
+                v["id"].as_str().unwrap_or("?"),
+                if x { "remote" } else { "not remote" }
+            ));
+        }
+        ce.add(truth, e);
+        cx.add(truth, x);
+        let entry = per_label.entry(label).or_default();
+        entry.0 += 1;
+        entry.1 += e as u64;
+        entry.2 += x as u64;
+    }
+    let total = ce.tp + ce.fp + ce.fn_ + ce.tn;
+    if markdown {
+        println!("| mode | precision | recall | TP | FP | FN | TN |");
+        println!("|---|---|---|---|---|---|---|");
+        for (name, c) in [("exact", ce), ("extended", cx)] {
+            println!(
+                "| `{name}` | {:.3} | {:.3} | {} | {} | {} | {} |",
+                c.precision(),
+                c.recall(),
+                c.tp,
+                c.fp,
+                c.fn_,
+                c.tn
+            );
+        }
+        println!();
+        println!("| label | scripts | flagged by `exact` | flagged by `extended` |");
+        println!("|---|---|---|---|");
+        for (l, (n, e, x)) in &per_label {
+            println!("| {l} | {n} | {e} | {x} |");
+        }
+    } else {
+        println!("{total} scripts from {path}");
+        for (name, c) in [("exact", ce), ("extended", cx)] {
+            println!(
+                "{name:>9}: precision {:.3} recall {:.3} (TP {} FP {} FN {} TN {})",
+                c.precision(),
+                c.recall(),
+                c.tp,
+                c.fp,
+                c.fn_,
+                c.tn
+            );
+        }
+        for m in &misses {
+            println!("  extended wrong on {m}");
+        }
+    }
+    println!(
+        "\nexact mode disagrees with the analytic's literal search on {} of {total} scripts{}",
+        disagreements.len(),
+        if disagreements.is_empty() {
+            String::new()
+        } else {
+            format!(": {disagreements:?}")
+        }
+    );
+    if check
+        && (!disagreements.is_empty() || cx.recall() < 0.95 || cx.precision() < 0.95 || total < 150)
+    {
+        eprintln!("pssession-eval: targets not met (extended precision and recall >= 0.95, exact identical to the analytic, >= 150 scripts)");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
