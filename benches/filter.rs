@@ -4,6 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use flb_filter_pssession::chunk_io::{self, Layout};
+use flb_filter_pssession::core::chunk::Records;
 use flb_filter_pssession::core::config::Config;
 use flb_filter_pssession::core::filter::Detector;
 use flb_filter_pssession::host_emulator;
@@ -73,6 +74,43 @@ fn positive() -> Value {
         "ScriptBlockText": "Enter-PSSession -ComputerName dc01"})
 }
 
+/// A naive version of the same analytic: every record decoded and round-tripped through
+/// `serde_json::Value`, fields looked up by name, the text lowercased and searched.
+fn naive_analytic(chunk: &[u8]) -> usize {
+    let mut flagged = 0;
+    for rec in Records::new(chunk).flatten() {
+        let Ok(body) = rmpv::decode::read_value(&mut &rec.body()[..]) else {
+            continue;
+        };
+        let v = chunk_io::msgpack_to_json(&body);
+        let id = v.get("EventID").or_else(|| v.get("EventCode"));
+        let is_4104 = id.is_some_and(|i| i == 4104 || i == "4104");
+        let channel_ok = v.get("Channel").and_then(|c| c.as_str()).is_none_or(|c| {
+            c.eq_ignore_ascii_case("Microsoft-Windows-PowerShell/Operational")
+                || c.eq_ignore_ascii_case("PowerShellCore/Operational")
+        });
+        let text = v
+            .get("Message")
+            .or_else(|| v.get("ScriptBlockText"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("")
+            .to_lowercase();
+        if is_4104
+            && channel_ok
+            && text.contains("enter-pssession")
+            && text.contains("-computername")
+        {
+            flagged += 1;
+        }
+    }
+    flagged
+}
+
+/// The floor: walking the same chunk's records without looking inside them.
+fn bare_walk(chunk: &[u8]) -> usize {
+    Records::new(chunk).count()
+}
+
 fn benches(c: &mut Criterion) {
     let (mut bodies, origin) = background();
     // Unflagged background only: the NOTOUCH path.
@@ -90,19 +128,34 @@ fn benches(c: &mut Criterion) {
     let inst = plugin
         .instance(&[("match", "*"), ("log_level", "error")])
         .unwrap();
+    let ext = plugin
+        .instance(&[("match", "*"), ("log_level", "error"), ("mode", "extended")])
+        .unwrap();
     let detector = Detector::new(Config::default());
 
     let mut g = c.benchmark_group(format!("filter/{origin}"));
     g.throughput(Throughput::Bytes(plain_chunk.len() as u64));
+    g.bench_function("floor_bare_msgpack_walk", |b| {
+        b.iter(|| bare_walk(&plain_chunk))
+    });
     g.bench_function("ffi_no_flagged", |b| {
         b.iter(|| inst.filter_discard(&plain_chunk))
     });
     g.bench_function("core_no_flagged", |b| {
         b.iter(|| detector.filter_chunk(&plain_chunk))
     });
+    g.bench_function("ffi_extended_no_flagged", |b| {
+        b.iter(|| ext.filter_discard(&plain_chunk))
+    });
+    g.bench_function("naive_serde_json_no_flagged", |b| {
+        b.iter(|| naive_analytic(&plain_chunk))
+    });
     g.throughput(Throughput::Bytes(mixed_chunk.len() as u64));
     g.bench_function("ffi_1pct_flagged", |b| {
         b.iter(|| inst.filter_discard(&mixed_chunk))
+    });
+    g.bench_function("ffi_extended_1pct_flagged", |b| {
+        b.iter(|| ext.filter_discard(&mixed_chunk))
     });
     g.finish();
 
@@ -115,6 +168,24 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    g.finish();
+
+    // One 10 MB script block: judged in time linear in its size, in both modes.
+    let mut g = c.benchmark_group("script_block_10mb");
+    g.sample_size(10);
+    let mut big = positive();
+    let script = format!(
+        "{}\r\nEnter-PSSession -ComputerName dc01",
+        "Get-Date # filler line\r\n".repeat((10 << 20) / 25)
+    );
+    big["ScriptBlockText"] = serde_json::json!(script);
+    big["Message"] = serde_json::json!(format!(
+        "Creating Scriptblock text (1 of 1):\r\n{script}\r\n\r\nScriptBlock ID: x\r\nPath: "
+    ));
+    let big_chunk = chunk(&[big]);
+    g.throughput(Throughput::Bytes(big_chunk.len() as u64));
+    g.bench_function("exact", |b| b.iter(|| inst.filter_discard(&big_chunk)));
+    g.bench_function("extended", |b| b.iter(|| ext.filter_discard(&big_chunk)));
     g.finish();
 }
 

@@ -123,6 +123,25 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
+/// Reads a record's header at `pos`: its layout, timestamp and where its body starts.
+/// None when the value there is not a record (the caller then skips it whole).
+pub fn read_header(chunk: &[u8], pos: usize) -> Option<(RecordFormat, Timestamp, usize)> {
+    let mut c = Cursor::at(chunk, pos);
+    if c.next_token() != Ok(Token::Array(2)) {
+        return None;
+    }
+    let (format, timestamp) = match c.next_token().ok()? {
+        Token::Array(2) => {
+            let ts = Timestamp::from_token(c.next_token().ok()?);
+            c.skip_value().ok()?;
+            (RecordFormat::WithMetadata, ts)
+        }
+        Token::Array(_) | Token::Map(_) => return None,
+        t => (RecordFormat::Legacy, Timestamp::from_token(t)),
+    };
+    Some((format, timestamp, c.pos()))
+}
+
 /// Reads the header of one whole, well-formed msgpack value.
 fn read_record(raw: &[u8], offset: usize) -> RecordRef<'_> {
     let other = RecordRef {

@@ -1,7 +1,7 @@
 //! One chunk through the filter: split into records, judge each, and, only if something is
 //! flagged, write a new chunk in which every other record is the original bytes.
 
-use super::chunk::{RecordRef, Records};
+use super::chunk::{read_header, RecordRef, Records};
 use super::config::Config;
 use super::enrich::{self, Normalized};
 use super::enrich::{ExtendedFinding, Reassembled};
@@ -138,7 +138,20 @@ impl Detector {
         if !rec.is_event() {
             return None;
         }
-        let mut scan = Scan::new(rec.body(), &self.config.fields)?;
+        let scan = Scan::new(rec.body(), &self.config.fields)?;
+        self.judge_scanned(rec, scan, tag, now, stats, late)
+    }
+
+    /// [`judge_record`](Self::judge_record) for a body already scanned.
+    fn judge_scanned<'a>(
+        &self,
+        rec: &RecordRef<'a>,
+        mut scan: Scan<'a, '_>,
+        tag: &str,
+        now: f64,
+        stats: &mut ChunkStats,
+        late: &mut Vec<LateFlag>,
+    ) -> Option<Flagged> {
         if scan.event_code() != Some(super::analytic::EVENT_CODE) {
             return None;
         }
@@ -292,16 +305,50 @@ impl Detector {
         let (mut late, expired_stats) = self.expire_blocks(now);
         stats.flagged += expired_stats.flagged;
         stats.excluded += expired_stats.excluded;
-        for rec in Records::new(chunk) {
-            let rec = match rec {
-                Ok(r) => r,
-                Err(e) => {
-                    error = Some(e);
-                    break;
+        let mut pos = 0;
+        while pos < chunk.len() {
+            // One pass per record: the body's field scan also finds where the record ends.
+            let mut judged = None;
+            let mut rec = None;
+            if let Some((format, timestamp, body_start)) = read_header(chunk, pos) {
+                if let Some((scan, len)) = Scan::measured(&chunk[body_start..], &self.config.fields)
+                {
+                    let r = RecordRef {
+                        raw: &chunk[pos..body_start + len],
+                        offset: pos,
+                        format,
+                        timestamp,
+                        body_start: body_start - pos,
+                    };
+                    stats.records += 1;
+                    if r.is_event() {
+                        judged = self.judge_scanned(&r, scan, tag, now, &mut stats, &mut late);
+                    }
+                    rec = Some(r);
                 }
+            }
+            let rec = match rec {
+                Some(r) => r,
+                // Not a record with a map body: skip it whole (or stop at invalid bytes).
+                None => match Records::new(&chunk[pos..]).next() {
+                    Some(Ok(r)) => {
+                        stats.records += 1;
+                        let r = RecordRef { offset: pos, ..r };
+                        if let Some(f) = self.judge_record(&r, tag, now, &mut stats, &mut late) {
+                            judged = Some(f);
+                        }
+                        r
+                    }
+                    Some(Err(mut e)) => {
+                        e.offset += pos;
+                        error = Some(e);
+                        break;
+                    }
+                    None => break,
+                },
             };
-            stats.records += 1;
-            if let Some(mut f) = self.judge_record(&rec, tag, now, &mut stats, &mut late) {
+            pos = rec.offset + rec.raw.len();
+            if let Some(mut f) = judged {
                 let buf = out.get_or_insert_with(|| Vec::with_capacity(chunk.len() + 4096));
                 buf.extend_from_slice(&chunk[copied_to..rec.offset]);
                 let start = buf.len();

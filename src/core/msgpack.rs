@@ -247,6 +247,7 @@ pub fn first_token(value: &[u8]) -> Option<Token<'_>> {
 pub struct MapEntries<'a> {
     cur: Cursor<'a>,
     left: u32,
+    failed: bool,
 }
 
 impl<'a> MapEntries<'a> {
@@ -254,7 +255,11 @@ impl<'a> MapEntries<'a> {
     pub fn new(value: &'a [u8]) -> Option<Self> {
         let mut cur = Cursor::new(value);
         match cur.next_token().ok()? {
-            Token::Map(n) => Some(MapEntries { cur, left: n }),
+            Token::Map(n) => Some(MapEntries {
+                cur,
+                left: n,
+                failed: false,
+            }),
             _ => None,
         }
     }
@@ -265,6 +270,16 @@ impl<'a> MapEntries<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.left == 0
+    }
+
+    /// Bytes read so far (the whole map once every entry was read).
+    pub fn position(&self) -> usize {
+        self.cur.pos()
+    }
+
+    /// Whether an entry could not be read.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 }
 
@@ -285,6 +300,7 @@ impl<'a> Iterator for MapEntries<'a> {
                 self.cur = Cursor::at(self.cur.buf(), key_start);
                 if self.cur.skip_value().is_err() {
                     self.left = 0;
+                    self.failed = true;
                     return None;
                 }
                 None
@@ -292,6 +308,7 @@ impl<'a> Iterator for MapEntries<'a> {
             Ok(_) => None,
             Err(_) => {
                 self.left = 0;
+                self.failed = true;
                 return None;
             }
         };
@@ -305,6 +322,7 @@ impl<'a> Iterator for MapEntries<'a> {
             }),
             Err(_) => {
                 self.left = 0;
+                self.failed = true;
                 None
             }
         }

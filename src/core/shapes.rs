@@ -182,10 +182,17 @@ struct LinuxEvent<'a> {
 impl<'a, 'c> Scan<'a, 'c> {
     /// None when the body is not a map.
     pub fn new(body: &'a [u8], overrides: &'c FieldOverrides) -> Option<Self> {
-        let entries = MapEntries::new(body)?;
+        Self::measured(body, overrides).map(|(scan, _)| scan)
+    }
+
+    /// Scans the map at the start of `buf` (which may go on past it) and returns the scan
+    /// with the map's length: the record walk and the field scan in one pass. None when
+    /// `buf` does not start with a well-formed map.
+    pub fn measured(buf: &'a [u8], overrides: &'c FieldOverrides) -> Option<(Self, usize)> {
+        let mut entries = MapEntries::new(buf)?;
         let mut s = Slots::default();
         let has_overrides = !overrides.is_empty();
-        for e in entries {
+        for e in entries.by_ref() {
             let Some(name) = e.name else { continue };
             let v = e.value;
             if has_overrides {
@@ -235,12 +242,19 @@ impl<'a, 'c> Scan<'a, 'c> {
                 _ => {}
             }
         }
-        Some(Scan {
-            slots: s,
-            overrides,
-            xml: None,
-            linux: None,
-        })
+        if entries.failed() {
+            return None;
+        }
+        let len = entries.position();
+        Some((
+            Scan {
+                slots: s,
+                overrides,
+                xml: None,
+                linux: None,
+            },
+            len,
+        ))
     }
 
     fn custom(&self, role: FieldRole) -> Option<&'a [u8]> {
