@@ -503,7 +503,7 @@ pub struct Reading {
     pub assignments: Vec<(String, usize, Assigned)>,
     pub deferred: Vec<Deferred>,
     /// Names called as commands, and `$variables` invoked, anywhere.
-    pub calls: Vec<String>,
+    pub calls: std::collections::HashSet<String>,
     /// Tokens from here on never run (after a top-level return, exit or throw).
     pub dead_from: Option<usize>,
     /// String literals turned into code (`[scriptblock]::Create('...')`).
@@ -646,21 +646,21 @@ pub fn read(chars: &[char], tokens: &[Token], interesting: &dyn Fn(&str) -> bool
             }
             Tok::Call if expect_cmd => {
                 if let Some(Tok::Var(v)) = tokens.get(i + 1).map(|t| &t.tok) {
-                    r.calls.push(format!("${}", v.to_ascii_lowercase()));
+                    r.calls.insert(format!("${}", v.to_ascii_lowercase()));
                 }
                 command = callee(&r, chars, tokens, &close, i + 1).map(|(n, next)| (n, next, true));
                 expect_cmd = false;
             }
             Tok::Word(w) if expect_cmd && w == "." => {
                 if let Some(Tok::Var(v)) = tokens.get(i + 1).map(|t| &t.tok) {
-                    r.calls.push(format!("${}", v.to_ascii_lowercase()));
+                    r.calls.insert(format!("${}", v.to_ascii_lowercase()));
                 }
                 command = callee(&r, chars, tokens, &close, i + 1).map(|(n, next)| (n, next, true));
                 expect_cmd = false;
             }
             Tok::Word(w) if expect_cmd => {
                 let key = command_key(w);
-                r.calls.push(key.clone());
+                r.calls.insert(key.clone());
                 if matches!(key.as_str(), "function" | "filter" | "workflow") {
                     if let (Some(name), Some(Tok::OpenBlock)) =
                         (word(i + 1), tokens.get(i + 2).map(|t| &t.tok))
@@ -683,7 +683,7 @@ pub fn read(chars: &[char], tokens: &[Token], interesting: &dyn Fn(&str) -> bool
             Tok::Var(v) => {
                 // $v.Invoke() / $v.InvokeReturnAsIs() runs a script block
                 if word(i + 1).is_some_and(|w| w.to_ascii_lowercase().starts_with(".invoke")) {
-                    r.calls.push(format!("${}", v.to_ascii_lowercase()));
+                    r.calls.insert(format!("${}", v.to_ascii_lowercase()));
                 }
                 expect_cmd = false;
             }
@@ -1554,6 +1554,22 @@ mod tests {
         let s = &remote("etsn -cn $h")[0];
         assert_eq!(s.target, Target::Variable("h".into()));
         assert!(s.readings.contains(&"alias:etsn".to_string()));
+    }
+
+    /// Release-mode timing of 1 MB and 8 MB scripts (run with --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn timing_of_large_scripts() {
+        for mb in [1usize, 8] {
+            let script = format!(
+                "{}\r\nEnter-PSSession -ComputerName dc01",
+                "Get-Date # filler line\r\n".repeat(mb * (1 << 20) / 24)
+            );
+            let t = std::time::Instant::now();
+            assert_eq!(remote(&script).len(), 1);
+            let secs = t.elapsed().as_secs_f64();
+            eprintln!("{mb} MB: {:.3}s, {:.1} MB/s", secs, mb as f64 / secs);
+        }
     }
 
     #[test]
