@@ -198,37 +198,74 @@ pub fn read_text_lines(
     Ok(())
 }
 
-/// Reads Fluent Bit msgpack records. An invalid record is an error naming its byte offset.
+/// Reads Fluent Bit msgpack records as a stream (a block at a time, never the whole
+/// input). An invalid record is an error naming its byte offset.
 pub fn read_msgpack(
     source: &Source,
     mut reader: impl Read,
     mut each: impl FnMut(InputRecord) -> Result<(), InputError>,
 ) -> Result<(), InputError> {
     use crate::core::chunk::{RecordFormat, Records};
-    let mut buf = Vec::new();
-    reader
-        .read_to_end(&mut buf)
-        .map_err(|e| input_error(source, "", e))?;
-    for rec in Records::new(&buf) {
-        let rec = rec.map_err(|e| {
-            input_error(source, format!("byte {}", e.offset), "not a msgpack record")
-        })?;
-        if rec.format == RecordFormat::Other {
-            return Err(input_error(
-                source,
-                format!("byte {}", rec.offset),
-                "not a Fluent Bit record ([timestamp, body] or [[timestamp, metadata], body])",
-            ));
+    use crate::core::msgpack::Cursor;
+    const BLOCK: usize = 1 << 20;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut base = 0usize; // offset of buf[0] in the input
+    let mut eof = false;
+    loop {
+        // Complete records at the front of the buffer.
+        let mut pos = 0;
+        loop {
+            let mut c = Cursor::at(&buf, pos);
+            if c.is_at_end() {
+                break;
+            }
+            match c.skip_value() {
+                Ok(()) => {
+                    let raw = &buf[pos..c.pos()];
+                    let rec = match Records::new(raw).next() {
+                        Some(Ok(r)) => r,
+                        _ => break,
+                    };
+                    let at = format!("byte {}", base + pos);
+                    if rec.format == RecordFormat::Other {
+                        return Err(input_error(
+                            source,
+                            at,
+                            "not a Fluent Bit record ([timestamp, body] or [[timestamp, metadata], body])",
+                        ));
+                    }
+                    let body = rmpv::decode::read_value(&mut &rec.body()[..])
+                        .map_err(|e| input_error(source, at, e))?;
+                    each(InputRecord {
+                        body,
+                        time: rec.timestamp.as_f64(),
+                        raw: Some(raw.to_vec()),
+                    })?;
+                    pos = c.pos();
+                }
+                Err(e) if eof => {
+                    return Err(input_error(
+                        source,
+                        format!("byte {}", base + e.offset),
+                        "not a msgpack record",
+                    ))
+                }
+                Err(_) => break, // incomplete: read more
+            }
         }
-        let body = rmpv::decode::read_value(&mut &rec.body()[..])
-            .map_err(|e| input_error(source, format!("byte {}", rec.offset), e))?;
-        each(InputRecord {
-            body,
-            time: rec.timestamp.as_f64(),
-            raw: Some(rec.raw.to_vec()),
-        })?;
+        buf.drain(..pos);
+        base += pos;
+        if eof {
+            return Ok(());
+        }
+        let old = buf.len();
+        buf.resize(old + BLOCK, 0);
+        let n = reader
+            .read(&mut buf[old..])
+            .map_err(|e| input_error(source, format!("byte {}", base + old), e))?;
+        buf.truncate(old + n);
+        eof = n == 0;
     }
-    Ok(())
 }
 
 /// Reads a Windows event log file with the `evtx` crate. Each event becomes the record
@@ -240,16 +277,35 @@ pub fn read_evtx(
     mut reader: impl Read,
     mut each: impl FnMut(InputRecord) -> Result<(), InputError>,
 ) -> Result<(), InputError> {
-    let mut buf = Vec::new();
-    reader
-        .read_to_end(&mut buf)
-        .map_err(|e| input_error(source, "", e))?;
-    if buf.is_empty() {
-        return Ok(());
-    }
-    let mut parser = evtx::EvtxParser::from_buffer(buf)
-        .map_err(|e| input_error(source, "header", format!("not a readable EVTX file: {e}")))?;
-    for (n, rec) in parser.records_json_value().enumerate() {
+    let not_evtx = |e: evtx::err::EvtxError| {
+        input_error(source, "header", format!("not a readable EVTX file: {e}"))
+    };
+    // A file is read chunk by chunk by the evtx crate; stdin is buffered whole.
+    let mut from_file;
+    let mut from_buf;
+    let records: &mut dyn Iterator<
+        Item = evtx::err::Result<evtx::SerializedEvtxRecord<serde_json::Value>>,
+    > = match source {
+        Source::File(p) => {
+            if std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) == 0 {
+                return Ok(());
+            }
+            from_file = evtx::EvtxParser::from_path(p).map_err(not_evtx)?;
+            &mut from_file.records_json_value()
+        }
+        Source::Stdin => {
+            let mut buf = Vec::new();
+            reader
+                .read_to_end(&mut buf)
+                .map_err(|e| input_error(source, "", e))?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            from_buf = evtx::EvtxParser::from_buffer(buf).map_err(not_evtx)?;
+            &mut from_buf.records_json_value()
+        }
+    };
+    for (n, rec) in records.enumerate() {
         let rec = rec.map_err(|e| input_error(source, format!("record {}", n + 1), e))?;
         let (body, time) = winevtlog_record(&rec.data);
         each(InputRecord {
