@@ -24,6 +24,7 @@ lint:
 
 bench: build
 	$(CARGO) bench --locked --bench filter
+	$(CARGO) bench --locked --bench memory
 
 # Precision and recall of mode exact and mode extended on the labelled corpus (the README's
 # table).
