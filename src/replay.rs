@@ -175,6 +175,21 @@ impl InputRecord {
     }
 }
 
+/// Calls `each` with every line (1-based number, bytes without the line end), read in
+/// 1 MB blocks.
+fn for_each_line(
+    source: &Source,
+    reader: impl Read,
+    mut each: impl FnMut(usize, &[u8]) -> Result<(), InputError>,
+) -> Result<(), InputError> {
+    let reader = BufReader::with_capacity(1 << 20, reader);
+    for (n, line) in reader.split(b'\n').enumerate() {
+        let line = line.map_err(|e| input_error(source, format!("line {}", n + 1), e))?;
+        each(n + 1, line.strip_suffix(b"\r").unwrap_or(&line))?;
+    }
+    Ok(())
+}
+
 /// Reads text lines: each becomes a record `{"log": line}` (as Fluent Bit's tail input
 /// gives without a parser). Bytes that are not UTF-8 are replaced.
 pub fn read_text_lines(
@@ -182,20 +197,16 @@ pub fn read_text_lines(
     reader: impl Read,
     mut each: impl FnMut(InputRecord) -> Result<(), InputError>,
 ) -> Result<(), InputError> {
-    let reader = BufReader::with_capacity(1 << 20, reader);
-    for (n, line) in reader.split(b'\n').enumerate() {
-        let line = line.map_err(|e| input_error(source, format!("line {}", n + 1), e))?;
-        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+    for_each_line(source, reader, |_, line| {
         if line.is_empty() {
-            continue;
+            return Ok(());
         }
         let text = String::from_utf8_lossy(line).into_owned();
         each(InputRecord::body(rmpv::Value::Map(vec![(
             "log".into(),
             rmpv::Value::from(text),
-        )])))?;
-    }
-    Ok(())
+        )])))
+    })
 }
 
 /// Reads Fluent Bit msgpack records as a stream (a block at a time, never the whole
@@ -501,27 +512,24 @@ pub fn read_json_lines(
     reader: impl Read,
     mut each: impl FnMut(InputRecord) -> Result<(), InputError>,
 ) -> Result<(), InputError> {
-    let reader = BufReader::with_capacity(1 << 20, reader);
-    for (n, line) in reader.split(b'\n').enumerate() {
-        let line = line.map_err(|e| input_error(source, format!("line {}", n + 1), e))?;
-        let text = String::from_utf8_lossy(&line);
+    for_each_line(source, reader, |n, line| {
+        let text = String::from_utf8_lossy(line);
         let text = text.trim();
         if text.is_empty() {
-            continue;
+            return Ok(());
         }
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            input_error(source, format!("line {}", n + 1), format!("not JSON: {e}"))
-        })?;
+        let at = || format!("line {n}");
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| input_error(source, at(), format!("not JSON: {e}")))?;
         if !v.is_object() {
             return Err(input_error(
                 source,
-                format!("line {}", n + 1),
+                at(),
                 "a JSON line must be an object (one record body)",
             ));
         }
-        each(InputRecord::body(json_to_msgpack(&v)))?;
-    }
-    Ok(())
+        each(InputRecord::body(json_to_msgpack(&v)))
+    })
 }
 
 #[cfg(test)]
