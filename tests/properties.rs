@@ -18,28 +18,34 @@ use flb_filter_pssession::chunk_io::{self, Layout};
 use flb_filter_pssession::ffi::FLB_FILTER_NOTOUCH;
 use flb_filter_pssession::host_emulator::Instance;
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use rmpv::Value as M;
 use serde_json::Value;
-use std::sync::OnceLock;
 
-fn instance() -> &'static Instance<'static> {
-    static I: OnceLock<Instance<'static>> = OnceLock::new();
-    I.get_or_init(|| plugin().instance(&[("match", "*")]).unwrap())
+/// One instance per test, dropped (cb_exit) at its end, so that valgrind
+/// (scripts/valgrind.sh) sees everything released; likewise no static test data.
+fn instance() -> Instance<'static> {
+    plugin().instance(&[("match", "*")]).unwrap()
+}
+
+fn runner() -> TestRunner {
+    TestRunner::new(ProptestConfig {
+        cases: 96,
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })
 }
 
 /// Labelled records: (body, expected flagged).
-fn labelled() -> &'static Vec<(Value, bool)> {
-    static L: OnceLock<Vec<(Value, bool)>> = OnceLock::new();
-    L.get_or_init(|| {
-        let mut v = Vec::new();
-        for shape in ["winevtlog", "nxlog", "winlogbeat", "xml", "splunk", "linux"] {
-            for case in jsonl(&format!("tests/data/labelled/{shape}.jsonl")) {
-                let flagged = case["expect"]["flagged"].as_bool().unwrap();
-                v.push((case["record"].clone(), flagged));
-            }
+fn labelled() -> Vec<(Value, bool)> {
+    let mut v = Vec::new();
+    for shape in ["winevtlog", "nxlog", "winlogbeat", "xml", "splunk", "linux"] {
+        for case in jsonl(&format!("tests/data/labelled/{shape}.jsonl")) {
+            let flagged = case["expect"]["flagged"].as_bool().unwrap();
+            v.push((case["record"].clone(), flagged));
         }
-        v
-    })
+    }
+    v
 }
 
 fn layout_strategy() -> impl Strategy<Value = Layout> {
@@ -112,8 +118,8 @@ fn chunk_of_values(bodies: &[M], layouts: &[Layout]) -> Vec<u8> {
 
 /// The core property: same records, same order; unflagged byte-identical; flagged keep
 /// header and every original key and value. Returns which records were flagged.
-fn check(input: &[u8]) -> Result<Vec<bool>, TestCaseError> {
-    let call = instance().filter(input, "prop");
+fn check(inst: &Instance<'_>, input: &[u8]) -> Result<Vec<bool>, TestCaseError> {
+    let call = inst.filter(input, "prop");
     let ins = decode(input);
     if call.code == FLB_FILTER_NOTOUCH {
         prop_assert_eq!(&call.chunk, input);
@@ -185,61 +191,85 @@ fn mutate(record: &Value, extra: &[(String, M)]) -> M {
     m
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, max_shrink_iters: 200, ..ProptestConfig::default() })]
+#[test]
+fn arbitrary_maps_keep_records_and_order() {
+    let inst = instance();
+    let strategy = (
+        prop::collection::vec(any_map(), 1..8),
+        prop::collection::vec(layout_strategy(), 1..4),
+    );
+    runner()
+        .run(&strategy, |(bodies, layouts)| {
+            check(&inst, &chunk_of_values(&bodies, &layouts))?;
+            Ok(())
+        })
+        .unwrap();
+}
 
-    #[test]
-    fn arbitrary_maps_keep_records_and_order(
-        bodies in prop::collection::vec(any_map(), 1..8),
-        layouts in prop::collection::vec(layout_strategy(), 1..4),
-    ) {
-        check(&chunk_of_values(&bodies, &layouts))?;
-    }
-
-    #[test]
-    fn labelled_records_with_extra_keys(
-        picks in prop::collection::vec((0usize..1000, extra_keys()), 1..6),
-        noise in prop::collection::vec(any_map(), 0..3),
-        layouts in prop::collection::vec(layout_strategy(), 1..4),
-    ) {
-        let all = labelled();
-        let mut bodies = Vec::new();
-        let mut expect = Vec::new();
-        for (i, extra) in &picks {
-            let (rec, flagged) = &all[i % all.len()];
-            bodies.push(mutate(rec, extra));
-            expect.push(Some(*flagged));
-        }
-        for n in noise {
-            bodies.push(n);
-            expect.push(None);
-        }
-        let flagged = check(&chunk_of_values(&bodies, &layouts))?;
-        for (i, (want, got)) in expect.iter().zip(&flagged).enumerate() {
-            if let Some(want) = want {
-                prop_assert_eq!(want, got, "labelled record {} of the chunk", i);
+#[test]
+fn labelled_records_with_extra_keys() {
+    let inst = instance();
+    let all = labelled();
+    let strategy = (
+        prop::collection::vec((0usize..1000, extra_keys()), 1..6),
+        prop::collection::vec(any_map(), 0..3),
+        prop::collection::vec(layout_strategy(), 1..4),
+    );
+    runner()
+        .run(&strategy, |(picks, noise, layouts)| {
+            let mut bodies = Vec::new();
+            let mut expect = Vec::new();
+            for (i, extra) in &picks {
+                let (rec, flagged) = &all[i % all.len()];
+                bodies.push(mutate(rec, extra));
+                expect.push(Some(*flagged));
             }
-        }
-    }
+            for n in noise {
+                bodies.push(n);
+                expect.push(None);
+            }
+            let flagged = check(&inst, &chunk_of_values(&bodies, &layouts))?;
+            for (i, (want, got)) in expect.iter().zip(&flagged).enumerate() {
+                if let Some(want) = want {
+                    prop_assert_eq!(want, got, "labelled record {} of the chunk", i);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
 
-    #[test]
-    fn records_are_judged_independently(
-        a in prop::collection::vec((0usize..1000, any_map()), 1..4),
-        b in prop::collection::vec((0usize..1000, any_map()), 1..4),
-        layout in layout_strategy(),
-    ) {
-        let all = labelled();
-        let mk = |v: &[(usize, M)]| {
-            let bodies: Vec<M> = v
-                .iter()
-                .flat_map(|(i, m)| [chunk_io::json_to_msgpack(&all[i % all.len()].0), m.clone()])
-                .collect();
-            chunk_of_values(&bodies, &[layout])
-        };
-        let (ca, cb) = (mk(&a), mk(&b));
-        let inst = instance();
-        let joined = inst.filter(&[ca.clone(), cb.clone()].concat(), "prop").chunk;
-        let apart = [inst.filter(&ca, "prop").chunk, inst.filter(&cb, "prop").chunk].concat();
-        prop_assert_eq!(joined, apart);
-    }
+#[test]
+fn records_are_judged_independently() {
+    let inst = instance();
+    let all = labelled();
+    let strategy = (
+        prop::collection::vec((0usize..1000, any_map()), 1..4),
+        prop::collection::vec((0usize..1000, any_map()), 1..4),
+        layout_strategy(),
+    );
+    runner()
+        .run(&strategy, |(a, b, layout)| {
+            let mk = |v: &[(usize, M)]| {
+                let bodies: Vec<M> = v
+                    .iter()
+                    .flat_map(|(i, m)| {
+                        [chunk_io::json_to_msgpack(&all[i % all.len()].0), m.clone()]
+                    })
+                    .collect();
+                chunk_of_values(&bodies, &[layout])
+            };
+            let (ca, cb) = (mk(&a), mk(&b));
+            let joined = inst
+                .filter(&[ca.clone(), cb.clone()].concat(), "prop")
+                .chunk;
+            let apart = [
+                inst.filter(&ca, "prop").chunk,
+                inst.filter(&cb, "prop").chunk,
+            ]
+            .concat();
+            prop_assert_eq!(joined, apart);
+            Ok(())
+        })
+        .unwrap();
 }

@@ -50,7 +50,11 @@ pub fn keeps(orig: &[u8], out: &[u8]) -> bool {
 /// Checks one chunk result against its input.
 pub fn check(input: &[u8], res: &ChunkResult, what: &str) {
     let (ins, in_end) = split(input);
-    assert_eq!(res.stats.records, ins.len() as u64, "{what}: records counted");
+    assert_eq!(
+        res.stats.records,
+        ins.len() as u64,
+        "{what}: records counted"
+    );
     assert!(
         res.stats.flagged as usize >= res.flagged.len(),
         "{what}: flagged count"
@@ -62,7 +66,10 @@ pub fn check(input: &[u8], res: &ChunkResult, what: &str) {
         }
         Outcome::Modified(out) => out,
     };
-    assert!(!res.flagged.is_empty(), "{what}: Modified with nothing flagged");
+    assert!(
+        !res.flagged.is_empty(),
+        "{what}: Modified with nothing flagged"
+    );
     let (outs, out_end) = split(out);
     assert_eq!(outs.len(), ins.len(), "{what}: record count changed");
     assert_eq!(

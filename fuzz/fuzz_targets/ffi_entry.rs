@@ -19,8 +19,8 @@ flb_filter_pssession::export_host_symbols!();
 use flb_filter_pssession::core::config::Config;
 use flb_filter_pssession::core::filter::{Detector, Outcome};
 use flb_filter_pssession::ffi::{
-    filter_pssession_plugin, flb_config, flb_filter_instance, flb_input_instance, flb_kv,
-    mk_list, FLB_FILTER_LOGS, FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH, FLB_LOG_ERROR,
+    filter_pssession_plugin, flb_config, flb_filter_instance, flb_input_instance, flb_kv, mk_list,
+    FLB_FILTER_LOGS, FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH, FLB_LOG_ERROR,
 };
 use flb_filter_pssession::host_emulator::EmuFilterInstance;
 use libfuzzer_sys::fuzz_target;
@@ -169,7 +169,10 @@ fn call(s: &Started, data: &[u8]) -> Option<Vec<u8>> {
     );
     match code {
         FLB_FILTER_NOTOUCH => {
-            assert!(out_buf.is_null(), "NOTOUCH with a buffer: Fluent Bit would leak it");
+            assert!(
+                out_buf.is_null(),
+                "NOTOUCH with a buffer: Fluent Bit would leak it"
+            );
             None
         }
         FLB_FILTER_MODIFIED => {
@@ -194,7 +197,10 @@ fn check_structure(input: &[u8], out: &[u8], what: &str) {
     for (a, b) in ins.iter().zip(&outs) {
         if a.raw != b.raw {
             assert_eq!(a.header(), b.header(), "{what}: header changed");
-            assert!(common::keeps(a.body(), b.body()), "{what}: original entry lost");
+            assert!(
+                common::keeps(a.body(), b.body()),
+                "{what}: original entry lost"
+            );
         }
     }
     if in_end < input.len() {
@@ -213,14 +219,21 @@ fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let want = f.detector.filter_chunk(data);
     match call(&f.default, data) {
-        None => assert_eq!(want.outcome, Outcome::NoTouch, "flagged by the core, not the ABI"),
+        None => assert_eq!(
+            want.outcome,
+            Outcome::NoTouch,
+            "flagged by the core, not the ABI"
+        ),
         Some(out) => {
             let expected: &[u8] = match &want.outcome {
                 Outcome::NoTouch => data,
                 Outcome::Modified(b) => b,
             };
             // Rows appended when a flush is due come after the chunk.
-            assert!(out.starts_with(expected), "ABI output differs from the core's");
+            assert!(
+                out.starts_with(expected),
+                "ABI output differs from the core's"
+            );
             check_structure(data, &out, "default");
         }
     }

@@ -1,10 +1,11 @@
 //! Arbitrary bytes as a Fluent Bit chunk through the pure filter: a default instance, one
-//! with `reassemble on`, and the bare detector. See common.rs for the invariants.
+//! with `reassemble on`, one in `mode extended` (PowerShell tokenizer, reassembly on by
+//! default there), and the bare detector. See common.rs for the invariants.
 #![no_main]
 
 mod common;
 
-use flb_filter_pssession::core::config::{Config, ReassemblySettings};
+use flb_filter_pssession::core::config::{Config, Mode, ReassemblySettings};
 use flb_filter_pssession::core::filter::Detector;
 use flb_filter_pssession::core::instance::{FilterInstance, RowSink};
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +14,7 @@ use std::sync::OnceLock;
 struct Targets {
     plain: FilterInstance,
     reassembling: FilterInstance,
+    extended: FilterInstance,
     detector: Detector,
 }
 
@@ -25,7 +27,11 @@ fn targets() -> &'static Targets {
             max_bytes: 1 << 20,
             max_blocks: 50,
         });
+        let mut ext = reasm.clone();
+        ext.mode = Mode::Extended;
+        ext.flag_local_sessions = true;
         Targets {
+            extended: FilterInstance::new(ext, RowSink::Emitter, "fuzz".into(), 0.0),
             plain: FilterInstance::new(Config::default(), RowSink::Emitter, "fuzz".into(), 0.0),
             reassembling: FilterInstance::new(reasm, RowSink::Emitter, "fuzz".into(), 0.0),
             detector: Detector::new(Config::default()),
@@ -43,8 +49,13 @@ fuzz_target!(|data: &[u8]| {
     for l in &b.late {
         assert!(!l.record.is_empty(), "late flag without a record");
         let (recs, end) = common::split(&l.record);
-        assert!(recs.len() == 1 && end == l.record.len(), "late record decodes");
+        assert!(
+            recs.len() == 1 && end == l.record.len(),
+            "late record decodes"
+        );
     }
+    let e = t.extended.process_tagged(data, "fuzz", now);
+    common::check(data, &e.result, "mode extended");
     let c = t.detector.filter_chunk(data);
     common::check(data, &c, "detector");
     assert_eq!(c.outcome, a.result.outcome, "detector and instance agree");

@@ -23,7 +23,10 @@ fn run(body: &[u8], o: &FieldOverrides) {
         let code = scan.event_code();
         let view = scan.view();
         if o.is_empty() {
-            assert_eq!(view.event_code, code, "event code differs between scan and view");
+            assert_eq!(
+                view.event_code, code,
+                "event code differs between scan and view"
+            );
         }
         let _ = view.part_text();
         let _ = view.script_text();

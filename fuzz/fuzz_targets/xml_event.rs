@@ -9,8 +9,14 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     if let Some(ev) = xml_event::parse(&text) {
         // Whatever it read came from the text.
-        for s in [&ev.event_id, &ev.computer, &ev.channel].into_iter().flatten() {
-            assert!(s.len() <= text.len() * 4 + 16, "field longer than its document");
+        for s in [&ev.event_id, &ev.computer, &ev.channel]
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                s.len() <= text.len() * 4 + 16,
+                "field longer than its document"
+            );
         }
     }
 });

@@ -54,7 +54,12 @@ fn body_bytes(v: &Value) -> Vec<u8> {
 fn chunk(bodies: &[&Value], layout: Layout) -> Vec<u8> {
     let mut c = Vec::new();
     for (i, b) in bodies.iter().enumerate() {
-        push_record(&mut c, &json_to_msgpack(b), 1_700_000_000.5 + i as f64, layout);
+        push_record(
+            &mut c,
+            &json_to_msgpack(b),
+            1_700_000_000.5 + i as f64,
+            layout,
+        );
     }
     c
 }
@@ -72,6 +77,7 @@ struct Seeds {
     shapes: Corpus,
     xml: Corpus,
     syslog: Corpus,
+    pwsh: Corpus,
 }
 
 impl Seeds {
@@ -85,13 +91,17 @@ impl Seeds {
         for s in strings_of(body, &["_raw", "log", "message", "Message"]) {
             if s.trim_start().starts_with('<') {
                 self.xml.add(prefix, s.as_bytes());
-            } else if s.contains("powershell") || s.contains("pwsh") || s.contains("Scriptblock")
-            {
+            } else if s.contains("powershell") || s.contains("pwsh") || s.contains("Scriptblock") {
                 self.syslog.add(prefix, s.as_bytes());
             }
         }
         for s in strings_of(body, &["MESSAGE"]) {
             self.syslog.add(prefix, s.as_bytes());
+        }
+        for s in strings_of(body, &["ScriptBlockText", "Message", "message"]) {
+            if !s.trim_start().starts_with('<') {
+                self.pwsh.add(prefix, s.as_bytes());
+            }
         }
     }
 }
@@ -110,6 +120,7 @@ fn main() {
         shapes: Corpus::new(&root, "shapes"),
         xml: Corpus::new(&root, "xml_event"),
         syslog: Corpus::new(&root, "syslog_line"),
+        pwsh: Corpus::new(&root, "pwsh_script"),
     };
 
     // Labelled records and the demo samples: every one, alone and all of a file in one chunk.
@@ -135,7 +146,8 @@ fn main() {
         i += 1;
     }
     let demo_refs: Vec<&Value> = demo.iter().collect();
-    s.chunks.add("demo-all", &chunk(&demo_refs, Layout::CURRENT));
+    s.chunks
+        .add("demo-all", &chunk(&demo_refs, Layout::CURRENT));
 
     // Real data: EVTX events as winevtlog records and as XML documents; OTRF JSON lines.
     let Some(shared) = args.get(3).map(PathBuf::from).filter(|p| p.is_dir()) else {
@@ -150,7 +162,9 @@ fn main() {
         .unwrap_or_default();
     evtx_files.sort();
     for f in &evtx_files {
-        let Ok(bytes) = std::fs::read(f) else { continue };
+        let Ok(bytes) = std::fs::read(f) else {
+            continue;
+        };
         let src = Source::File(f.clone());
         let _ = read_evtx(&src, &bytes[..], |r| {
             real_bodies.push(msgpack_to_json(&r.body));
@@ -167,11 +181,19 @@ fn main() {
         .unwrap_or_default();
     otrf.sort();
     for f in &otrf {
-        let Ok(file) = std::fs::File::open(f) else { continue };
-        let Ok(mut zip) = zip::ZipArchive::new(file) else { continue };
+        let Ok(file) = std::fs::File::open(f) else {
+            continue;
+        };
+        let Ok(mut zip) = zip::ZipArchive::new(file) else {
+            continue;
+        };
         for k in 0..zip.len() {
             let mut text = String::new();
-            if zip.by_index(k).and_then(|mut e| Ok(e.read_to_string(&mut text)?)).is_err() {
+            if zip
+                .by_index(k)
+                .and_then(|mut e| Ok(e.read_to_string(&mut text)?))
+                .is_err()
+            {
                 continue;
             }
             for l in text.lines().take(300) {
@@ -194,7 +216,12 @@ fn main() {
         .filter(|b| b.to_string().contains("4104"))
         .take(REAL_PER_TARGET / 4)
         .collect();
-    for b in ps.iter().copied().chain(real_bodies.iter().step_by(step)).take(REAL_PER_TARGET) {
+    for b in ps
+        .iter()
+        .copied()
+        .chain(real_bodies.iter().step_by(step))
+        .take(REAL_PER_TARGET)
+    {
         s.record("real", b, i);
         i += 1;
     }
@@ -210,7 +237,8 @@ fn main() {
 
 fn report(s: &Seeds) {
     eprintln!(
-        "seedgen: filter_chunk {}, ffi_entry {}, shapes {}, xml_event {}, syslog_line {}",
-        s.chunks.n, s.ffi.n, s.shapes.n, s.xml.n, s.syslog.n
+        "seedgen: filter_chunk {}, ffi_entry {}, shapes {}, xml_event {}, syslog_line {}, \
+         pwsh_script {}",
+        s.chunks.n, s.ffi.n, s.shapes.n, s.xml.n, s.syslog.n, s.pwsh.n
     );
 }
