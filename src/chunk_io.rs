@@ -137,7 +137,9 @@ pub fn decode_chunk(chunk: &[u8]) -> Result<Vec<DecodedRecord>, usize> {
     let mut out = Vec::new();
     for r in Records::new(chunk) {
         let r = r.map_err(|e| e.offset)?;
-        let body = rmpv::decode::read_value(&mut &r.body()[..])
+        // rmpv decodes recursively: past this depth the body is reported as null rather
+        // than risking the stack (the record's bytes stay in `raw`).
+        let body = rmpv::decode::read_value_with_max_depth(&mut &r.body()[..], 256)
             .map(|v| msgpack_to_json(&v))
             .unwrap_or(serde_json::Value::Null);
         out.push(DecodedRecord {

@@ -971,7 +971,12 @@ pub mod host {
     /// `flb_input_instance_destroy`.
     pub extern "C" fn input_instance_destroy(ins: *mut c_void) {
         let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        let before = inputs.len();
         inputs.retain(|i| i.handle != ins as usize);
+        if inputs.len() < before {
+            // SAFETY: the handle made by Box::into_raw in input_new, released once.
+            drop(unsafe { Box::from_raw(ins as *mut u64) });
+        }
     }
 
     /// `flb_input_instance_init`.
@@ -1011,7 +1016,9 @@ pub mod host {
                 std::slice::from_raw_parts(buf as *const u8, size).to_vec(),
             )
         };
-        if crate::chunk_io::decode_chunk(&data).map_or(true, |r| r.is_empty()) {
+        // Whole msgpack records (walked without recursion, as deep as they go).
+        let records: Vec<_> = crate::core::chunk::Records::new(&data).collect();
+        if records.is_empty() || records.iter().any(|r| r.is_err()) {
             return -1;
         }
         let alias = {

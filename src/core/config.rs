@@ -633,9 +633,10 @@ impl Config {
                         }
                     }
                 }
+                // Each value is checked even with `aggregate off`, then kept if it applies.
                 "aggregate_mode" => {
-                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
-                        a.mode = match v.to_ascii_lowercase().as_str() {
+                    if let Some(v) = single {
+                        let mode = match v.to_ascii_lowercase().as_str() {
                             "tumbling" => super::aggregate::AggregateMode::Tumbling,
                             "cumulative" => super::aggregate::AggregateMode::Cumulative,
                             _ => {
@@ -644,27 +645,42 @@ impl Config {
                                     format!("unknown mode '{v}' (valid: tumbling, cumulative)"),
                                 ))
                             }
+                        };
+                        if let Some(a) = cfg.aggregate.as_mut() {
+                            a.mode = mode;
                         }
                     }
                 }
                 "flush_interval" => {
-                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
-                        a.flush_interval_ms = parse_duration_ms(spec.name, v)?;
+                    if let Some(v) = single {
+                        let ms = parse_duration_ms(spec.name, v)?;
+                        if let Some(a) = cfg.aggregate.as_mut() {
+                            a.flush_interval_ms = ms;
+                        }
                     }
                 }
                 "max_keys" => {
-                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
-                        a.max_keys = parse_int(spec.name, v, 1, 1_000_000)? as usize;
+                    if let Some(v) = single {
+                        let n = parse_int(spec.name, v, 1, 1_000_000)? as usize;
+                        if let Some(a) = cfg.aggregate.as_mut() {
+                            a.max_keys = n;
+                        }
                     }
                 }
                 "max_message_bytes" => {
-                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
-                        a.max_message_bytes = parse_size(spec.name, v, 1024, 1 << 40)?;
+                    if let Some(v) = single {
+                        let n = parse_size(spec.name, v, 1024, 1 << 40)?;
+                        if let Some(a) = cfg.aggregate.as_mut() {
+                            a.max_message_bytes = n;
+                        }
                     }
                 }
                 "aggregate_state_file" => {
-                    if let (Some(v), Some(a)) = (single, cfg.aggregate.as_mut()) {
-                        a.state_file = Some(v.to_string());
+                    if let Some(v) = single {
+                        check_writable_dir(spec.name, v)?;
+                        if let Some(a) = cfg.aggregate.as_mut() {
+                            a.state_file = Some(v.to_string());
+                        }
                     }
                 }
                 "reassemble" => {
@@ -714,7 +730,16 @@ impl Config {
                             if !(0..=1000).contains(&n) {
                                 return Err(bad());
                             }
+                            if cfg.transport_risk.iter().any(|(x, _)| *x == t) {
+                                return Err(error(spec.name, format!("'{t}' is given twice")));
+                            }
                             cfg.transport_risk.push((t, n));
+                        }
+                        if cfg.transport_risk.is_empty() {
+                            return Err(error(
+                                spec.name,
+                                "expected transport=score items separated by commas",
+                            ));
                         }
                     }
                 }
@@ -808,6 +833,34 @@ fn compile_all(property: &str, patterns: &[String]) -> Result<Vec<Regex>, Config
                 })
         })
         .collect()
+}
+
+/// The state file's folder must exist and be writable now, not only at shutdown.
+fn check_writable_dir(property: &str, path: &str) -> Result<(), ConfigError> {
+    let p = std::path::Path::new(path);
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let meta = std::fs::metadata(&dir).map_err(|e| {
+        error(
+            property,
+            format!("folder '{}' of '{path}': {e}", dir.display()),
+        )
+    })?;
+    if !meta.is_dir() {
+        return Err(error(
+            property,
+            format!("'{}' is not a folder", dir.display()),
+        ));
+    }
+    if meta.permissions().readonly() || p.is_dir() {
+        return Err(error(
+            property,
+            format!("'{path}' cannot be written (a read-only folder, or a folder itself)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Fluent Bit's booleans: on/off, true/false, yes/no, 1/0.
@@ -925,6 +978,7 @@ mod tests {
                 "aggregate_mode" => "cumulative",
                 "max_message_bytes" | "emitter_mem_buf_limit" => "1M",
                 "emitter_storage.type" => "filesystem",
+                "aggregate_state_file" => "/tmp/pssession-test.state",
                 _ => "x",
             };
             cfg(&[(p.name, v)]).unwrap_or_else(|e| panic!("{}: {e}", p.name));

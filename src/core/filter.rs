@@ -74,6 +74,9 @@ pub struct ChunkResult {
     /// Set when the chunk was not valid msgpack from this offset on; those bytes were
     /// passed on verbatim.
     pub error: Option<DecodeError>,
+    /// Where the bytes that are not whole records begin (the end of the chunk when all
+    /// of it is records): anything appended to the chunk goes before them.
+    pub records_end: usize,
 }
 
 impl Detector {
@@ -306,6 +309,7 @@ impl Detector {
         stats.flagged += expired_stats.flagged;
         stats.excluded += expired_stats.excluded;
         let mut pos = 0;
+        let mut records_end = chunk.len();
         while pos < chunk.len() {
             // One pass per record: the body's field scan also finds where the record ends.
             let mut judged = None;
@@ -342,6 +346,7 @@ impl Detector {
                     Some(Err(mut e)) => {
                         e.offset += pos;
                         error = Some(e);
+                        records_end = pos;
                         break;
                     }
                     None => break,
@@ -371,6 +376,7 @@ impl Detector {
             flagged,
             late,
             error,
+            records_end,
         }
     }
 }

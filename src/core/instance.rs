@@ -161,10 +161,14 @@ impl FilterInstance {
                     Outcome::NoTouch => chunk.to_vec(),
                     Outcome::Modified(b) => b.clone(),
                 };
+                // New records go after the last whole record, before any bytes that are not
+                // records (which end the chunk as they came).
+                let tail = out.split_off(out.len() - (chunk.len() - result.records_end));
                 for l in late.drain(..) {
                     out.extend_from_slice(&l.record);
                 }
                 out.extend(self.rows_as_records(&due, now));
+                out.extend_from_slice(&tail);
                 c.rows_emitted
                     .fetch_add(due.len() as u64, Ordering::Relaxed);
                 appended = Some(out);
@@ -279,6 +283,23 @@ mod tests {
         assert_eq!(out.len(), 2, "the record and one row");
         assert_eq!(out[1].body["count"], 2);
         assert_eq!(out[1].body["ComputerName"], "a");
+    }
+
+    #[test]
+    fn appended_rows_go_before_an_undecodable_tail() {
+        let mut cfg = Config::default();
+        cfg.aggregate.as_mut().unwrap().flush_interval_ms = 1000;
+        let inst = FilterInstance::new(cfg, RowSink::AppendToChunk, "fb".into(), 0.0);
+        inst.process(&chunk(&[positive("a")]), 0.5);
+        let mut c = chunk(&[serde_json::json!({"x": 1})]);
+        c.extend_from_slice(&[0x92, 0xc1]);
+        let act = inst.process(&c, 2.0);
+        let out = act.appended.unwrap();
+        assert!(out.ends_with(&[0x92, 0xc1]), "the tail stays last");
+        let recs: Vec<_> = crate::core::chunk::Records::new(&out)
+            .take_while(|r| r.is_ok())
+            .collect();
+        assert_eq!(recs.len(), 2, "the record, then the row, both readable");
     }
 
     #[test]
