@@ -8,7 +8,7 @@ SO         := target/release/flb-filter_pssession.so
 REPLAY     := target/release/pssession-replay
 FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
 
-.PHONY: build test lint bench demo eval install header clean
+.PHONY: build test lint bench demo eval fuzz valgrind install header clean
 
 build:
 	$(CARGO) build --release --locked
@@ -25,6 +25,15 @@ lint:
 bench: build
 	$(CARGO) bench --locked --bench filter
 	$(CARGO) bench --locked --bench memory
+
+# Each cargo-fuzz target for FUZZ_SECONDS (default 60); needs a nightly toolchain or
+# RUSTC_BOOTSTRAP (see scripts/fuzz.sh).
+fuzz:
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
+# The integration suites that load the plugin, under valgrind memcheck.
+valgrind:
+	scripts/valgrind.sh
 
 # Precision and recall of mode exact and mode extended on the labelled corpus (the README's
 # table).
