@@ -338,7 +338,7 @@ fn property_values(host: &Host, ins: *mut flb_filter_instance, name: &str) -> Ve
     }
     let multiple = config::find_property(name).is_some_and(|p| p.multiple);
     if multiple {
-        if let Some(list) = find_property_list(host, ins, first, &key) {
+        if let Some(list) = find_property_list(ins, first, &key) {
             return list;
         }
     }
@@ -353,7 +353,6 @@ fn property_values(host: &Host, ins: *mut flb_filter_instance, name: &str) -> Ve
 /// pointer is ours), the list is a well-formed ring, and its first value for `key` is the
 /// very pointer `flb_filter_get_property` returned.
 fn find_property_list(
-    _host: &Host,
     ins: *mut flb_filter_instance,
     first: *const c_char,
     key: &CStr,

@@ -1385,11 +1385,10 @@ pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
         let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
         let defs = read(&lexed.chars, &lexed.tokens, &alias_cmd);
         for inv in &defs.invocations {
-            if let Some((a, v)) = alias_definition(inv).filter(|(_, v)| aliases.contains(v)) {
+            if let Some((a, _)) = alias_definition(inv).filter(|(_, v)| aliases.contains(v)) {
                 if !aliases.contains(&a) {
                     aliases.push(a);
                 }
-                let _ = v;
             }
         }
         let interesting = |k: &str| {
