@@ -1,4 +1,5 @@
-//! The pure core: everything the filter decides and writes, with no FFI and no `unsafe`.
+//! The pure core: everything the filter decides and writes, with no FFI (unsafe code is
+//! forbidden here, see lib.rs).
 
 pub mod aggregate;
 pub mod analytic;
