@@ -2,9 +2,9 @@
 //! (`Enter-PSSession`, ATT&CK T1021.006) in script-block events (Event ID 4104).
 //!
 //! The crate has three rooms, and data flows one way through them:
-//! - [`core`]: pure Rust (unsafe code forbidden): msgpack chunk -> record shapes -> one event view ->
+//! - [`core`]: pure Rust under forbid(unsafe_code): msgpack chunk -> record shapes -> one event view ->
 //!   verdict -> enrichment -> the rewritten chunk.
-//! - [`ffi`]: the only unsafe code of the plugin: the `filter_pssession_plugin` registration
+//! - [`ffi`]: the plugin's only raw-pointer code: the `filter_pssession_plugin` registration
 //!   struct Fluent Bit loads, its callbacks, the host functions it calls, and the panic
 //!   boundary.
 //! - [`host_emulator`]: loads the built `.so` the way Fluent Bit does and plays the host,

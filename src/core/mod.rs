@@ -1,5 +1,5 @@
-//! The pure core: everything the filter decides and writes, with no FFI (unsafe code is
-//! forbidden here, see lib.rs).
+//! The pure core: everything the filter decides and writes, with no FFI and no raw
+//! pointers (forbid(unsafe_code) is set on this module in lib.rs).
 
 pub mod aggregate;
 pub mod analytic;
