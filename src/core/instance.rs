@@ -100,6 +100,10 @@ impl FilterInstance {
     /// Counts flagged records in the aggregate; returns rows pushed out by its bounds.
     fn count_flagged<'f>(&self, flagged: impl Iterator<Item = &'f Flagged>, now: f64) -> Vec<Row> {
         let mut rows = Vec::new();
+        let mut flagged = flagged.peekable();
+        if flagged.peek().is_none() {
+            return rows; // the unflagged path takes no lock
+        }
         if let Some(mut st) = self.lock() {
             for f in flagged {
                 let n = &f.normalized;
