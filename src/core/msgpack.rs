@@ -214,6 +214,17 @@ impl<'a> Cursor<'a> {
     /// least one byte, so a container claiming more elements than bytes left is rejected at
     /// once instead of looping.
     pub fn skip_value(&mut self) -> Result<(), DecodeError> {
+        // Fast path: most values of a log record are one scalar whose length the marker
+        // byte tells.
+        if let Some(len) = self.scalar_len() {
+            let end = self
+                .pos
+                .checked_add(len)
+                .filter(|&e| e <= self.buf.len())
+                .ok_or_else(|| self.err(DecodeErrorKind::Truncated))?;
+            self.pos = end;
+            return Ok(());
+        }
         let mut pending: u64 = 1;
         while pending > 0 {
             pending -= 1;
@@ -227,6 +238,27 @@ impl<'a> Cursor<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The whole length of the scalar at the cursor (marker included), when the value there
+    /// is a nil, bool, number or string; None for containers, binaries, extensions and
+    /// anything the slow path must look at.
+    #[inline]
+    fn scalar_len(&self) -> Option<usize> {
+        let b = *self.buf.get(self.pos)?;
+        let at = |i: usize| self.buf.get(self.pos + i).copied();
+        Some(match b {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 1,
+            0xa0..=0xbf => 1 + (b & 0x1f) as usize,
+            0xcc | 0xd0 => 2,
+            0xcd | 0xd1 => 3,
+            0xca | 0xce | 0xd2 => 5,
+            0xcb | 0xcf | 0xd3 => 9,
+            0xd9 => 2 + at(1)? as usize,
+            0xda => 3 + u16::from_be_bytes([at(1)?, at(2)?]) as usize,
+            0xdb => 5 + u32::from_be_bytes([at(1)?, at(2)?, at(3)?, at(4)?]) as usize,
+            _ => return None,
+        })
     }
 
     /// Skips one value and returns the bytes it occupied.
