@@ -9,8 +9,8 @@ mod common;
 flb_filter_pssession::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::core::chunk::{RecordRef, Records};
-use flb_filter_pssession::core::msgpack::MapEntries;
+use flb_filter_pssession::core::chunk::whole_records;
+use flb_filter_pssession::core::enrich::keeps_original;
 use flb_filter_pssession::ffi::{FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH};
 use flb_filter_pssession::host_emulator::{FilterCall, Instance};
 use std::time::{Duration, Instant};
@@ -29,45 +29,6 @@ fn time_scale() -> u32 {
         .unwrap_or(1)
 }
 
-/// Records that decode, and where the undecodable tail (if any) starts.
-fn split(chunk: &[u8]) -> (Vec<RecordRef<'_>>, usize) {
-    let mut ok = Vec::new();
-    let mut end = 0;
-    for r in Records::new(chunk) {
-        match r {
-            Ok(r) => {
-                end = r.offset + r.raw.len();
-                ok.push(r);
-            }
-            Err(_) => break,
-        }
-    }
-    (ok, end)
-}
-
-/// Whether map `out` keeps every entry of map `orig` in its place: the same key bytes, and
-/// the same value bytes or, where both are maps, a merge that keeps them. Zero-copy and
-/// without deep recursion (only maps the enrichment merges into are descended), so it
-/// copes with the 10 000-deep values below, where a decoding comparison would not.
-fn keeps(orig: &[u8], out: &[u8]) -> bool {
-    let (Some(a), Some(mut b)) = (MapEntries::new(orig), MapEntries::new(out)) else {
-        return false;
-    };
-    if b.len() < a.len() {
-        return false;
-    }
-    for ea in a {
-        let Some(eb) = b.next() else { return false };
-        if ea.raw[..ea.key_len] != eb.raw[..eb.key_len] {
-            return false;
-        }
-        if ea.value != eb.value && !keeps(ea.value, eb.value) {
-            return false;
-        }
-    }
-    true
-}
-
 /// No record lost, unflagged ones byte-identical, flagged ones keep header and every
 /// original key and value, undecodable tail verbatim. Returns how many were flagged.
 fn assert_intact(input: &[u8], call: &FilterCall, what: &str) -> usize {
@@ -79,8 +40,8 @@ fn assert_intact(input: &[u8], call: &FilterCall, what: &str) -> usize {
         call.code, FLB_FILTER_MODIFIED,
         "{what}: unknown return code"
     );
-    let (ins, in_end) = split(input);
-    let (outs, out_end) = split(&call.chunk);
+    let (ins, in_end) = whole_records(input);
+    let (outs, out_end) = whole_records(&call.chunk);
     assert_eq!(outs.len(), ins.len(), "{what}: record count changed");
     assert_eq!(
         &call.chunk[out_end..],
@@ -95,7 +56,7 @@ fn assert_intact(input: &[u8], call: &FilterCall, what: &str) -> usize {
         flagged += 1;
         assert_eq!(a.header(), b.header(), "{what}: record {i}: header changed");
         assert!(
-            keeps(a.body(), b.body()),
+            keeps_original(a.body(), b.body()),
             "{what}: record {i}: an original key or value was lost"
         );
     }

@@ -4,52 +4,15 @@
 //! with their header unchanged and every original key and value kept.
 #![allow(dead_code)]
 
-use flb_filter_pssession::core::chunk::{RecordRef, Records};
+use flb_filter_pssession::core::chunk::whole_records;
+use flb_filter_pssession::core::enrich::keeps_original;
 use flb_filter_pssession::core::filter::{ChunkResult, Outcome};
-use flb_filter_pssession::core::msgpack::MapEntries;
 
-/// The records that decode, and the offset where the undecodable tail starts (the end of
-/// the last good record), if any.
-pub fn split(chunk: &[u8]) -> (Vec<RecordRef<'_>>, usize) {
-    let mut ok = Vec::new();
-    let mut end = 0;
-    for r in Records::new(chunk) {
-        match r {
-            Ok(r) => {
-                end = r.offset + r.raw.len();
-                ok.push(r);
-            }
-            Err(_) => break,
-        }
-    }
-    (ok, end)
-}
 
-/// Whether `out` (a map) keeps every entry of `orig` (a map) in its place: the same key
-/// bytes, and the same value bytes or, where both are maps, a merge that keeps them.
-pub fn keeps(orig: &[u8], out: &[u8]) -> bool {
-    let (Some(a), Some(b)) = (MapEntries::new(orig), MapEntries::new(out)) else {
-        return false;
-    };
-    if b.len() < a.len() {
-        return false;
-    }
-    let mut b = b;
-    for ea in a {
-        let Some(eb) = b.next() else { return false };
-        if ea.raw[..ea.key_len] != eb.raw[..eb.key_len] {
-            return false;
-        }
-        if ea.value != eb.value && !keeps(ea.value, eb.value) {
-            return false;
-        }
-    }
-    true
-}
 
 /// Checks one chunk result against its input.
 pub fn check(input: &[u8], res: &ChunkResult, what: &str) {
-    let (ins, in_end) = split(input);
+    let (ins, in_end) = whole_records(input);
     assert_eq!(
         res.stats.records,
         ins.len() as u64,
@@ -70,7 +33,7 @@ pub fn check(input: &[u8], res: &ChunkResult, what: &str) {
         !res.flagged.is_empty(),
         "{what}: Modified with nothing flagged"
     );
-    let (outs, out_end) = split(out);
+    let (outs, out_end) = whole_records(out);
     assert_eq!(outs.len(), ins.len(), "{what}: record count changed");
     assert_eq!(
         &out[out_end..],
@@ -84,7 +47,7 @@ pub fn check(input: &[u8], res: &ChunkResult, what: &str) {
             seen += 1;
             assert_eq!(a.header(), b.header(), "{what}: header of a flagged record");
             assert!(
-                a.raw == b.raw || keeps(a.body(), b.body()),
+                a.raw == b.raw || keeps_original(a.body(), b.body()),
                 "{what}: flagged record lost an original key or value"
             );
         } else {

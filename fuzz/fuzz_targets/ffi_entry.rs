@@ -191,14 +191,14 @@ fn call(s: &Started, data: &[u8]) -> Option<Vec<u8>> {
 /// Every input record is in `out`, in order: unflagged byte for byte, flagged ones with
 /// their header and every original entry; then the input's undecodable tail.
 fn check_structure(input: &[u8], out: &[u8], what: &str) {
-    let (ins, in_end) = common::split(input);
-    let (outs, _) = common::split(out);
+    let (ins, in_end) = flb_filter_pssession::core::chunk::whole_records(input);
+    let (outs, _) = flb_filter_pssession::core::chunk::whole_records(out);
     assert!(outs.len() >= ins.len(), "{what}: records lost");
     for (a, b) in ins.iter().zip(&outs) {
         if a.raw != b.raw {
             assert_eq!(a.header(), b.header(), "{what}: header changed");
             assert!(
-                common::keeps(a.body(), b.body()),
+                flb_filter_pssession::core::enrich::keeps_original(a.body(), b.body()),
                 "{what}: original entry lost"
             );
         }

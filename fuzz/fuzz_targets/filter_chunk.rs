@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     common::check(data, &b.result, "reassemble on");
     for l in &b.late {
         assert!(!l.record.is_empty(), "late flag without a record");
-        let (recs, end) = common::split(&l.record);
+        let (recs, end) = flb_filter_pssession::core::chunk::whole_records(&l.record);
         assert!(
             recs.len() == 1 && end == l.record.len(),
             "late record decodes"

@@ -123,6 +123,23 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
+/// The records of a chunk that are whole and valid, and where the bytes after them begin
+/// (the chunk's end when every byte belongs to a record).
+pub fn whole_records(chunk: &[u8]) -> (Vec<RecordRef<'_>>, usize) {
+    let mut ok = Vec::new();
+    let mut end = 0;
+    for r in Records::new(chunk) {
+        match r {
+            Ok(r) => {
+                end = r.offset + r.raw.len();
+                ok.push(r);
+            }
+            Err(_) => break,
+        }
+    }
+    (ok, end)
+}
+
 /// Reads a record's header at `pos`: its layout, timestamp and where its body starts.
 /// None when the value there is not a record (the caller then skips it whole).
 pub fn read_header(chunk: &[u8], pos: usize) -> Option<(RecordFormat, Timestamp, usize)> {
