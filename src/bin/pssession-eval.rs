@@ -165,17 +165,21 @@ fn main() -> ExitCode {
     if markdown {
         println!("| mode | precision | recall | TP | FP | FN | TN |");
         println!("|---|---|---|---|---|---|---|");
-        for (name, c) in [("exact", ce), ("extended", cx)] {
+    } else {
+        println!("{total} scripts from {path}");
+    }
+    for (name, c) in [("exact", ce), ("extended", cx)] {
+        let (p, r) = (c.precision(), c.recall());
+        let (tp, fp, fn_, tn) = (c.tp, c.fp, c.fn_, c.tn);
+        if markdown {
+            println!("| `{name}` | {p:.3} | {r:.3} | {tp} | {fp} | {fn_} | {tn} |");
+        } else {
             println!(
-                "| `{name}` | {:.3} | {:.3} | {} | {} | {} | {} |",
-                c.precision(),
-                c.recall(),
-                c.tp,
-                c.fp,
-                c.fn_,
-                c.tn
+                "{name:>9}: precision {p:.3} recall {r:.3} (TP {tp} FP {fp} FN {fn_} TN {tn})"
             );
         }
+    }
+    if markdown {
         println!();
         println!("| label | scripts | flagged by `exact` | flagged by `extended` |");
         println!("|---|---|---|---|");
@@ -183,18 +187,6 @@ fn main() -> ExitCode {
             println!("| {l} | {n} | {e} | {x} |");
         }
     } else {
-        println!("{total} scripts from {path}");
-        for (name, c) in [("exact", ce), ("extended", cx)] {
-            println!(
-                "{name:>9}: precision {:.3} recall {:.3} (TP {} FP {} FN {} TN {})",
-                c.precision(),
-                c.recall(),
-                c.tp,
-                c.fp,
-                c.fn_,
-                c.tn
-            );
-        }
         for m in &misses {
             println!("  extended wrong on {m}");
         }
