@@ -80,8 +80,6 @@ struct flb_filter_plugin {
   struct mk_list _head;
 };
 
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

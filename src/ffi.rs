@@ -7,13 +7,19 @@
 //! `flb_kv.h`, `mk_list.h`) of 3.2 to 5.1; see the README for how each was checked.
 #![allow(non_camel_case_types)]
 
+mod doors;
+mod layout;
+mod state_file;
+
 use crate::core::aggregate::{self, Row};
 use crate::core::config::{self, Config, PropertyType, PROPERTIES};
 use crate::core::filter::{LateFlag, Outcome};
-use crate::core::instance::{FilterInstance, RowSink};
+use crate::core::instance::{FilterInstance, RowDoor, RowSink};
+use doors::{Door, EmitterHost};
+use layout::{ConfigFields, Placement};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `FLB_FILTER_MODIFIED`: the chunk was rewritten into `out_buf`.
@@ -144,10 +150,6 @@ pub struct InstanceHead {
     pub match_: *mut c_char,
 }
 
-/// Byte offsets of `p` (the plugin) and `properties` in `struct flb_filter_instance`, with
-/// `FLB_HAVE_REGEX` (every release build) and without it. Only used after validation.
-const INSTANCE_PROPERTY_OFFSETS: [(usize, usize); 2] = [(96, 104), (88, 96)];
-
 /// One entry of a plugin's config map, `struct flb_config_map`. `VALUE` is the size of the
 /// embedded `struct flb_config_map_val`: 32 bytes up to Fluent Bit 5.0.2, 40 from 5.0.3 on
 /// (a `raw` field was added), so the array stride differs and is chosen at load time.
@@ -258,32 +260,30 @@ struct Host {
 }
 
 impl Host {
-    fn resolve() -> Result<Host, String> {
-        fn get(name: &CStr) -> Result<*mut c_void, String> {
-            let p = host_symbol(name);
-            if p.is_null() {
-                Err(name.to_string_lossy().into_owned())
-            } else {
-                Ok(p)
-            }
-        }
-        // SAFETY: each symbol is a function of Fluent Bit with exactly this prototype
-        // (flb_filter.h, flb_log.h).
-        unsafe {
-            Ok(Host {
-                get_property: std::mem::transmute::<*mut c_void, GetPropertyFn>(get(
-                    c"flb_filter_get_property",
-                )?),
-                set_context: std::mem::transmute::<*mut c_void, SetContextFn>(get(
-                    c"flb_filter_set_context",
-                )?),
-                filter_name: std::mem::transmute::<*mut c_void, FilterNameFn>(get(
-                    c"flb_filter_name",
-                )?),
-                log_print: std::mem::transmute::<*mut c_void, LogPrintFn>(get(c"flb_log_print")?),
-            })
-        }
+    fn resolve() -> Result<Host, &'static str> {
+        Ok(Host {
+            get_property: resolve(c"flb_filter_get_property")?,
+            set_context: resolve(c"flb_filter_set_context")?,
+            filter_name: resolve(c"flb_filter_name")?,
+            log_print: resolve(c"flb_log_print")?,
+        })
     }
+}
+
+/// The host function `name` as the function pointer type `F`, or Err(its name) when this
+/// Fluent Bit does not export it.
+///
+/// The caller names `F` as the function's prototype in Fluent Bit's headers; that
+/// agreement is what makes calling it sound.
+fn resolve<F: Copy>(name: &'static CStr) -> Result<F, &'static str> {
+    const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<*mut c_void>()) };
+    let p = host_symbol(name);
+    if p.is_null() {
+        return Err(name.to_str().unwrap_or("?"));
+    }
+    // SAFETY: F is a function pointer type of pointer size (asserted above) and `p` is the
+    // address of the host function of that prototype.
+    Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
 }
 
 /// Writes through the host's logger as `[filter:pssession:<instance>] message`, if the
@@ -348,288 +348,98 @@ fn property_values(host: &Host, ins: *mut flb_filter_instance, name: &str) -> Ve
         .into_owned()]
 }
 
-/// Walks the instance's `properties` list for every value of `key`, at each candidate
-/// offset. A candidate is accepted only if `ins->p` there is this plugin (its `name`
-/// pointer is ours), the list is a well-formed ring, and its first value for `key` is the
-/// very pointer `flb_filter_get_property` returned.
+/// Walks the instance's `properties` list for every value of `key`, in the instance layout
+/// whose `p` is this plugin. Accepted only if the list is a well-formed ring and its first
+/// value for `key` is the very pointer `flb_filter_get_property` returned.
 fn find_property_list(
     ins: *mut flb_filter_instance,
     first: *const c_char,
     key: &CStr,
 ) -> Option<Vec<String>> {
     const MAX_NODES: usize = 100_000;
-    for (p_off, props_off) in INSTANCE_PROPERTY_OFFSETS {
-        // SAFETY: the offsets are within struct flb_filter_instance in every version and
-        // both build variants; what is read there is only dereferenced after checks.
-        unsafe {
-            let base = ins as *const u8;
-            let plugin = *(base.add(p_off) as *const *const flb_filter_plugin);
-            if plugin.is_null() || (*plugin).name != PLUGIN_NAME.as_ptr() {
-                continue;
+    let offsets = layout::filter_instance_offsets(ins)?;
+    // SAFETY: `properties` of the verified layout; nodes are followed only while the ring
+    // is consistent (each node's prev is the node before it).
+    unsafe {
+        let head = (ins as *mut u8).add(offsets.properties) as *mut mk_list;
+        let mut node = (*head).next;
+        let mut prev = head;
+        let mut values = Vec::new();
+        let mut first_seen: Option<*const c_char> = None;
+        for _ in 0..MAX_NODES {
+            if node.is_null() || (*node).prev != prev {
+                return None;
             }
-            let head = base.add(props_off) as *mut mk_list;
-            let mut node = (*head).next;
-            let mut prev = head;
-            let mut values = Vec::new();
-            let mut first_seen: Option<*const c_char> = None;
-            let mut ok = false;
-            for _ in 0..MAX_NODES {
-                if node.is_null() || (*node).prev != prev {
-                    break;
-                }
-                if node == head {
-                    ok = true;
-                    break;
-                }
-                let kv = (node as *mut u8).sub(std::mem::offset_of!(flb_kv, _head)) as *mut flb_kv;
-                if !(*kv).key.is_null()
-                    && !(*kv).val.is_null()
-                    && CStr::from_ptr((*kv).key)
-                        .to_bytes()
-                        .eq_ignore_ascii_case(key.to_bytes())
-                {
-                    first_seen.get_or_insert((*kv).val);
-                    values.push(CStr::from_ptr((*kv).val).to_string_lossy().into_owned());
-                }
-                prev = node;
-                node = (*node).next;
+            if node == head {
+                return (first_seen == Some(first)).then_some(values);
             }
-            if ok && first_seen == Some(first) {
-                return Some(values);
+            let kv = (node as *mut u8).sub(std::mem::offset_of!(flb_kv, _head)) as *mut flb_kv;
+            if !(*kv).key.is_null()
+                && !(*kv).val.is_null()
+                && CStr::from_ptr((*kv).key)
+                    .to_bytes()
+                    .eq_ignore_ascii_case(key.to_bytes())
+            {
+                first_seen.get_or_insert((*kv).val);
+                values.push(CStr::from_ptr((*kv).val).to_string_lossy().into_owned());
             }
+            prev = node;
+            node = (*node).next;
         }
     }
     None
 }
 
-type InputNameExistsFn = unsafe extern "C" fn(*const c_char, *mut flb_config) -> c_int;
-type InputNewFn = unsafe extern "C" fn(
-    *mut flb_config,
-    *const c_char,
-    *mut c_void,
-    c_int,
-) -> *mut flb_input_instance;
-type InputSetPropertyFn =
-    unsafe extern "C" fn(*mut flb_input_instance, *const c_char, *const c_char) -> c_int;
-type InputInstanceInitFn = unsafe extern "C" fn(*mut flb_input_instance, *mut flb_config) -> c_int;
-type EmitterAddRecordFn = unsafe extern "C" fn(
-    *const c_char,
-    c_int,
-    *const c_char,
-    usize,
-    *mut flb_input_instance,
-    *mut flb_input_instance,
-) -> c_int;
-type StorageInputCreateFn = unsafe extern "C" fn(*mut c_void, *mut flb_input_instance) -> c_int;
-type InputInstanceExitFn = unsafe extern "C" fn(*mut flb_input_instance, *mut flb_config);
-type InputInstanceDestroyFn = unsafe extern "C" fn(*mut flb_input_instance);
-type SchedCtxGetFn = unsafe extern "C" fn() -> *mut c_void;
-type TimerCallback = extern "C" fn(*mut flb_config, *mut c_void);
-type TimerCbCreateFn = unsafe extern "C" fn(
-    *mut c_void,
-    c_int,
-    c_int,
-    TimerCallback,
-    *mut c_void,
-    *mut *mut c_void,
-) -> c_int;
-type TimerCbDestroyFn = unsafe extern "C" fn(*mut c_void) -> c_int;
-
-/// `FLB_SCHED_TIMER_CB_PERM` of flb_scheduler.h: a permanent callback timer.
-const FLB_SCHED_TIMER_CB_PERM: c_int = 4;
-
-/// The host functions behind an emitter input (`rewrite_tag`'s pattern) and an engine
-/// timer (`log_to_metrics`'s pattern). Optional: a Fluent Bit built without `in_emitter`
-/// lacks them, and the filter then appends rows to the chunks it filters.
-#[derive(Clone, Copy)]
-struct EmitterHost {
-    name_exists: InputNameExistsFn,
-    input_new: InputNewFn,
-    set_property: InputSetPropertyFn,
-    instance_init: InputInstanceInitFn,
-    instance_exit: InputInstanceExitFn,
-    instance_destroy: InputInstanceDestroyFn,
-    storage_input_create: StorageInputCreateFn,
-    add_record: EmitterAddRecordFn,
-    sched_get: SchedCtxGetFn,
-    timer_create: TimerCbCreateFn,
-    timer_destroy: TimerCbDestroyFn,
-}
-
-impl EmitterHost {
-    /// Ok(host), or Err(the first missing symbol).
-    fn resolve() -> Result<EmitterHost, &'static str> {
-        fn get(name: &'static CStr) -> Result<*mut c_void, &'static str> {
-            let p = host_symbol(name);
-            if p.is_null() {
-                Err(name.to_str().unwrap_or("?"))
-            } else {
-                Ok(p)
-            }
-        }
-        // SAFETY: each symbol is the Fluent Bit function of this prototype (flb_input.h,
-        // in_emitter's emitter.c, flb_scheduler.h), unchanged from 3.2 to 5.1.
-        unsafe {
-            Ok(EmitterHost {
-                name_exists: std::mem::transmute::<*mut c_void, InputNameExistsFn>(get(
-                    c"flb_input_name_exists",
-                )?),
-                input_new: std::mem::transmute::<*mut c_void, InputNewFn>(get(c"flb_input_new")?),
-                set_property: std::mem::transmute::<*mut c_void, InputSetPropertyFn>(get(
-                    c"flb_input_set_property",
-                )?),
-                instance_init: std::mem::transmute::<*mut c_void, InputInstanceInitFn>(get(
-                    c"flb_input_instance_init",
-                )?),
-                instance_exit: std::mem::transmute::<*mut c_void, InputInstanceExitFn>(get(
-                    c"flb_input_instance_exit",
-                )?),
-                instance_destroy: std::mem::transmute::<*mut c_void, InputInstanceDestroyFn>(get(
-                    c"flb_input_instance_destroy",
-                )?),
-                storage_input_create: std::mem::transmute::<*mut c_void, StorageInputCreateFn>(
-                    get(c"flb_storage_input_create")?,
-                ),
-                add_record: std::mem::transmute::<*mut c_void, EmitterAddRecordFn>(get(
-                    c"in_emitter_add_record",
-                )?),
-                sched_get: std::mem::transmute::<*mut c_void, SchedCtxGetFn>(get(
-                    c"flb_sched_ctx_get",
-                )?),
-                timer_create: std::mem::transmute::<*mut c_void, TimerCbCreateFn>(get(
-                    c"flb_sched_timer_cb_create",
-                )?),
-                timer_destroy: std::mem::transmute::<*mut c_void, TimerCbDestroyFn>(get(
-                    c"flb_sched_timer_cb_destroy",
-                )?),
-            })
-        }
-    }
-}
-
-/// Byte offsets used to find `config->cio` (the chunk I/O context every input's storage
-/// hangs from). `struct flb_config` changes size between releases, but the block
-/// `void *cio; char *storage_path; void *storage_input_plugin; char *storage_sync;
-/// int storage_metrics, storage_checksum, storage_max_chunks_up, storage_del_bad_chunks;`
-/// and `struct cio_ctx` (chunkio) are the same in 3.2 to 5.1.
-mod cio_probe {
-    /// Where `cio` may sit in `struct flb_config` (1032 in 3.2.10, 1192 in 5.1.1).
-    pub(super) const SCAN: std::ops::Range<usize> = 256..2048;
-    pub(super) const CFG_METRICS: usize = 32;
-    pub(super) const CFG_CHECKSUM: usize = 36;
-    pub(super) const CFG_MAX_CHUNKS_UP: usize = 40;
-    pub(super) const CFG_DEL_BAD_CHUNKS: usize = 44;
-    pub(super) const CIO_PAGE_SIZE: usize = 0;
-    pub(super) const CIO_LOG_LEVEL: usize = 24;
-    pub(super) const CIO_MAX_CHUNKS_UP: usize = 104;
-    pub(super) const CIO_STREAMS: usize = 112;
-    pub(super) const CIO_SIZE: usize = 136;
-}
-
-/// Whether `len` bytes at `p` are mapped memory (mincore fails with ENOMEM otherwise), so
-/// reading them cannot fault.
-fn is_mapped(p: usize, len: usize) -> bool {
-    // SAFETY: sysconf and mincore only inspect the address space.
-    unsafe {
-        let page = libc::sysconf(libc::_SC_PAGESIZE).max(4096) as usize;
-        let start = p & !(page - 1);
-        let end = p.saturating_add(len);
-        let pages = end.saturating_sub(start).div_ceil(page);
-        let mut vec = vec![0u8; pages.max(1)];
-        libc::mincore(start as *mut c_void, end - start, vec.as_mut_ptr()) == 0
-    }
-}
-
-/// Finds `config->cio`: the one pointer in the scanned window whose neighbours are the
-/// storage settings (flags 0/1, a sane max_chunks_up) and whose target is a live
-/// `struct cio_ctx` (this machine's page size, a valid log level, the same
-/// max_chunks_up as the config, a well-formed stream list). Every read is checked to be
-/// mapped first. None when no such pointer is found (the emitter is then not used).
-fn find_cio(config: *mut flb_config) -> Option<*mut c_void> {
-    use cio_probe::*;
-    if config.is_null() || !is_mapped(config as usize, SCAN.end + 48) {
-        return None;
-    }
-    // SAFETY: reads within the checked range of `config`, and of candidate targets only
-    // after is_mapped says they are readable.
-    unsafe {
-        let base = config as *const u8;
-        let page_size = libc::sysconf(libc::_SC_PAGESIZE) as i32;
-        let int_at = |off: usize| (base.add(off) as *const i32).read_unaligned();
-        let mut found = None;
-        for off in SCAN.step_by(8) {
-            let flag = |d: usize| matches!(int_at(off + d), 0 | 1);
-            let max_up = int_at(off + CFG_MAX_CHUNKS_UP);
-            if !(flag(CFG_METRICS)
-                && flag(CFG_CHECKSUM)
-                && flag(CFG_DEL_BAD_CHUNKS)
-                && (1..=1 << 20).contains(&max_up))
-            {
-                continue;
-            }
-            let p = (base.add(off) as *const usize).read_unaligned();
-            if p == 0 || p % 8 != 0 || !is_mapped(p, CIO_SIZE) {
-                continue;
-            }
-            let cio = p as *const u8;
-            let ok = (cio.add(CIO_PAGE_SIZE) as *const i32).read() == page_size
-                && (0..=6).contains(&(cio.add(CIO_LOG_LEVEL) as *const i32).read())
-                && (cio.add(CIO_MAX_CHUNKS_UP) as *const usize).read() == max_up as usize;
-            if !ok {
-                continue;
-            }
-            let streams = cio.add(CIO_STREAMS) as *const mk_list;
-            let next = (*streams).next;
-            if next.is_null()
-                || !is_mapped(next as usize, 16)
-                || !std::ptr::eq((*next).prev, streams)
-            {
-                continue;
-            }
-            if found.is_some() {
-                return None; // ambiguous: trust neither
-            }
-            found = Some(p as *mut c_void);
-        }
-        found
-    }
-}
-
-/// The emitter input this instance created.
-struct Emitter {
-    host: EmitterHost,
-    ins: *mut flb_input_instance,
-}
-
 /// Per-instance state handed to Fluent Bit as the filter context. Read-only after init
-/// except for atomics and the aggregate's mutex, so the callback may run on several
-/// threads at once (and the timer on the engine's).
+/// except for atomics and the core's mutexes, so the callback may run on several threads
+/// at once (and the timer on its scheduler's thread).
 struct Context {
     host: Host,
     ins: *mut flb_filter_instance,
+    config: *mut flb_config,
+    fields: ConfigFields,
     filter: FilterInstance,
-    emitter: Option<Emitter>,
-    timer: AtomicPtr<c_void>,
-    /// The input of the last chunk seen: the emitter needs a source input.
-    last_input: AtomicPtr<flb_input_instance>,
+    door: Door,
+    /// The interval timer and the short tick, while they run.
+    timers: std::sync::Mutex<Vec<doors::Timer>>,
+    /// Alert copies and late flags waiting for the timer's thread.
+    copies: std::sync::Mutex<CopyQueue>,
     internal_errors: AtomicU64,
-    rows_failed: AtomicU64,
     /// Unix second of the last rate-limited error line.
     last_error_log: AtomicU64,
     errors_since_log: AtomicU64,
     last_early_log: AtomicU64,
+    last_refused_log: AtomicU64,
     /// Script blocks released by a bound, as last logged.
     bound_releases_logged: AtomicU64,
 }
 
-// SAFETY: `ins` and the emitter are only used through Fluent Bit functions that Fluent Bit
-// itself calls from filter callbacks on any thread; everything else is immutable, atomic
-// or behind a mutex.
+// SAFETY: the raw pointers are Fluent Bit's instance, config and input handles, only used
+// through Fluent Bit functions that Fluent Bit itself calls from filter callbacks on any
+// thread; everything else is immutable, atomic or behind a mutex.
 unsafe impl Sync for Context {}
 unsafe impl Send for Context {}
 
+/// Records made in the filter callback (alert copies, flagged script blocks) waiting to
+/// be handed to Fluent Bit from the timer, oldest first, with what became of the others.
+#[derive(Default)]
+struct CopyQueue {
+    waiting: std::collections::VecDeque<(String, Vec<u8>)>,
+    bytes: usize,
+    delivered: u64,
+    /// Refused because the queue was full (the emitter refusing for a long time).
+    dropped: u64,
+}
+
+/// Most bytes of records waiting in a [`CopyQueue`].
+const COPY_QUEUE_MAX_BYTES: usize = 64 << 20;
+
 /// At most one rate-limited line per this many seconds and instance.
 const LOG_INTERVAL_SECS: u64 = 10;
+
+/// The longest gap between timer ticks: how soon rows leave once the engine starts to
+/// stop (it waits at least a second before it checks whether anything is left to flush).
+const TICK_MS: u64 = 250;
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -658,6 +468,10 @@ fn rate_limited(last: &AtomicU64, skipped: Option<&AtomicU64>) -> Option<u64> {
 }
 
 impl Context {
+    fn log(&self, level: c_int, msg: &str) {
+        log(&self.host, self.ins, level, msg);
+    }
+
     /// Logs an internal error at most once per interval, counting the ones it swallows.
     fn error_rate_limited(&self, msg: &str) {
         self.internal_errors.fetch_add(1, Ordering::Relaxed);
@@ -667,86 +481,92 @@ impl Context {
             } else {
                 String::new()
             };
-            log(&self.host, self.ins, FLB_LOG_ERROR, &format!("{msg}{tail}"));
+            self.log(FLB_LOG_ERROR, &format!("{msg}{tail}"));
         }
     }
 
-    /// Emits records through the emitter under `tag`. False when the emitter refused them.
-    fn emit(&self, tag: &str, records: &[u8], source: *mut flb_input_instance) -> bool {
-        let Some(em) = &self.emitter else {
-            return false;
-        };
-        if source.is_null() {
-            return false;
-        }
-        let Ok(ctag) = CString::new(tag) else {
-            return false;
-        };
-        // SAFETY: in_emitter_add_record(tag, tag_len, buf, size, emitter, source input),
-        // with a valid msgpack buffer that the emitter copies.
-        let ret = unsafe {
-            (em.host.add_record)(
-                ctag.as_ptr(),
-                tag.len() as c_int,
-                records.as_ptr() as *const c_char,
-                records.len(),
-                em.ins,
-                source,
-            )
-        };
-        ret == 0
+    fn shutting_down(&self) -> bool {
+        self.fields.is_shutting_down(self.config)
     }
 
-    /// Emits aggregate rows under the aggregate tag; a row the emitter refuses goes to the
-    /// log rather than being lost silently.
-    fn emit_rows(&self, rows: &[Row], source: *mut flb_input_instance) {
-        let Some(tag) = self
-            .filter
-            .config()
-            .aggregate
-            .as_ref()
-            .map(|a| a.tag.clone())
-        else {
+    /// Delivers rows through the door, oldest first; the first one refused and every row
+    /// after it wait for the next tick (or, at exit, the state file or the log).
+    fn deliver_rows(&self, rows: Vec<Row>) {
+        let Some(tag) = self.filter.config().aggregate.as_ref().map(|a| &a.tag) else {
             return;
         };
         let now = unix_now();
-        for r in rows {
-            let rec = self.filter.row_record(r, now);
-            if self.emit(&tag, &rec, source) {
-                self.filter
-                    .counters
-                    .rows_emitted
-                    .fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.rows_failed.fetch_add(1, Ordering::Relaxed);
-                self.log_row(FLB_LOG_ERROR, "aggregate row could not be emitted", r);
+        let taken = rows
+            .iter()
+            .take_while(|r| self.door.deliver(tag, &self.filter.row_record(r, now)))
+            .count();
+        let mut rows = rows;
+        let waiting = rows.split_off(taken);
+        self.filter.delivered(self.door.row_door(), &rows);
+        if !waiting.is_empty() && rate_limited(&self.last_refused_log, None).is_some() {
+            self.log(
+                FLB_LOG_DEBUG,
+                &format!(
+                    "{} aggregate rows wait: the {} refused them for now (paused or full)",
+                    waiting.len(),
+                    self.door.name()
+                ),
+            );
+        }
+        self.filter.requeue(waiting);
+    }
+
+    /// Sends records made in the filter callback (`source` is the chunk's input) or in
+    /// the timer (`source` None): at once where the door allows, else through the queue.
+    fn send_copy(&self, tag: &str, record: &[u8], in_filter: bool) {
+        if (!in_filter || self.door.takes_from_filter()) && self.door.deliver(tag, record) {
+            self.lock_copies().delivered += 1;
+            return;
+        }
+        let mut q = self.lock_copies();
+        if q.bytes + record.len() > COPY_QUEUE_MAX_BYTES {
+            q.dropped += 1;
+            drop(q);
+            self.error_rate_limited(
+                "an alert copy was dropped: Fluent Bit has refused records for a long time",
+            );
+            return;
+        }
+        q.bytes += record.len();
+        q.waiting.push_back((tag.to_string(), record.to_vec()));
+    }
+
+    fn lock_copies(&self) -> std::sync::MutexGuard<'_, CopyQueue> {
+        self.copies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands waiting copies to Fluent Bit, oldest first, until one is refused.
+    fn deliver_copies(&self) {
+        let mut q = self.lock_copies();
+        while let Some((tag, rec)) = q.waiting.front() {
+            if !self.door.deliver(tag, rec) {
+                break;
             }
+            q.bytes -= rec.len();
+            q.delivered += 1;
+            q.waiting.pop_front();
         }
     }
 
     /// Emits script blocks flagged as they stood, under the tag their last part came with
     /// (and a copy under `alert_tag`).
-    fn emit_late(&self, late: &[LateFlag], source: *mut flb_input_instance) {
+    fn emit_late(&self, late: &[LateFlag], in_filter: bool) {
         for l in late {
-            if !self.emit(&l.tag, &l.record, source) {
-                self.error_rate_limited("a flagged script block could not be emitted");
-            }
+            self.send_copy(&l.tag, &l.record, in_filter);
             if let Some(alert) = &self.filter.config().alert_tag {
-                if !self.emit(alert, &l.record, source) {
-                    self.error_rate_limited("an alert copy could not be emitted");
-                }
+                self.send_copy(alert, &l.record, in_filter);
             }
         }
     }
 
     fn log_row(&self, level: c_int, why: &str, r: &Row) {
         let json = aggregate::rows_to_state(std::slice::from_ref(r));
-        log(
-            &self.host,
-            self.ins,
-            level,
-            &format!("{why}: {}", json.trim_end()),
-        );
+        self.log(level, &format!("{why}: {}", json.trim_end()));
     }
 }
 
@@ -800,66 +620,79 @@ fn instance_name(host: &Host, ins: *mut flb_filter_instance) -> String {
     }
 }
 
-/// Creates and initialises the emitter input, as `rewrite_tag` does.
-fn create_emitter(
+/// Where this instance runs, from the verified layouts (a processor whose layout is not
+/// known is reported as such).
+fn find_placement(ins: *mut flb_filter_instance, config: *mut flb_config) -> Placement {
+    match layout::filter_instance_offsets(ins) {
+        Some(fi) => layout::placement(ins, config, fi, layout::processor_offsets()),
+        None => Placement::UnknownProcessor("the filter instance layout is not known"),
+    }
+}
+
+fn placement_name(p: &Placement) -> &'static str {
+    match p {
+        Placement::Filter => "filter",
+        Placement::InputProcessor { .. } => "input processor",
+        Placement::OutputProcessor => "output processor",
+        Placement::UnknownProcessor(_) => "processor of unknown parent",
+    }
+}
+
+/// The door this placement gives, or Err(why there is none) when rows must be appended
+/// to chunks. A bad `emitter_name` is a start-up error of its own (`Err(Err(line))`).
+fn open_door(
     host: &Host,
     ins: *mut flb_filter_instance,
     config: *mut flb_config,
-    eh: EmitterHost,
+    fields: &ConfigFields,
+    placement: &Placement,
     cfg: &Config,
-) -> Result<Emitter, String> {
-    let name = cfg
-        .emitter
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("emitter_for_{}", instance_name(host, ins)));
-    let cname = CString::new(name.clone()).map_err(|_| "emitter_name has a NUL byte")?;
-    // SAFETY: Fluent Bit's input API with the config pointer it passed to cb_init and
-    // NUL-terminated strings; the new instance is owned by Fluent Bit.
-    unsafe {
-        if (eh.name_exists)(cname.as_ptr(), config) != 0 {
-            return Err(format!(
-                "property 'emitter_name': emitter_name '{name}' already exists"
-            ));
-        }
-        let em = (eh.input_new)(config, c"emitter".as_ptr(), std::ptr::null_mut(), 0);
-        if em.is_null() {
-            return Err("cannot create the emitter input instance".into());
-        }
-        for (k, v) in [
-            ("alias", name.as_str()),
-            ("mem_buf_limit", cfg.emitter.mem_buf_limit.as_str()),
-            ("storage.type", cfg.emitter.storage_type.as_str()),
-        ] {
-            let (ck, cv) = (
-                CString::new(k).unwrap_or_default(),
-                CString::new(v).unwrap_or_default(),
-            );
-            if (eh.set_property)(em, ck.as_ptr(), cv.as_ptr()) != 0 {
-                return Err(format!("cannot set '{k}' of the emitter to '{v}'"));
+) -> Result<Door, Result<String, String>> {
+    match *placement {
+        Placement::Filter => {
+            let eh = EmitterHost::resolve()
+                .map_err(|m| Ok(format!("this Fluent Bit does not export '{m}'")))?;
+            let name = cfg
+                .emitter
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("emitter_for_{}", instance_name(host, ins)));
+            match doors::create_emitter(eh, config, fields, &name, cfg) {
+                Ok(em) => Ok(Door::Emitter { host: eh, ins: em }),
+                Err(doors::EmitterError::Property(line)) => Err(Err(line)),
+                Err(doors::EmitterError::Unavailable(why)) => Err(Ok(why)),
             }
         }
-        if (eh.instance_init)(em, config) != 0 {
-            (eh.instance_exit)(em, config);
-            (eh.instance_destroy)(em);
-            return Err(format!("cannot initialize emitter instance '{name}'"));
+        Placement::InputProcessor { input, stage } => {
+            let append: doors::SkipStagesFn =
+                resolve(c"flb_input_log_append_skip_processor_stages")
+                    .map_err(|m| Ok(format!("this Fluent Bit does not export '{m}'")))?;
+            Ok(Door::Reinject {
+                input: input as *mut flb_input_instance,
+                stage,
+                append,
+            })
         }
-        // Storage is created for the configured inputs before filters start; an input
-        // made now needs its own, as rewrite_tag does with flb_storage_input_create.
-        let created = match find_cio(config) {
-            Some(cio) => (eh.storage_input_create)(cio, em) == 0,
-            None => false,
-        };
-        if !created {
-            (eh.instance_exit)(em, config);
-            (eh.instance_destroy)(em);
-            return Err(format!(
-                "cannot create storage for emitter '{name}' (the chunk I/O context of this \
-                 Fluent Bit was not found)"
-            ));
-        }
-        Ok(Emitter { host: eh, ins: em })
+        Placement::OutputProcessor => Err(Ok(
+            "an output processor's records go only to its output".into(),
+        )),
+        Placement::UnknownProcessor(why) => Err(Ok(why.into())),
     }
+}
+
+/// The one start-up line for `alert_tag` where no door can carry a copy under another tag.
+fn alert_tag_refusal(placement: &Placement, why: &str) -> String {
+    let instead = match placement {
+        Placement::OutputProcessor => {
+            "put pssession in the pipeline's filters or in the processors of the input, or \
+             route alerts with rewrite_tag on $event['kind'] there"
+        }
+        _ => "route alerts with rewrite_tag on $event['kind'] instead",
+    };
+    format!(
+        "property 'alert_tag': a copy under another tag cannot be made as a {} ({why}); {instead}",
+        placement_name(placement)
+    )
 }
 
 fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()> {
@@ -875,62 +708,144 @@ fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()
     if ins.is_null() {
         return Err(());
     }
+    let fail = |msg: &str| {
+        log(&host, ins, FLB_LOG_ERROR, msg);
+        Err(())
+    };
     let cfg = match Config::from_properties(|name| property_values(&host, ins, name)) {
         Ok(c) => c,
-        Err(e) => {
-            log(&host, ins, FLB_LOG_ERROR, &e.to_string());
-            return Err(());
-        }
+        Err(e) => return fail(&e.to_string()),
     };
-    let needs_emitter = cfg.aggregate.is_some() || cfg.alert_tag.is_some();
-    let mut emitter = None;
-    let mut fallback_reason = None;
-    if needs_emitter {
-        match EmitterHost::resolve() {
-            Ok(eh) => match create_emitter(&host, ins, config, eh, &cfg) {
-                Ok(em) => emitter = Some(em),
-                Err(e) if e.starts_with("property") => {
-                    log(&host, ins, FLB_LOG_ERROR, &e);
-                    return Err(());
-                }
-                Err(e) => fallback_reason = Some(e),
-            },
-            Err(missing) => {
-                fallback_reason = Some(format!("this Fluent Bit does not export '{missing}'"))
-            }
+    let state_file = cfg.aggregate.as_ref().and_then(|a| a.state_file.clone());
+    if let Some(path) = &state_file {
+        if let Err(why) = state_file::check_location(path) {
+            return fail(&format!("property 'aggregate_state_file': {why}"));
         }
     }
-    if let Some(why) = &fallback_reason {
-        if cfg.alert_tag.is_some() {
-            log(
-                &host,
-                ins,
-                FLB_LOG_ERROR,
-                &format!(
-                    "property 'alert_tag': needs an emitter input, which is unavailable ({why}); \
-                     route alerts with rewrite_tag on $event['kind'] instead"
-                ),
-            );
-            return Err(());
+    let fields = ConfigFields::of_host();
+    let placement = find_placement(ins, config);
+    let needs_door = cfg.aggregate.is_some() || cfg.alert_tag.is_some();
+    let door = if needs_door {
+        match open_door(&host, ins, config, &fields, &placement, &cfg) {
+            Ok(d) => d,
+            Err(Err(line)) => return fail(&line),
+            Err(Ok(why)) if cfg.alert_tag.is_some() => {
+                return fail(&alert_tag_refusal(&placement, &why))
+            }
+            Err(Ok(why)) => {
+                let level = match placement {
+                    Placement::OutputProcessor => FLB_LOG_INFO,
+                    _ => FLB_LOG_WARN,
+                };
+                log(
+                    &host,
+                    ins,
+                    level,
+                    &format!(
+                        "aggregate rows will be appended to the chunks this {} processes, \
+                         under their tag, when a flush is due ({why})",
+                        placement_name(&placement)
+                    ),
+                );
+                Door::Chunk
+            }
         }
+    } else {
+        Door::Chunk
+    };
+    if cfg.aggregate.is_some() && fields.is_shutting_down.is_none() {
         log(
             &host,
             ins,
             FLB_LOG_WARN,
-            &format!(
-                "no emitter ({why}): aggregate rows will be appended to the chunks this filter \
-                 processes, under their tag, when a flush is due"
-            ),
+            "this Fluent Bit does not say where its shutdown flag is (service_configs 'flush' \
+             is not at the known offset): rows still counted at shutdown will go to the \
+             aggregate_state_file or the log",
         );
     }
-    let sink = if emitter.is_some() {
-        RowSink::Emitter
-    } else {
-        RowSink::AppendToChunk
+    start(host, ins, config, fields, placement, cfg, door)
+}
+
+/// Builds the context, restores saved rows, starts the timer and hands the context to
+/// Fluent Bit.
+fn start(
+    host: Host,
+    ins: *mut flb_filter_instance,
+    config: *mut flb_config,
+    fields: ConfigFields,
+    placement: Placement,
+    cfg: Config,
+    door: Door,
+) -> Result<(), ()> {
+    let sink = match door {
+        Door::Chunk => RowSink::AppendToChunk,
+        _ => RowSink::Timer,
     };
-    let summary = format!(
+    let summary = start_summary(&cfg, &placement, &door);
+    let state_file = cfg.aggregate.as_ref().and_then(|a| a.state_file.clone());
+    let interval_ms = cfg
+        .aggregate
+        .as_ref()
+        .filter(|_| sink == RowSink::Timer)
+        .map(|a| a.flush_interval_ms);
+    let tick = sink == RowSink::Timer;
+    let now = unix_now();
+    let ctx = Box::new(Context {
+        host,
+        ins,
+        config,
+        fields,
+        filter: FilterInstance::new(cfg, sink, hostname(), now),
+        door,
+        timers: std::sync::Mutex::new(Vec::new()),
+        copies: std::sync::Mutex::new(CopyQueue::default()),
+        internal_errors: AtomicU64::new(0),
+        last_error_log: AtomicU64::new(0),
+        errors_since_log: AtomicU64::new(0),
+        last_early_log: AtomicU64::new(0),
+        last_refused_log: AtomicU64::new(0),
+        bound_releases_logged: AtomicU64::new(0),
+    });
+    if let Some(path) = &state_file {
+        restore_state(&ctx, path, now);
+    }
+    let raw = Box::into_raw(ctx);
+    // SAFETY: `raw` stays valid until cb_exit, which stops the timer first.
+    let ctx = unsafe { &*raw };
+    let wanted = [
+        (interval_ms, on_interval as doors::TimerCallback),
+        (tick.then_some(TICK_MS), on_tick),
+    ];
+    for (ms, cb) in wanted {
+        let Some(ms) = ms else { continue };
+        match doors::Timer::create(ms, cb, raw as *mut c_void) {
+            Ok(t) => ctx.timers.lock().unwrap_or_else(|p| p.into_inner()).push(t),
+            Err(why) => {
+                ctx.log(FLB_LOG_ERROR, &format!("could not create a timer: {why}"));
+                for t in ctx
+                    .timers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .drain(..)
+                {
+                    t.release();
+                }
+                // SAFETY: reclaim the context we just leaked; the timers that held it are gone.
+                drop(unsafe { Box::from_raw(raw) });
+                return Err(());
+            }
+        }
+    }
+    // SAFETY: host function storing our context in the live instance.
+    unsafe { (host.set_context)(ins, raw as *mut c_void) };
+    ctx.log(FLB_LOG_INFO, &format!("started: {summary}"));
+    Ok(())
+}
+
+fn start_summary(cfg: &Config, placement: &Placement, door: &Door) -> String {
+    format!(
         "mode={:?} schema={:?} risk_score={} exclude_user={} exclude_computer={} namespace={} \
-         aggregate={} alert_tag={}",
+         aggregate={} alert_tag={} placement={} rows={}",
         cfg.mode,
         cfg.schema,
         cfg.risk_score,
@@ -939,91 +854,29 @@ fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()
         cfg.namespace,
         match &cfg.aggregate {
             None => "off".to_string(),
-            Some(a) => format!(
-                "{:?}/{}ms/{} via {}",
-                a.mode,
-                a.flush_interval_ms,
-                a.tag,
-                if sink == RowSink::Emitter {
-                    "emitter"
-                } else {
-                    "chunk"
-                }
-            ),
+            Some(a) => format!("{:?}/{}ms/{}", a.mode, a.flush_interval_ms, a.tag),
         },
         cfg.alert_tag.as_deref().unwrap_or("none"),
+        placement_name(placement),
+        door.name(),
     )
-    .to_lowercase();
-    let state_file = cfg.aggregate.as_ref().and_then(|a| a.state_file.clone());
-    let interval_ms = cfg.aggregate.as_ref().map(|a| a.flush_interval_ms);
-    let now = unix_now();
-    let ctx = Box::new(Context {
-        host,
-        ins,
-        filter: FilterInstance::new(cfg, sink, hostname(), now),
-        emitter,
-        timer: AtomicPtr::new(std::ptr::null_mut()),
-        last_input: AtomicPtr::new(std::ptr::null_mut()),
-        internal_errors: AtomicU64::new(0),
-        rows_failed: AtomicU64::new(0),
-        last_error_log: AtomicU64::new(0),
-        errors_since_log: AtomicU64::new(0),
-        last_early_log: AtomicU64::new(0),
-        bound_releases_logged: AtomicU64::new(0),
-    });
-    if let Some(path) = &state_file {
-        restore_state(&ctx, path, now);
-    }
-    let raw = Box::into_raw(ctx);
-    // SAFETY: `raw` stays valid until cb_exit; the timer is destroyed there first.
-    let ctx = unsafe { &*raw };
-    if let (Some(em), Some(ms)) = (&ctx.emitter, interval_ms) {
-        let mut timer: *mut c_void = std::ptr::null_mut();
-        // SAFETY: flb_sched_ctx_get / flb_sched_timer_cb_create as log_to_metrics uses them;
-        // the callback and its data outlive the timer.
-        let ret = unsafe {
-            let sched = (em.host.sched_get)();
-            if sched.is_null() {
-                -1
-            } else {
-                (em.host.timer_create)(
-                    sched,
-                    FLB_SCHED_TIMER_CB_PERM,
-                    ms.min(i32::MAX as u64) as c_int,
-                    on_timer,
-                    raw as *mut c_void,
-                    &mut timer,
-                )
-            }
-        };
-        if ret < 0 {
-            log(
-                &host,
-                ins,
-                FLB_LOG_ERROR,
-                "could not create the aggregate flush timer",
-            );
-            // SAFETY: reclaim the context we just leaked; nothing else holds it yet.
-            drop(unsafe { Box::from_raw(raw) });
-            return Err(());
-        }
-        ctx.timer.store(timer, Ordering::Release);
-    }
-    // SAFETY: host function storing our context in the live instance.
-    unsafe { (host.set_context)(ins, raw as *mut c_void) };
-    log(&host, ins, FLB_LOG_INFO, &format!("started: {summary}"));
-    Ok(())
+    .to_lowercase()
 }
 
 /// Reads rows saved at the last stop back into the aggregate, then removes the file.
 fn restore_state(ctx: &Context, path: &str, now: f64) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+    let text = match state_file::load(path) {
+        Ok(state_file::Loaded::Absent) => return,
+        Ok(state_file::Loaded::Text(t)) => t,
+        Ok(state_file::Loaded::Refused(why)) => {
+            ctx.log(
+                FLB_LOG_WARN,
+                &format!("aggregate_state_file {path} {why}: not read, left as it is"),
+            );
+            return;
+        }
         Err(e) => {
-            log(
-                &ctx.host,
-                ctx.ins,
+            ctx.log(
                 FLB_LOG_WARN,
                 &format!("cannot read aggregate_state_file {path}: {e}"),
             );
@@ -1032,24 +885,23 @@ fn restore_state(ctx: &Context, path: &str, now: f64) {
     };
     match aggregate::rows_from_state(&text, now) {
         Ok(rows) => {
-            let early = ctx.filter.restore(&rows, now);
-            for r in &early {
-                ctx.log_row(FLB_LOG_WARN, "restored aggregate row over the bounds", r);
+            ctx.filter.restore(&rows, now);
+            if let Err(e) = state_file::remove(path) {
+                ctx.log(FLB_LOG_WARN, &format!("cannot remove {path}: {e}"));
             }
-            let _ = std::fs::remove_file(path);
-            log(
-                &ctx.host,
-                ctx.ins,
+            let n: u64 = rows.iter().map(|r| r.count).sum();
+            ctx.log(
                 FLB_LOG_INFO,
-                &format!("restored {} aggregate rows from {path}", rows.len()),
+                &format!(
+                    "restored {} aggregate rows ({n} records) from {path}",
+                    rows.len()
+                ),
             );
         }
         Err(e) => {
             let bad = format!("{path}.corrupt");
             let _ = std::fs::rename(path, &bad);
-            log(
-                &ctx.host,
-                ctx.ins,
+            ctx.log(
                 FLB_LOG_WARN,
                 &format!("aggregate_state_file {path}: {e}; moved aside to {bad}"),
             );
@@ -1057,37 +909,57 @@ fn restore_state(ctx: &Context, path: &str, now: f64) {
     }
 }
 
-/// The engine's timer: emits the rows of the interval.
-extern "C" fn on_timer(_config: *mut flb_config, data: *mut c_void) {
+/// Runs `f` on the context a timer was registered with, behind the panic boundary.
+fn on_context(data: *mut c_void, what: &str, f: impl FnOnce(&Context)) {
     if data.is_null() {
         return;
     }
-    // SAFETY: `data` is the Context registered with the timer, destroyed in cb_exit only
-    // after the timer.
+    // SAFETY: `data` is the Context registered with the timer, freed in cb_exit only after
+    // the timer can no longer fire.
     let ctx = unsafe { &*(data as *const Context) };
-    let r = catch_unwind(AssertUnwindSafe(|| {
-        let source = ctx.last_input.load(Ordering::Acquire);
-        let now = unix_now();
-        let (late, early) = ctx.filter.expire_blocks(now);
-        ctx.emit_late(&late, source);
-        let mut rows = early;
-        rows.extend(ctx.filter.on_timer(now));
-        if rows.is_empty() {
-            return;
-        }
-        if source.is_null() {
-            // No chunk seen yet (rows restored from a state file): keep them.
-            ctx.filter.restore(&rows, now);
-            return;
-        }
-        ctx.emit_rows(&rows, source);
-    }));
-    if let Err(p) = r {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(ctx))) {
         ctx.error_rate_limited(&format!(
-            "internal error in the flush timer: {}",
+            "internal error in the {what}: {}",
             panic_text(&*p)
         ));
     }
+}
+
+/// The interval timer: the window's rows leave.
+extern "C" fn on_interval(_config: *mut flb_config, data: *mut c_void) {
+    on_context(data, "flush timer", |ctx| {
+        let rows = ctx.filter.on_interval(unix_now());
+        if !rows.is_empty() {
+            ctx.deliver_rows(rows);
+        }
+    });
+}
+
+/// The short tick: waiting copies and rows are handed over again, timed-out script
+/// blocks are judged, and once the engine is stopping every row leaves while it still
+/// flushes.
+extern "C" fn on_tick(_config: *mut flb_config, data: *mut c_void) {
+    on_context(data, "tick", |ctx| {
+        let now = unix_now();
+        ctx.deliver_copies();
+        let late = ctx.filter.expire_blocks(now);
+        ctx.emit_late(&late, false);
+        let rows = ctx.filter.tick(now, ctx.shutting_down());
+        if !rows.is_empty() {
+            ctx.deliver_rows(rows);
+        }
+    });
+}
+
+/// A chunk's tag as text (lossy).
+fn tag_text<'a>(tag: *const c_char, tag_len: c_int) -> std::borrow::Cow<'a, str> {
+    if tag.is_null() || tag_len <= 0 {
+        return std::borrow::Cow::Borrowed("");
+    }
+    // SAFETY: Fluent Bit passes the tag's tag_len bytes, valid for this call.
+    String::from_utf8_lossy(unsafe {
+        std::slice::from_raw_parts(tag as *const u8, tag_len as usize)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1110,30 +982,16 @@ extern "C" fn cb_filter(
     // SAFETY: `context` is the Box<Context> made in init and freed only in exit, after
     // Fluent Bit stopped calling the filter.
     let ctx = unsafe { &*(context as *const Context) };
-    if let Some(em) = &ctx.emitter {
-        if i_ins == em.ins {
-            // Our own rows and alert copies coming back through a broad Match.
-            return FLB_FILTER_NOTOUCH;
-        }
-    }
-    if !i_ins.is_null() {
-        ctx.last_input.store(i_ins, Ordering::Release);
+    if ctx.door.is_own_input(i_ins) {
+        // Our own rows and alert copies coming back through a broad Match.
+        return FLB_FILTER_NOTOUCH;
     }
     // SAFETY: Fluent Bit passes a readable chunk of `bytes` bytes, valid for this call.
     let chunk = unsafe { std::slice::from_raw_parts(data as *const u8, bytes) };
-    let tag = if tag.is_null() || tag_len <= 0 {
-        std::borrow::Cow::Borrowed("")
-    } else {
-        // SAFETY: Fluent Bit passes the tag's tag_len bytes, valid for this call.
-        String::from_utf8_lossy(unsafe {
-            std::slice::from_raw_parts(tag as *const u8, tag_len as usize)
-        })
-    };
-    let actions = catch_unwind(AssertUnwindSafe(|| {
-        ctx.filter.process_tagged(chunk, &tag, unix_now())
-    }));
-    let actions = match actions {
-        Ok(a) => a,
+    let tag = tag_text(tag, tag_len);
+    let output = catch_unwind(AssertUnwindSafe(|| filter_chunk(ctx, chunk, &tag)));
+    let output = match output {
+        Ok(o) => o,
         Err(p) => {
             ctx.error_rate_limited(&format!(
                 "internal error, chunk of {bytes} bytes passed on unchanged: {}",
@@ -1142,26 +1000,45 @@ extern "C" fn cb_filter(
             return FLB_FILTER_NOTOUCH;
         }
     };
-    if let Some(e) = actions.result.error {
+    let Some(out) = output else {
+        return FLB_FILTER_NOTOUCH;
+    };
+    hand_back(ctx, &out, out_buf, out_size)
+}
+
+/// Filters one chunk and sends what it produced for other streams; returns the chunk to
+/// hand back, if it changed.
+fn filter_chunk(ctx: &Context, chunk: &[u8], tag: &str) -> Option<Vec<u8>> {
+    let shutting_down = ctx.filter.sink == RowSink::AppendToChunk && ctx.shutting_down();
+    let actions = ctx
+        .filter
+        .process_tagged(chunk, tag, unix_now(), shutting_down);
+    if let Some(e) = &actions.result.error {
         ctx.error_rate_limited(&format!(
-            "chunk of {bytes} bytes is not valid msgpack ({e}); the bytes from there on were \
-             passed on unchanged"
+            "chunk of {} bytes is not valid msgpack ({e}); the bytes from there on were passed \
+             on unchanged",
+            chunk.len()
         ));
     }
-    let output: Option<&[u8]> = match (&actions.appended, &actions.result.outcome) {
+    let output = match (actions.appended, actions.result.outcome) {
         (Some(a), _) => Some(a),
         (None, Outcome::Modified(b)) => Some(b),
         (None, Outcome::NoTouch) => None,
     };
-    if let (Some(tag), Some(out)) = (&ctx.filter.config().alert_tag, output) {
+    if let (Some(alert), Some(out)) = (&ctx.filter.config().alert_tag, &output) {
         for range in &actions.alert_copies {
-            if !ctx.emit(tag, &out[range.clone()], i_ins) {
-                ctx.error_rate_limited("an alert copy could not be emitted");
-            }
+            ctx.send_copy(alert, &out[range.clone()], true);
         }
     }
-    ctx.emit_late(&actions.late, i_ins);
-    if let Some((open, bytes, _, bound)) = ctx.filter.detector.reassembly_state() {
+    ctx.emit_late(&actions.late, true);
+    log_bounds(ctx);
+    output
+}
+
+/// Warns (rate-limited) when memory bounds pushed script blocks or rows out early.
+fn log_bounds(ctx: &Context) {
+    if let Some(st) = ctx.filter.detector.reassembly_state() {
+        let (open, bytes, bound) = (st.0, st.1, st.3);
         let logged = ctx.bound_releases_logged.load(Ordering::Relaxed);
         if bound > logged
             && ctx
@@ -1169,9 +1046,7 @@ extern "C" fn cb_filter(
                 .compare_exchange(logged, bound, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            log(
-                &ctx.host,
-                ctx.ins,
+            ctx.log(
                 FLB_LOG_WARN,
                 &format!(
                     "{} script blocks judged before completion because reassemble_max_blocks or \
@@ -1181,25 +1056,19 @@ extern "C" fn cb_filter(
             );
         }
     }
-    if !actions.rows.is_empty() {
-        ctx.emit_rows(&actions.rows, i_ins);
-        if rate_limited(&ctx.last_early_log, None).is_some() {
-            log(
-                &ctx.host,
-                ctx.ins,
-                FLB_LOG_WARN,
-                &format!(
-                    "{} aggregate rows emitted early so far (max_keys or max_message_bytes reached)",
-                    ctx.filter.counters.rows_early.load(Ordering::Relaxed)
-                ),
-            );
-        }
+    let early = ctx.filter.counters.rows_early.load(Ordering::Relaxed);
+    if early > 0 && rate_limited(&ctx.last_early_log, None).is_some() {
+        ctx.log(
+            FLB_LOG_WARN,
+            &format!("{early} aggregate rows emitted early so far (max_keys or max_message_bytes reached)"),
+        );
     }
-    let Some(out) = output else {
-        return FLB_FILTER_NOTOUCH;
-    };
-    // Fluent Bit releases the buffer with free(): allocate it with malloc.
-    // SAFETY: malloc of a non-zero size; the copy stays within both buffers.
+}
+
+/// Copies the output chunk into a malloc'd buffer Fluent Bit frees with free().
+fn hand_back(ctx: &Context, out: &[u8], out_buf: *mut *mut c_void, out_size: *mut usize) -> c_int {
+    // SAFETY: malloc of a non-zero size; the copy stays within both buffers; out_buf and
+    // out_size are Fluent Bit's, checked non-null by the caller.
     unsafe {
         let p = libc::malloc(out.len().max(1)) as *mut u8;
         if p.is_null() {
@@ -1223,95 +1092,119 @@ extern "C" fn cb_exit(context: *mut c_void, _config: *mut flb_config) -> c_int {
     let r = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the Box made in init; Fluent Bit calls exit once, after the last filter.
         let ctx = unsafe { Box::from_raw(context as *mut Context) };
-        let timer = ctx.timer.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if let (Some(em), false) = (&ctx.emitter, timer.is_null()) {
-            // SAFETY: the timer we created; destroyed once, before the context goes.
-            unsafe { (em.host.timer_destroy)(timer) };
+        let timers = std::mem::take(&mut *ctx.timers.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in timers {
+            if !t.release() {
+                ctx.log(
+                    FLB_LOG_DEBUG,
+                    "timer left to its input thread's scheduler, which is gone",
+                );
+            }
         }
-        // The engine no longer routes records at this point: open script blocks are judged
-        // and a match is logged; what is still counted goes to the state file, or the log.
-        for l in ctx.filter.drain_blocks(unix_now()) {
-            let n = &l.flagged.normalized;
-            log(
-                &ctx.host,
-                ctx.ins,
-                FLB_LOG_WARN,
+        log_open_blocks(&ctx);
+        let rows = ctx.filter.on_exit(unix_now());
+        keep_rows_at_exit(&ctx, rows);
+        let waiting = ctx.lock_copies().waiting.len();
+        if waiting > 0 {
+            ctx.log(
+                FLB_LOG_ERROR,
                 &format!(
-                    "script block {} from {} (user {}) was incomplete at shutdown and matches the \
-                     analytic: {}",
-                    n.reassembly.as_ref().map_or("?", |r| r.block_id.as_str()),
-                    n.computer,
-                    n.user,
-                    l.flagged.message.chars().take(500).collect::<String>()
+                    "{waiting} alert copies or flagged script blocks could not be handed to                      Fluent Bit before it stopped (their originals went on flagged)"
                 ),
             );
         }
-        let rows = ctx.filter.on_exit(unix_now());
-        let state_file = ctx
-            .filter
-            .config()
-            .aggregate
-            .as_ref()
-            .and_then(|a| a.state_file.clone());
-        if !rows.is_empty() {
-            match &state_file {
-                Some(path) => {
-                    let tmp = format!("{path}.tmp");
-                    let saved = std::fs::write(&tmp, aggregate::rows_to_state(&rows))
-                        .and_then(|()| std::fs::rename(&tmp, path));
-                    match saved {
-                        Ok(()) => log(
-                            &ctx.host,
-                            ctx.ins,
-                            FLB_LOG_INFO,
-                            &format!(
-                                "saved {} aggregate rows to {path} for the next start",
-                                rows.len()
-                            ),
-                        ),
-                        Err(e) => {
-                            log(
-                                &ctx.host,
-                                ctx.ins,
-                                FLB_LOG_ERROR,
-                                &format!("cannot write {path}: {e}"),
-                            );
-                            for r in &rows {
-                                ctx.log_row(FLB_LOG_WARN, "aggregate row at shutdown", r);
-                            }
-                        }
-                    }
-                }
-                None => {
-                    for r in &rows {
-                        ctx.log_row(FLB_LOG_WARN, "aggregate row at shutdown", r);
-                    }
-                }
-            }
-        }
-        let c = &ctx.filter.counters;
-        log(
-            &ctx.host,
-            ctx.ins,
-            FLB_LOG_INFO,
-            &format!(
-                "stopping: {} records read, {} PowerShell 4104 events, {} flagged, {} excluded \
-                 by tuning, {} chunks modified, {} aggregate rows emitted ({} early, {} failed), \
-                 {} internal errors",
-                c.records.load(Ordering::Relaxed),
-                c.candidates.load(Ordering::Relaxed),
-                c.flagged.load(Ordering::Relaxed),
-                c.excluded.load(Ordering::Relaxed),
-                c.chunks_modified.load(Ordering::Relaxed),
-                c.rows_emitted.load(Ordering::Relaxed),
-                c.rows_early.load(Ordering::Relaxed),
-                ctx.rows_failed.load(Ordering::Relaxed),
-                ctx.internal_errors.load(Ordering::Relaxed),
-            ),
-        );
+        ctx.log(FLB_LOG_INFO, &exit_summary(&ctx));
     }));
     if r.is_err() {
         eprintln!("[filter:pssession] error while releasing the filter context");
     }
     0
+}
+
+/// Open script blocks judged at exit: a match is logged (nothing can be routed then).
+fn log_open_blocks(ctx: &Context) {
+    for l in ctx.filter.drain_blocks(unix_now()) {
+        let n = &l.flagged.normalized;
+        ctx.log(
+            FLB_LOG_WARN,
+            &format!(
+                "script block {} from {} (user {}) was incomplete at shutdown and matches the \
+                 analytic: {}",
+                n.reassembly.as_ref().map_or("?", |r| r.block_id.as_str()),
+                n.computer,
+                n.user,
+                l.flagged.message.chars().take(500).collect::<String>()
+            ),
+        );
+    }
+}
+
+/// Rows no door took before exit: the engine no longer routes records now, so they go to
+/// the state file for the next start, or else to the log.
+fn keep_rows_at_exit(ctx: &Context, rows: Vec<Row>) {
+    if rows.is_empty() {
+        return;
+    }
+    let path = ctx
+        .filter
+        .config()
+        .aggregate
+        .as_ref()
+        .and_then(|a| a.state_file.clone());
+    if let Some(path) = path {
+        match state_file::save(&path, &aggregate::rows_to_state(&rows)) {
+            Ok(()) => {
+                ctx.filter.delivered(RowDoor::StateFile, &rows);
+                ctx.log(
+                    FLB_LOG_INFO,
+                    &format!(
+                        "saved {} aggregate rows to {path} for the next start",
+                        rows.len()
+                    ),
+                );
+                return;
+            }
+            Err(e) => ctx.log(FLB_LOG_ERROR, &format!("cannot write {path}: {e}")),
+        }
+    }
+    for r in &rows {
+        ctx.log_row(FLB_LOG_WARN, "aggregate row at shutdown", r);
+    }
+    ctx.filter.delivered(RowDoor::Log, &rows);
+}
+
+/// The exit line: what was read and flagged, and which door every aggregate row took.
+fn exit_summary(ctx: &Context) -> String {
+    let c = &ctx.filter.counters;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let doors: Vec<String> = RowDoor::ALL
+        .iter()
+        .map(|d| {
+            let (rows, records) = c.door(*d);
+            format!("{} {rows} ({records})", d.name())
+        })
+        .collect();
+    let (restored_rows, restored) = c.restored.get();
+    let q = ctx.lock_copies();
+    let copies = format!(
+        "copies: {} delivered, {} not delivered, {} dropped",
+        q.delivered,
+        q.waiting.len(),
+        q.dropped
+    );
+    drop(q);
+    format!(
+        "stopping: {} records read, {} PowerShell 4104 events, {} flagged, {} excluded by tuning, \
+         {} already enriched, {} chunks modified; aggregate rows (records) by door: {}; \
+         {restored_rows} rows ({restored}) restored, {} early; {copies}; {} internal errors",
+        load(&c.records),
+        load(&c.candidates),
+        load(&c.flagged),
+        load(&c.excluded),
+        load(&c.own),
+        load(&c.chunks_modified),
+        doors.join(", "),
+        load(&c.rows_early),
+        load(&ctx.internal_errors),
+    )
 }

@@ -10,11 +10,15 @@
 //! Used by the tests and the replay CLI; the plugin never calls into this module.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use crate::ffi::{
-    flb_config, flb_filter_instance, flb_filter_plugin, flb_kv, mk_list, ConfigMapEntry,
-    CONFIG_MAP_VALUE_CURRENT, CONFIG_MAP_VALUE_LEGACY, CURRENT_LAYOUT_MARKERS, FLB_CONFIG_MAP_MULT,
-    FLB_FILTER_LOGS, FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH, FLB_LOG_DEBUG, FLB_LOG_ERROR,
-    FLB_LOG_INFO, FLB_LOG_WARN,
+pub mod engine;
+pub mod headers;
+
+pub use engine::{faults_about, Emitted};
+use engine::{EmuInput, InputKind, Worker, EMITTED, INPUTS, LOST, TIMERS};
+use headers::{
+    flb_config_head, flb_config_map, flb_filter_plugin, flb_kv, mk_list, CONFIG_MAP_VALUE_CURRENT,
+    CONFIG_MAP_VALUE_LEGACY, FLB_CONFIG_MAP_MULT, FLB_FILTER_LOGS, FLB_FILTER_MODIFIED,
+    FLB_FILTER_NOTOUCH, FLB_LOG_DEBUG, FLB_LOG_ERROR, FLB_LOG_INFO, FLB_LOG_WARN,
 };
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt;
@@ -22,42 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-/// `struct flb_filter_instance` of Fluent Bit 3.2 to 5.1 built with FLB_HAVE_REGEX and
-/// FLB_HAVE_METRICS (the release configuration), field for field.
-#[repr(C)]
-pub struct EmuFilterInstance {
-    pub event_type: c_int,
-    pub id: c_int,
-    pub log_level: c_int,
-    pub log_suppress_interval: c_int,
-    pub name: [c_char; 32],
-    pub alias: *mut c_char,
-    pub match_: *mut c_char,
-    pub match_regex: *mut c_void,
-    pub parent_processor: *mut c_void,
-    pub context: *mut c_void,
-    pub data: *mut c_void,
-    pub p: *mut flb_filter_plugin,
-    pub properties: mk_list,
-    pub config_map: *mut mk_list,
-    pub _head: mk_list,
-    pub cmt: *mut c_void,
-    pub cmt_records: *mut c_void,
-    pub cmt_bytes: *mut c_void,
-    pub cmt_add_records: *mut c_void,
-    pub cmt_drop_records: *mut c_void,
-    pub cmt_drop_bytes: *mut c_void,
-    pub metrics: *mut c_void,
-    pub notification_channel: c_int,
-    pub config: *mut c_void,
-}
-
-const _: () = {
-    assert!(std::mem::offset_of!(EmuFilterInstance, log_level) == 8);
-    assert!(std::mem::offset_of!(EmuFilterInstance, p) == 96);
-    assert!(std::mem::offset_of!(EmuFilterInstance, properties) == 104);
-    assert!(std::mem::offset_of!(EmuFilterInstance, context) == 80);
-};
+/// `struct flb_filter_instance` as the emulator lays it out.
+pub type EmuFilterInstance = headers::flb_filter_instance;
 
 /// A line the plugin logged through `flb_log_print`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,19 +106,19 @@ impl std::error::Error for EmuError {}
 /// exported symbols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostLayout {
-    /// 3.2 to 5.0.2: 32-byte `flb_config_map_val`.
+    /// 3.2.10: 32-byte `flb_config_map_val`, processors without conditions or profiles.
     Legacy,
-    /// 5.0.3 and later: 40-byte `flb_config_map_val`.
+    /// 5.1.1: 40-byte `flb_config_map_val` (since 5.0.3), processor metrics (since 5.0).
     Current,
 }
 
 impl HostLayout {
-    /// What this process exports.
+    /// What this process exports: `flb_config_map_get_raw` came with 5.0.3.
     pub fn of_this_process() -> HostLayout {
-        let current = CURRENT_LAYOUT_MARKERS
-            .iter()
-            // SAFETY: dlsym on the global scope with a NUL-terminated name.
-            .any(|s| !unsafe { libc::dlsym(libc::RTLD_DEFAULT, s.as_ptr()) }.is_null());
+        // SAFETY: dlsym on the global scope with a NUL-terminated name.
+        let current =
+            !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"flb_config_map_get_raw".as_ptr()) }
+                .is_null();
         if current {
             HostLayout::Current
         } else {
@@ -244,103 +214,63 @@ impl Plugin {
         })
     }
 
-    /// Creates an instance and runs Fluent Bit's start-up on it: instance properties,
-    /// `Match` check, config-map property check, then `cb_init`.
+    /// Creates a pipeline filter instance and runs Fluent Bit's start-up on it: instance
+    /// properties, `Match` check, config-map property check, then `cb_init`.
     pub fn instance(&self, properties: &[(&str, &str)]) -> Result<Instance<'_>, EmuError> {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let mut ffi = Box::new(EmuFilterInstance {
-            event_type: FLB_FILTER_LOGS,
-            id,
-            log_level: -1,
-            log_suppress_interval: 0,
-            name: [0; 32],
-            alias: std::ptr::null_mut(),
-            match_: std::ptr::null_mut(),
-            match_regex: std::ptr::null_mut(),
-            parent_processor: std::ptr::null_mut(),
-            context: std::ptr::null_mut(),
-            data: std::ptr::null_mut(),
-            p: &*self.reg as *const flb_filter_plugin as *mut flb_filter_plugin,
-            properties: mk_list {
-                prev: std::ptr::null_mut(),
-                next: std::ptr::null_mut(),
-            },
-            config_map: std::ptr::null_mut(),
-            _head: mk_list {
-                prev: std::ptr::null_mut(),
-                next: std::ptr::null_mut(),
-            },
-            cmt: std::ptr::null_mut(),
-            cmt_records: std::ptr::null_mut(),
-            cmt_bytes: std::ptr::null_mut(),
-            cmt_add_records: std::ptr::null_mut(),
-            cmt_drop_records: std::ptr::null_mut(),
-            cmt_drop_bytes: std::ptr::null_mut(),
-            metrics: std::ptr::null_mut(),
-            notification_channel: -1,
-            config: std::ptr::null_mut(),
-        });
-        let head: *mut mk_list = &mut ffi.properties;
-        ffi.properties.prev = head;
-        ffi.properties.next = head;
-        // flb_filter_new: "<plugin>.<id>"
-        let inst_name = format!("{}.{}", self.name, id);
-        for (i, b) in inst_name.bytes().take(31).enumerate() {
-            ffi.name[i] = b as c_char;
+        self.instance_in(Placement::Filter, properties)
+    }
+
+    /// [`instance`](Self::instance) placed as Fluent Bit places it: a processor's instance
+    /// hangs from a processor unit and a processor (in the emulated release's layout) whose
+    /// parent is an input or an output; a threaded input's processor starts on that
+    /// input's own thread, inside the walk of `flb_input_init_all`.
+    pub fn instance_in(
+        &self,
+        placement: Placement,
+        properties: &[(&str, &str)],
+    ) -> Result<Instance<'_>, EmuError> {
+        let mut inst = self.new_instance(placement);
+        let mut properties = properties.to_vec();
+        if placement != Placement::Filter
+            && !properties
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("match"))
+        {
+            // flb_processor_unit_create: "just set to workaround the pipeline initializer"
+            properties.push(("match", "*"));
         }
-        let mut inst = Instance {
-            plugin: self,
-            ffi,
-            strings: Vec::new(),
-            initialized: false,
-            config: EmuConfig::new(HostLayout::of_this_process()),
-        };
-        let mut errors = Vec::new();
-        // flb_filter_set_property: core properties first, the rest into the list.
-        for (k, v) in properties {
-            let key = k.to_ascii_lowercase();
-            match key.as_str() {
-                "match" => inst.ffi.match_ = inst.keep(v),
-                "alias" => inst.ffi.alias = inst.keep(v),
-                "log_level" => match log_level_of(v) {
-                    Some(l) => inst.ffi.log_level = l,
-                    None => errors.push(format!("[config] invalid log_level '{v}'")),
-                },
-                "match_regex" | "log_suppress_interval" => {}
-                _ => inst.push_kv(k, v),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(EmuError::Init(errors));
-        }
-        // flb_filter_init
-        if inst.ffi.match_.is_null() {
-            return Err(EmuError::Init(vec![format!(
-                "[filter] NO match rule for {inst_name} filter instance, unloading."
-            )]));
-        }
-        if inst.ffi.log_level == -1 {
-            inst.ffi.log_level = FLB_LOG_INFO;
-        }
-        if let Err(e) = inst.property_check() {
-            return Err(EmuError::Init(vec![
-                e,
-                format!("try the command: fluent-bit -F {} -h", self.name),
-            ]));
-        }
-        let name_for_logs = inst.name().to_string();
-        let before = logs_containing(&format!(":{name_for_logs}]")).len();
+        inst.apply_properties(&properties)?;
+        inst.hang_from_parent(placement);
+        let inst_name = inst.name();
+        let before = logs_containing(&format!(":{inst_name}]")).len();
         let cb_init = self
             .reg
             .cb_init
             .ok_or_else(|| EmuError::Load("no cb_init".into()))?;
-        let ret = cb_init(
-            inst.ins_ptr(),
-            inst.config.as_ptr() as *mut flb_config,
-            std::ptr::null_mut(),
+        let (ins, cfg, id) = (
+            SendPtr(inst.ins_ptr() as usize),
+            SendPtr(inst.config.as_ptr() as usize),
+            inst.ffi.id,
         );
+        let in_walk = matches!(placement, Placement::InputProcessor { .. });
+        let init = move || {
+            engine::set_input_init_walk(in_walk);
+            let ret = engine::as_owner(id, || {
+                cb_init(
+                    ins.0 as *mut c_void,
+                    cfg.0 as *mut c_void,
+                    std::ptr::null_mut(),
+                )
+            });
+            engine::set_input_init_walk(false);
+            ret
+        };
+        let ret = match &inst.worker {
+            Some(w) => w.run(init),
+            None => init(),
+        };
         if ret != 0 {
-            let mut lines: Vec<String> = logs_containing(&format!(":{name_for_logs}]"))
+            let mut lines: Vec<String> = logs_containing(&format!(":{inst_name}]"))
                 .into_iter()
                 .skip(before)
                 .map(|l| l.to_string())
@@ -350,6 +280,44 @@ impl Plugin {
         }
         inst.initialized = true;
         Ok(inst)
+    }
+
+    /// `flb_filter_new`: a zeroed instance named `<plugin>.<id>` with an empty property
+    /// list.
+    fn new_instance(&self, placement: Placement) -> Instance<'_> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: every field of the C struct is an integer, a pointer or an array of
+        // them, for which all-zero is the calloc state flb_filter_new starts from.
+        let mut ffi: Box<EmuFilterInstance> = Box::new(unsafe { std::mem::zeroed() });
+        ffi.event_type = FLB_FILTER_LOGS;
+        ffi.id = id;
+        ffi.log_level = -1;
+        ffi.notification_channel = -1;
+        ffi.p = &*self.reg as *const flb_filter_plugin as *mut flb_filter_plugin;
+        let head: *mut mk_list = &mut ffi.properties;
+        ffi.properties.prev = head;
+        ffi.properties.next = head;
+        let inst_name = format!("{}.{}", self.name, id);
+        for (i, b) in inst_name.bytes().take(31).enumerate() {
+            ffi.name[i] = b as c_char;
+        }
+        let worker = match placement {
+            Placement::InputProcessor { threaded: true, .. } => {
+                Some(Worker::start(&format!("flb-in-tail.{id}-w0")))
+            }
+            _ => None,
+        };
+        Instance {
+            plugin: self,
+            ffi,
+            strings: Vec::new(),
+            initialized: false,
+            config: EmuConfig::new(HostLayout::of_this_process()),
+            placement,
+            parent: ProcessorParent::None,
+            source: Instance::filter_source() as usize,
+            worker,
+        }
     }
 }
 
@@ -388,7 +356,7 @@ fn read_config_map(map: *const u8, layout: HostLayout) -> Vec<MapEntry> {
         if map.is_null() {
             return out;
         }
-        let mut m = map as *const ConfigMapEntry<V>;
+        let mut m = map as *const flb_config_map<V>;
         // SAFETY: the plugin's array is terminated by an entry with a NULL name.
         unsafe {
             while !(*m).name.is_null() && out.len() < 10_000 {
@@ -413,34 +381,26 @@ fn read_config_map(map: *const u8, layout: HostLayout) -> Vec<MapEntry> {
     }
 }
 
-/// Stand-in for `struct flb_config`: opaque to the plugin except for the chunk I/O block
-/// (`void *cio; ...; int storage_max_chunks_up; ...`) that inputs created at run time
-/// need, laid out at the offset of the emulated version (1192 in 5.1.1, 1032 in 3.2.10),
-/// pointing to a `struct cio_ctx` with chunkio's layout.
+/// Stand-in for `struct flb_config`: its head as in every release (`is_shutting_down`,
+/// `flush`), and `void *cio` at the emulated release's offset (the exported
+/// `service_configs[]` says where, through `storage.path` right after it), pointing to an
+/// opaque chunk I/O context.
 pub struct EmuConfig {
-    bytes: Box<[u64; 512]>,
+    bytes: Box<[u64; headers::CONFIG_WORDS]>,
     cio: Box<[u64; 17]>,
 }
 
 impl EmuConfig {
     fn new(layout: HostLayout) -> EmuConfig {
         let off = match layout {
-            HostLayout::Current => 1192,
-            HostLayout::Legacy => 1032,
+            HostLayout::Current => headers::CONFIG_CIO_5_1_1,
+            HostLayout::Legacy => headers::CONFIG_CIO_3_2_10,
         };
-        let mut cio = Box::new([0u64; 17]);
-        let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) as u64; // SAFETY: no preconditions
-        cio[0] = page | ((-1i32 as u32 as u64) << 32); // page_size, realloc_size_hint
-        cio[3] = 3; // options.log_level
-        cio[13] = 128; // max_chunks_up
-        let streams = &mut cio[14] as *mut u64 as u64;
-        cio[14] = streams; // streams.prev = &streams
-        cio[15] = streams; // streams.next = &streams
-        let mut bytes = Box::new([0u64; 512]);
-        let w = off / 8;
-        bytes[w] = &*cio as *const [u64; 17] as u64; // cio
-        bytes[w + 4] = 1; // storage_metrics = 1, storage_checksum = 0
-        bytes[w + 5] = 128; // storage_max_chunks_up = 128, storage_del_bad_chunks = 0
+        let cio = Box::new([0u64; 17]);
+        let mut bytes = Box::new([0u64; headers::CONFIG_WORDS]);
+        bytes[off / 8] = &*cio as *const [u64; 17] as u64;
+        let flush = std::mem::offset_of!(flb_config_head, flush) / 8;
+        bytes[flush] = 1.0f64.to_bits();
         VALID_CIO
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -450,6 +410,13 @@ impl EmuConfig {
 
     fn as_ptr(&self) -> *const u8 {
         self.bytes.as_ptr() as *const u8
+    }
+
+    /// `config->is_shutting_down`, as `flb_engine_stop_ingestion` sets it.
+    fn set_shutting_down(&mut self) {
+        let head = self.bytes.as_mut_ptr() as *mut flb_config_head;
+        // SAFETY: the config head lies inside `bytes`.
+        unsafe { (*head).is_shutting_down = 1 };
     }
 }
 
@@ -465,6 +432,37 @@ impl Drop for EmuConfig {
 
 static VALID_CIO: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
+/// Where Fluent Bit runs the filter instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A pipeline filter.
+    Filter,
+    /// A processor of an input (on that input's own thread when `threaded`), at `stage`.
+    InputProcessor { threaded: bool, stage: usize },
+    /// A processor of an output.
+    OutputProcessor,
+}
+
+/// The processor unit and processor a processor instance hangs from, in the emulated
+/// release's layout (kept alive as long as the instance; the plugin reads them through
+/// `ins->parent_processor`).
+#[allow(dead_code)]
+enum ProcessorParent {
+    None,
+    Legacy(
+        Box<headers::flb_processor_unit_3_2>,
+        Box<headers::flb_processor_3_2>,
+    ),
+    Current(
+        Box<headers::flb_processor_unit_5_1>,
+        Box<headers::flb_processor_5_1>,
+    ),
+}
+
+/// A raw pointer carried to the input thread.
+#[derive(Clone, Copy)]
+struct SendPtr(usize);
+
 /// A started filter instance. Dropping it runs `cb_exit` and releases the instance, as
 /// Fluent Bit does at shutdown or reload.
 pub struct Instance<'p> {
@@ -475,6 +473,13 @@ pub struct Instance<'p> {
     initialized: bool,
     /// Stand-in for `struct flb_config` (opaque to the plugin).
     config: EmuConfig,
+    placement: Placement,
+    parent: ProcessorParent,
+    /// The input (or, for an output processor, the output) passed as `cb_filter`'s
+    /// fifth argument.
+    source: usize,
+    /// The input's own thread, for a processor of a threaded input.
+    worker: Option<Worker>,
 }
 
 // SAFETY: after start-up the instance is only read (by the host functions), and Fluent Bit
@@ -500,8 +505,152 @@ impl FilterCall {
 }
 
 impl<'p> Instance<'p> {
-    fn ins_ptr(&self) -> *mut flb_filter_instance {
-        &*self.ffi as *const EmuFilterInstance as *mut flb_filter_instance
+    /// The input handle the emulator passes to a pipeline filter as the chunk's source.
+    fn filter_source() -> *mut c_void {
+        static SOURCE: u64 = 0;
+        &SOURCE as *const u64 as *mut c_void
+    }
+
+    /// `flb_filter_set_property` for each property (core ones into the struct, the rest
+    /// into the list), then `flb_filter_init`'s checks.
+    fn apply_properties(&mut self, properties: &[(&str, &str)]) -> Result<(), EmuError> {
+        let mut errors = Vec::new();
+        for (k, v) in properties {
+            match k.to_ascii_lowercase().as_str() {
+                "match" => self.ffi.match_ = self.keep(v),
+                "alias" => self.ffi.alias = self.keep(v),
+                "log_level" => match log_level_of(v) {
+                    Some(l) => self.ffi.log_level = l,
+                    None => errors.push(format!("[config] invalid log_level '{v}'")),
+                },
+                "match_regex" | "log_suppress_interval" => {}
+                _ => self.push_kv(k, v),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(EmuError::Init(errors));
+        }
+        if self.ffi.match_.is_null() {
+            return Err(EmuError::Init(vec![format!(
+                "[filter] NO match rule for {} filter instance, unloading.",
+                self.name()
+            )]));
+        }
+        if self.ffi.log_level == -1 {
+            self.ffi.log_level = FLB_LOG_INFO;
+        }
+        self.property_check().map_err(|e| {
+            EmuError::Init(vec![
+                e,
+                format!("try the command: fluent-bit -F {} -h", self.plugin.name),
+            ])
+        })
+    }
+
+    /// `flb_processor_create` + `flb_processor_unit_create` for a processor placement, in
+    /// the emulated release's layout: `ins->parent_processor` is the unit, the unit's
+    /// `parent` the processor, whose `data` is the input or output.
+    fn hang_from_parent(&mut self, placement: Placement) {
+        let (source, type_, stage) = match placement {
+            Placement::Filter => return,
+            Placement::InputProcessor { stage, .. } => (
+                engine::configured_input(&format!("tail.{}", self.ffi.id), self.ffi.id),
+                headers::FLB_PLUGIN_INPUT,
+                stage,
+            ),
+            Placement::OutputProcessor => {
+                let out = Box::into_raw(Box::new([0u64; 8])) as usize;
+                engine::OUTPUTS
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(out);
+                (out, headers::FLB_PLUGIN_OUTPUT, 0)
+            }
+        };
+        self.source = source;
+        let ins = self.ins_ptr() as *mut c_void;
+        let config = self.config.as_ptr() as *mut c_void;
+        // SAFETY: all-zero is the calloc state of these C structs (integers, pointers,
+        // lists and a mutex Fluent Bit initialises before use; this one is never locked).
+        let (unit, parent) = unsafe {
+            match HostLayout::of_this_process() {
+                HostLayout::Current => {
+                    let mut p: Box<headers::flb_processor_5_1> = Box::new(std::mem::zeroed());
+                    let mut u: Box<headers::flb_processor_unit_5_1> = Box::new(std::mem::zeroed());
+                    (p.data, p.source_plugin_type, p.config) =
+                        (source as *mut c_void, type_, config);
+                    p.stage_count = stage + 1;
+                    (u.stage, u.ctx, u.parent) = (stage, ins, &mut *p as *mut _ as *mut c_void);
+                    let unit = &mut *u as *mut _ as *mut c_void;
+                    (unit, ProcessorParent::Current(u, p))
+                }
+                HostLayout::Legacy => {
+                    let mut p: Box<headers::flb_processor_3_2> = Box::new(std::mem::zeroed());
+                    let mut u: Box<headers::flb_processor_unit_3_2> = Box::new(std::mem::zeroed());
+                    (p.data, p.source_plugin_type, p.config) =
+                        (source as *mut c_void, type_, config);
+                    p.stage_count = stage + 1;
+                    (u.stage, u.ctx, u.parent) = (stage, ins, &mut *p as *mut _ as *mut c_void);
+                    let unit = &mut *u as *mut _ as *mut c_void;
+                    (unit, ProcessorParent::Legacy(u, p))
+                }
+            }
+        };
+        self.ffi.parent_processor = unit;
+        self.parent = parent;
+    }
+
+    /// The handle of the processor's parent input (None for a filter or an output
+    /// processor).
+    pub fn parent_input(&self) -> Option<*mut c_void> {
+        matches!(self.placement, Placement::InputProcessor { .. })
+            .then_some(self.source as *mut c_void)
+    }
+
+    /// The label records re-injected into the parent input are listed under by
+    /// [`emitted`].
+    pub fn parent_input_name(&self) -> Option<String> {
+        let h = self.parent_input()? as usize;
+        engine::with_input(h, |i| i.label())
+    }
+
+    /// `flb_engine_stop_ingestion`, as at a shutdown or a hot reload: sets
+    /// `config->is_shutting_down` and pauses every input of this instance (the emitter
+    /// and the parent input) through their `cb_pause`. Timers keep running (the grace
+    /// period) until the instance is dropped.
+    pub fn stop_ingestion(&mut self) {
+        self.config.set_shutting_down();
+        let id = self.ffi.id;
+        for i in INPUTS.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {
+            if i.owner == id {
+                i.engine_paused = true;
+            }
+        }
+    }
+
+    /// Sets the `mem_buf_limit` state of this instance's inputs (paused: they refuse
+    /// `flb_input_log_append`).
+    pub fn set_inputs_full(&self, full: bool) {
+        let id = self.ffi.id;
+        for i in INPUTS.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {
+            if i.owner == id {
+                i.mem_paused = full;
+            }
+        }
+    }
+
+    /// Faults the real engine would have shown for this instance (crash or lost record).
+    pub fn faults(&self) -> Vec<String> {
+        engine::faults_about(&format!("[owner:{}]", self.ffi.id))
+    }
+
+    /// The id Fluent Bit gave the instance.
+    pub fn id(&self) -> i32 {
+        self.ffi.id
+    }
+
+    fn ins_ptr(&self) -> *mut EmuFilterInstance {
+        &*self.ffi as *const EmuFilterInstance as *mut EmuFilterInstance
     }
 
     /// The instance name Fluent Bit gives it (`pssession.N`) or its alias.
@@ -515,20 +664,31 @@ impl<'p> Instance<'p> {
         unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
     }
 
-    /// Runs this instance's timers once, as the engine does when they expire. Returns how
-    /// many ran.
+    /// Runs this instance's timers once, as the engine does when they expire, each on the
+    /// thread of the scheduler it was created on. Returns how many ran.
     pub fn fire_timers(&self) -> usize {
-        let due: Vec<(extern "C" fn(*mut c_void, *mut c_void), usize)> = TIMERS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|t| t.data == self.ffi.context as usize)
-            .map(|t| (t.cb, t.data))
-            .collect();
-        for (cb, data) in &due {
-            cb(self.config.as_ptr() as *mut c_void, *data as *mut c_void);
+        let ctx = self.ffi.context as usize;
+        let (cfg, id) = (SendPtr(self.config.as_ptr() as usize), self.ffi.id);
+        let fire = move || {
+            let here = engine::scheduler();
+            let due: Vec<_> = TIMERS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|t| t.data == ctx && t.sched == here)
+                .map(|t| (t.cb, t.data))
+                .collect();
+            engine::as_owner(id, || {
+                for (cb, data) in &due {
+                    cb(cfg.0 as *mut c_void, *data as *mut c_void);
+                }
+            });
+            due.len()
+        };
+        match &self.worker {
+            Some(w) => w.run(fire),
+            None => fire(),
         }
-        due.len()
     }
 
     /// The intervals (ms) of this instance's live timers.
@@ -542,10 +702,10 @@ impl<'p> Instance<'p> {
             .collect()
     }
 
-    /// The input instance handle the emulator passes as the chunk's source input.
+    /// What Fluent Bit passes as `cb_filter`'s fifth argument: the chunk's input for a
+    /// filter, the processor's parent (an input, or an output) for a processor.
     pub fn source_input(&self) -> *mut c_void {
-        static SOURCE: u64 = 0;
-        &SOURCE as *const u64 as *mut c_void
+        self.source as *mut c_void
     }
 
     /// Lines this instance logged.
@@ -632,29 +792,68 @@ impl<'p> Instance<'p> {
         Ok(())
     }
 
+    /// Calls `cb_filter` as `flb_filter_do` (or `flb_processor_run`) does, on the thread
+    /// that runs this placement: (code, the returned buffer copied, or None).
+    fn call_filter(
+        &self,
+        chunk: &[u8],
+        tag: &str,
+        source: *mut c_void,
+    ) -> (c_int, Option<Vec<u8>>) {
+        let Some(cb) = self.plugin.reg.cb_filter else {
+            return (FLB_FILTER_NOTOUCH, None);
+        };
+        let ctag = CString::new(tag.replace('\0', "")).unwrap_or_default();
+        let (data, len) = (SendPtr(chunk.as_ptr() as usize), chunk.len());
+        let (tag_ptr, tag_len) = (SendPtr(ctag.as_ptr() as usize), tag.len() as c_int);
+        let (ins, ctx) = (
+            SendPtr(self.ins_ptr() as usize),
+            SendPtr(self.ffi.context as usize),
+        );
+        let (src, cfg, id) = (
+            SendPtr(source as usize),
+            SendPtr(self.config.as_ptr() as usize),
+            self.ffi.id,
+        );
+        let call = move || {
+            let mut out_buf: *mut c_void = std::ptr::null_mut();
+            let mut out_size: usize = 0;
+            let code = engine::as_owner(id, || {
+                cb(
+                    data.0 as *const c_void,
+                    len,
+                    tag_ptr.0 as *const c_char,
+                    tag_len,
+                    &mut out_buf,
+                    &mut out_size,
+                    ins.0 as *mut c_void,
+                    src.0 as *mut c_void,
+                    ctx.0 as *mut c_void,
+                    cfg.0 as *mut c_void,
+                )
+            });
+            let out = (!out_buf.is_null()).then(|| {
+                // SAFETY: the plugin hands over out_size bytes at out_buf.
+                let v =
+                    unsafe { std::slice::from_raw_parts(out_buf as *const u8, out_size) }.to_vec();
+                // SAFETY: Fluent Bit frees the buffer with free(); so do we.
+                unsafe { libc::free(out_buf) };
+                v
+            });
+            (code, out)
+        };
+        // The chunk and tag outlive the call: `run` waits for it to finish.
+        match &self.worker {
+            Some(w) => w.run(call),
+            None => call(),
+        }
+    }
+
     /// Calls `cb_filter` and releases any returned buffer, returning the callback's code and
     /// the output size: the bare cost of the filter, for benchmarks.
     pub fn filter_discard(&self, chunk: &[u8]) -> (c_int, usize) {
-        let Some(cb) = self.plugin.reg.cb_filter else {
-            return (FLB_FILTER_NOTOUCH, 0);
-        };
-        let mut out_buf: *mut c_void = std::ptr::null_mut();
-        let mut out_size: usize = 0;
-        let code = cb(
-            chunk.as_ptr() as *const c_void,
-            chunk.len(),
-            c"bench".as_ptr(),
-            5,
-            &mut out_buf,
-            &mut out_size,
-            self.ins_ptr(),
-            self.source_input() as *mut crate::ffi::flb_input_instance,
-            self.ffi.context,
-            self.config.as_ptr() as *mut flb_config,
-        );
-        // SAFETY: free(NULL) is a no-op; otherwise the plugin's malloc'd buffer.
-        unsafe { libc::free(out_buf) };
-        (code, out_size)
+        let (code, out) = self.call_filter(chunk, "bench", self.source_input());
+        (code, out.map_or(0, |o| o.len()))
     }
 
     /// Calls `cb_filter` as `flb_filter_do` does and returns what goes on.
@@ -664,45 +863,15 @@ impl<'p> Instance<'p> {
 
     /// [`filter`](Self::filter) with a chosen source input (e.g. the plugin's own emitter).
     pub fn filter_from(&self, chunk: &[u8], tag: &str, source: *mut c_void) -> FilterCall {
-        let cb = match self.plugin.reg.cb_filter {
-            Some(cb) => cb,
-            None => {
-                return FilterCall {
-                    code: FLB_FILTER_NOTOUCH,
-                    chunk: chunk.to_vec(),
-                }
-            }
-        };
-        let mut out_buf: *mut c_void = std::ptr::null_mut();
-        let mut out_size: usize = 0;
-        let ctag = CString::new(tag.replace('\0', "")).unwrap_or_default();
-        let code = cb(
-            chunk.as_ptr() as *const c_void,
-            chunk.len(),
-            ctag.as_ptr(),
-            tag.len() as c_int,
-            &mut out_buf,
-            &mut out_size,
-            self.ins_ptr(),
-            source as *mut crate::ffi::flb_input_instance,
-            self.ffi.context,
-            self.config.as_ptr() as *mut flb_config,
-        );
+        let (code, out) = self.call_filter(chunk, tag, source);
         match code {
-            FLB_FILTER_MODIFIED => {
-                let out = if out_buf.is_null() || out_size == 0 {
-                    Vec::new()
-                } else {
-                    // SAFETY: the plugin hands over out_size bytes at out_buf.
-                    unsafe { std::slice::from_raw_parts(out_buf as *const u8, out_size) }.to_vec()
-                };
-                // SAFETY: Fluent Bit frees the buffer with free(); so do we.
-                unsafe { libc::free(out_buf) };
-                FilterCall { code, chunk: out }
-            }
+            FLB_FILTER_MODIFIED => FilterCall {
+                code,
+                chunk: out.unwrap_or_default(),
+            },
             _ => {
                 assert!(
-                    out_buf.is_null(),
+                    out.is_none(),
                     "plugin returned {code} but set out_buf: Fluent Bit would leak it"
                 );
                 FilterCall {
@@ -715,11 +884,23 @@ impl<'p> Instance<'p> {
 }
 
 impl Drop for Instance<'_> {
+    /// Fluent Bit's shutdown order: a threaded input's thread (and its scheduler) ends
+    /// first, the router stops, then `cb_exit` runs on the engine thread.
     fn drop(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            w.stop();
+        }
+        let id = self.ffi.id;
+        for i in INPUTS.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {
+            if i.owner == id {
+                i.router_down = true;
+            }
+        }
         // flb_filter_instance_exit: cb_exit only when a context was set.
         if self.initialized && !self.ffi.context.is_null() {
             if let Some(cb_exit) = self.plugin.reg.cb_exit {
-                cb_exit(self.ffi.context, self.config.as_ptr() as *mut flb_config);
+                let (ctx, cfg) = (self.ffi.context, self.config.as_ptr() as *mut c_void);
+                engine::as_owner(id, || cb_exit(ctx, cfg));
             }
         }
         for kv in self.kvs() {
@@ -769,12 +950,18 @@ fn sds_free(s: *mut c_char) {
 pub mod host {
     use super::*;
 
+    fn text(p: *const c_char) -> String {
+        // SAFETY: a C string from the caller.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    fn fault(owner: i32, what: String) {
+        engine::fault(format!("[owner:{owner}] {what}"));
+    }
+
     /// `flb_filter_get_property` -> `flb_kv_get_key_value`: first property whose key has
     /// the same length and matches case-insensitively.
-    pub extern "C" fn filter_get_property(
-        key: *const c_char,
-        ins: *mut flb_filter_instance,
-    ) -> *const c_char {
+    pub extern "C" fn filter_get_property(key: *const c_char, ins: *mut c_void) -> *const c_char {
         if key.is_null() || ins.is_null() {
             return std::ptr::null();
         }
@@ -803,7 +990,7 @@ pub mod host {
     }
 
     /// `flb_filter_set_context`.
-    pub extern "C" fn filter_set_context(ins: *mut flb_filter_instance, ctx: *mut c_void) {
+    pub extern "C" fn filter_set_context(ins: *mut c_void, ctx: *mut c_void) {
         if !ins.is_null() {
             // SAFETY: `ins` is an EmuFilterInstance.
             unsafe { (*(ins as *mut EmuFilterInstance)).context = ctx };
@@ -811,7 +998,7 @@ pub mod host {
     }
 
     /// `flb_filter_name`: the alias if set, else the numbered name.
-    pub extern "C" fn filter_name(ins: *mut flb_filter_instance) -> *const c_char {
+    pub extern "C" fn filter_name(ins: *mut c_void) -> *const c_char {
         if ins.is_null() {
             return std::ptr::null();
         }
@@ -840,14 +1027,11 @@ pub mod host {
         if fmt.is_null() {
             return;
         }
-        // SAFETY: C strings from the caller.
-        let text = unsafe {
-            let f = CStr::from_ptr(fmt).to_string_lossy().into_owned();
-            if f == "%s" && !arg.is_null() {
-                CStr::from_ptr(arg).to_string_lossy().into_owned()
-            } else {
-                format!("(unformatted) {f}")
-            }
+        let f = text(fmt);
+        let text = if f == "%s" && !arg.is_null() {
+            text(arg)
+        } else {
+            format!("(unformatted) {f}")
         };
         record_log(LogLine { level, text });
     }
@@ -857,10 +1041,7 @@ pub mod host {
         if name.is_null() {
             return 0;
         }
-        // SAFETY: a C string from the caller.
-        let name = unsafe { CStr::from_ptr(name) }
-            .to_string_lossy()
-            .into_owned();
+        let name = text(name);
         let inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
         inputs
             .iter()
@@ -868,22 +1049,27 @@ pub mod host {
     }
 
     /// `flb_input_new(config, plugin, data, public_only)`: only the `emitter` plugin exists
-    /// here (it is private, so `public_only` must be false, as for rewrite_tag).
+    /// here (it is private, so `public_only` must be false, as for rewrite_tag). Called
+    /// from an input processor's `cb_init`, inside `flb_input_init_all`'s walk of
+    /// `config->inputs`, the new input is appended to the list being walked and is
+    /// initialised a second time: a fault.
     pub extern "C" fn input_new(
         _config: *mut c_void,
         plugin: *const c_char,
         _data: *mut c_void,
         public_only: c_int,
     ) -> *mut c_void {
-        if plugin.is_null() {
+        if plugin.is_null() || text(plugin) != "emitter" || public_only != 0 {
             return std::ptr::null_mut();
         }
-        // SAFETY: a C string from the caller.
-        let plugin = unsafe { CStr::from_ptr(plugin) }
-            .to_string_lossy()
-            .into_owned();
-        if plugin != "emitter" || public_only != 0 {
-            return std::ptr::null_mut();
+        let owner = engine::owner();
+        if engine::in_input_init_walk() {
+            fault(
+                owner,
+                "input created by an input processor's cb_init during flb_input_init_all: \
+                 it is initialised twice"
+                    .into(),
+            );
         }
         let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
         let id = inputs.len();
@@ -895,6 +1081,11 @@ pub mod host {
             properties: Vec::new(),
             initialized: false,
             storage: false,
+            kind: InputKind::Emitter,
+            engine_paused: false,
+            mem_paused: false,
+            router_down: false,
+            owner,
         });
         handle
     }
@@ -908,22 +1099,9 @@ pub mod host {
         if k.is_null() || v.is_null() {
             return -1;
         }
-        // SAFETY: C strings from the caller.
-        let (k, v) = unsafe {
-            (
-                CStr::from_ptr(k).to_string_lossy().into_owned(),
-                CStr::from_ptr(v).to_string_lossy().into_owned(),
-            )
-        };
-        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(i) = inputs.iter_mut().find(|i| i.handle == ins as usize) else {
-            return -1;
-        };
+        let (k, v) = (text(k), text(v));
         let ok = match k.as_str() {
-            "alias" => {
-                i.alias = Some(v.clone());
-                true
-            }
+            "alias" => true,
             "mem_buf_limit" => v
                 .trim_end_matches(['B', 'b'])
                 .trim_end_matches(['K', 'k', 'M', 'm', 'G', 'g'])
@@ -935,37 +1113,40 @@ pub mod host {
         if !ok {
             return -1;
         }
-        i.properties.push((k, v));
-        0
+        engine::with_input(ins as usize, |i| {
+            if k == "alias" {
+                i.alias = Some(v.clone());
+            }
+            i.properties.push((k, v));
+            0
+        })
+        .unwrap_or(-1)
     }
 
     /// `flb_storage_input_create(cio, ins)`: only the host's own chunk I/O context works
-    /// (any other pointer would crash the real Fluent Bit).
+    /// (any other pointer crashes the real Fluent Bit).
     pub extern "C" fn storage_input_create(cio: *mut c_void, ins: *mut c_void) -> c_int {
         let valid = VALID_CIO
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&(cio as usize));
-        assert!(
-            valid,
-            "flb_storage_input_create called with a pointer that is not config->cio"
-        );
-        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
-        match inputs.iter_mut().find(|i| i.handle == ins as usize) {
-            Some(i) => {
-                i.storage = true;
-                0
-            }
-            None => -1,
+        if !valid {
+            fault(
+                engine::owner(),
+                "flb_storage_input_create with a pointer that is not config->cio".into(),
+            );
+            return -1;
         }
+        engine::with_input(ins as usize, |i| {
+            i.storage = true;
+            0
+        })
+        .unwrap_or(-1)
     }
 
     /// `flb_input_instance_exit`.
     pub extern "C" fn input_instance_exit(ins: *mut c_void, _config: *mut c_void) {
-        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = inputs.iter_mut().find(|i| i.handle == ins as usize) {
-            i.initialized = false;
-        }
+        engine::with_input(ins as usize, |i| i.initialized = false);
     }
 
     /// `flb_input_instance_destroy`.
@@ -981,19 +1162,143 @@ pub mod host {
 
     /// `flb_input_instance_init`.
     pub extern "C" fn input_instance_init(ins: *mut c_void, _config: *mut c_void) -> c_int {
-        let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
-        match inputs.iter_mut().find(|i| i.handle == ins as usize) {
-            Some(i) => {
-                i.initialized = true;
-                0
-            }
-            None => -1,
-        }
+        engine::with_input(ins as usize, |i| {
+            i.initialized = true;
+            0
+        })
+        .unwrap_or(-1)
     }
 
-    /// `in_emitter_add_record(tag, tag_len, buf, size, emitter, source input)`: rejects a
-    /// record sent by the emitter to itself, checks the buffer is msgpack records, and
-    /// keeps (tag, bytes) for [`emitted`](super::emitted).
+    /// The caller's tag and whole msgpack records, or None when the buffer is not records.
+    fn tag_and_records(
+        tag: *const c_char,
+        tag_len: usize,
+        buf: *const c_void,
+        size: usize,
+    ) -> Option<(String, Vec<u8>)> {
+        if tag.is_null() || buf.is_null() || size == 0 {
+            return None;
+        }
+        // SAFETY: the caller's tag of tag_len bytes and buffer of size bytes.
+        let (tag, data) = unsafe {
+            (
+                String::from_utf8_lossy(std::slice::from_raw_parts(tag as *const u8, tag_len))
+                    .into_owned(),
+                std::slice::from_raw_parts(buf as *const u8, size).to_vec(),
+            )
+        };
+        let records: Vec<_> = crate::core::chunk::Records::new(&data).collect();
+        (!records.is_empty() && records.iter().all(|r| r.is_ok())).then_some((tag, data))
+    }
+
+    /// `flb_input_log_append` and its `_skip_processor_stages` form: the records go into
+    /// an input chunk of `ins` (-1 when its buffer is over its limit). An input paused by
+    /// the engine still takes them. After the router stopped, or into anything that is
+    /// not an input, they are lost: a fault.
+    fn append(
+        ins: *mut c_void,
+        stage: Option<usize>,
+        tag: *const c_char,
+        tag_len: usize,
+        buf: *const c_void,
+        size: usize,
+    ) -> c_int {
+        let owner = engine::owner();
+        if engine::is_output(ins as usize) {
+            fault(owner, "an output instance was used as an input".into());
+            return -1;
+        }
+        let Some((tag, data)) = tag_and_records(tag, tag_len, buf, size) else {
+            return -1;
+        };
+        let verdict = engine::with_input(ins as usize, |i| {
+            if !i.initialized {
+                return Err(-1);
+            }
+            if i.kind == InputKind::Emitter && !i.storage {
+                return Err(-2); // Fluent Bit 5.1.1 crashes in input_chunk_get()
+            }
+            if i.router_down {
+                return Err(-3);
+            }
+            if i.mem_paused {
+                return Err(-1);
+            }
+            if stage.is_some() && i.kind != InputKind::Configured {
+                return Err(-4);
+            }
+            Ok(i.label())
+        });
+        let label = match verdict {
+            None => {
+                fault(
+                    owner,
+                    "records appended to a pointer that is not an input".into(),
+                );
+                return -1;
+            }
+            Some(Err(-2)) => {
+                fault(
+                    owner,
+                    "emitter used without flb_storage_input_create".into(),
+                );
+                return -1;
+            }
+            Some(Err(-3)) => {
+                fault(
+                    owner,
+                    format!("{} records appended after the router stopped: lost", tag),
+                );
+                return -1;
+            }
+            Some(Err(-4)) => {
+                fault(
+                    owner,
+                    "processor stages skipped on an input that is not the processor's".into(),
+                );
+                return -1;
+            }
+            Some(Err(code)) => return code,
+            Some(Ok(label)) => label,
+        };
+        EMITTED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Emitted {
+                emitter: label,
+                tag,
+                data,
+                stage,
+            });
+        0
+    }
+
+    /// `flb_input_log_append(ins, tag, tag_len, buf, size)`.
+    pub extern "C" fn input_log_append(
+        ins: *mut c_void,
+        tag: *const c_char,
+        tag_len: usize,
+        buf: *const c_void,
+        size: usize,
+    ) -> c_int {
+        append(ins, None, tag, tag_len, buf, size)
+    }
+
+    /// `flb_input_log_append_skip_processor_stages(ins, stage, tag, tag_len, buf, size)`.
+    pub extern "C" fn input_log_append_skip_processor_stages(
+        ins: *mut c_void,
+        stage: usize,
+        tag: *const c_char,
+        tag_len: usize,
+        buf: *const c_void,
+        size: usize,
+    ) -> c_int {
+        append(ins, Some(stage), tag, tag_len, buf, size)
+    }
+
+    /// `in_emitter_add_record(tag, tag_len, buf, size, emitter, source input)` as in
+    /// 5.1.1: rejects a record sent by the emitter to itself; a paused emitter still
+    /// answers 0 but its queue is never ingested again (the records are lost).
     pub extern "C" fn emitter_add_record(
         tag: *const c_char,
         tag_len: c_int,
@@ -1002,55 +1307,40 @@ pub mod host {
         emitter: *mut c_void,
         source: *mut c_void,
     ) -> c_int {
-        if tag.is_null() || buf.is_null() || emitter == source || source.is_null() {
+        if emitter == source || source.is_null() {
             return -1;
         }
-        // SAFETY: the caller's tag of tag_len bytes and buffer of size bytes.
-        let (tag, data) = unsafe {
-            (
-                String::from_utf8_lossy(std::slice::from_raw_parts(
-                    tag as *const u8,
-                    tag_len.max(0) as usize,
-                ))
-                .into_owned(),
-                std::slice::from_raw_parts(buf as *const u8, size).to_vec(),
-            )
-        };
-        // Whole msgpack records (walked without recursion, as deep as they go).
-        let records: Vec<_> = crate::core::chunk::Records::new(&data).collect();
-        if records.is_empty() || records.iter().any(|r| r.is_err()) {
+        let Some((tag, data)) =
+            tag_and_records(tag, tag_len.max(0) as usize, buf as *const c_void, size)
+        else {
             return -1;
-        }
-        let alias = {
-            let inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
-            match inputs
-                .iter()
-                .find(|i| i.handle == emitter as usize && i.initialized)
-            {
-                Some(i) => {
-                    // Fluent Bit 5.1.1 crashes in input_chunk_get() here when the input
-                    // has no storage: fail the test instead.
-                    assert!(i.storage, "emitter used without flb_storage_input_create");
-                    i.alias.clone().unwrap_or_else(|| i.name.clone())
-                }
-                None => return -1,
-            }
         };
-        EMITTED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Emitted {
-                emitter: alias,
-                tag,
-                data,
-            });
+        let Some((label, paused)) =
+            engine::with_input(emitter as usize, |i| (i.label(), i.engine_paused))
+        else {
+            return -1;
+        };
+        let e = Emitted {
+            emitter: label,
+            tag,
+            data,
+            stage: None,
+        };
+        if paused {
+            LOST.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+            fault(
+                engine::owner(),
+                "records handed to a paused emitter: lost".into(),
+            );
+        } else {
+            EMITTED.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+        }
         0
     }
 
-    /// `flb_sched_ctx_get`: the engine's scheduler (any non-NULL handle here).
+    /// `flb_sched_ctx_get`: the calling thread's scheduler.
     pub extern "C" fn sched_ctx_get() -> *mut c_void {
-        static SCHED: u64 = 0;
-        &SCHED as *const u64 as *mut c_void
+        engine::scheduler() as *mut c_void
     }
 
     /// `flb_sched_timer_cb_create(sched, type, ms, cb, data, out_timer)`.
@@ -1070,11 +1360,13 @@ pub mod host {
         TIMERS
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(EmuTimer {
+            .push(engine::EmuTimer {
                 handle: handle as usize,
                 ms,
                 cb,
                 data: data as usize,
+                sched: sched as usize,
+                thread: std::thread::current().id(),
             });
         if !out_timer.is_null() {
             // SAFETY: the caller's out pointer.
@@ -1083,18 +1375,33 @@ pub mod host {
         0
     }
 
-    /// `flb_sched_timer_cb_destroy`.
+    /// `flb_sched_timer_cb_destroy`: only on the thread of the timer's scheduler. A
+    /// timer of a thread that ended went with its scheduler; touching it from another
+    /// thread is the SIGSEGV of flb_scheduler.c:732.
     pub extern "C" fn sched_timer_cb_destroy(timer: *mut c_void) -> c_int {
         let mut timers = TIMERS.lock().unwrap_or_else(|p| p.into_inner());
-        let before = timers.len();
-        timers.retain(|t| t.handle != timer as usize);
-        if timers.len() < before {
-            // SAFETY: made by Box::into_raw in sched_timer_cb_create.
-            drop(unsafe { Box::from_raw(timer as *mut u64) });
-            0
-        } else {
-            -1
+        let Some(pos) = timers.iter().position(|t| t.handle == timer as usize) else {
+            drop(timers);
+            fault(
+                engine::owner(),
+                "flb_sched_timer_cb_destroy on a timer whose scheduler is gone (SIGSEGV)".into(),
+            );
+            return -1;
+        };
+        if timers[pos].thread != std::thread::current().id()
+            || engine::scheduler_is_dead(timers[pos].sched)
+        {
+            drop(timers);
+            fault(
+                engine::owner(),
+                "flb_sched_timer_cb_destroy from another thread than its scheduler's".into(),
+            );
+            return -1;
         }
+        timers.remove(pos);
+        // SAFETY: made by Box::into_raw in sched_timer_cb_create.
+        drop(unsafe { Box::from_raw(timer as *mut u64) });
+        0
     }
 
     /// `flb_config_map_get_raw`: present in Fluent Bit >= 5.0.3 only; the plugin looks it
@@ -1102,36 +1409,26 @@ pub mod host {
     pub extern "C" fn config_map_get_raw(_map: *mut c_void) -> *const c_char {
         std::ptr::null()
     }
+
+    /// A symbol that only marks a release (looked up, never called).
+    pub extern "C" fn release_marker() {}
 }
 
-/// An input instance created by the plugin (its emitter).
-struct EmuInput {
-    handle: usize,
-    name: String,
-    alias: Option<String>,
-    properties: Vec<(String, String)>,
-    initialized: bool,
-    /// `flb_storage_input_create` was called for it.
-    storage: bool,
-}
-
-static INPUTS: Mutex<Vec<EmuInput>> = Mutex::new(Vec::new());
-
-/// A record (or several) handed to an emitter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Emitted {
-    /// The emitter's alias.
-    pub emitter: String,
-    pub tag: String,
-    pub data: Vec<u8>,
-}
-
-static EMITTED: Mutex<Vec<Emitted>> = Mutex::new(Vec::new());
-
-/// Everything emitted so far through the emitter with this alias.
+/// Everything Fluent Bit accepted so far into the input with this alias (an emitter, or
+/// a processor's parent input for re-injected records).
 pub fn emitted(emitter: &str) -> Vec<Emitted> {
     EMITTED
         .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|e| e.emitter == emitter)
+        .cloned()
+        .collect()
+}
+
+/// Records handed to this emitter while it was paused (never delivered).
+pub fn lost(emitter: &str) -> Vec<Emitted> {
+    LOST.lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .filter(|e| e.emitter == emitter)
@@ -1159,18 +1456,21 @@ pub fn input_properties(alias: &str) -> Option<Vec<(String, String)>> {
         .map(|i| i.properties.clone())
 }
 
-struct EmuTimer {
-    handle: usize,
-    ms: c_int,
-    cb: extern "C" fn(*mut c_void, *mut c_void),
-    data: usize,
+/// Emitter inputs the instance with this id created (Fluent Bit initialises each once).
+pub fn emitters_of(owner: i32) -> usize {
+    INPUTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|i| i.owner == owner && i.kind == InputKind::Emitter)
+        .count()
 }
 
-static TIMERS: Mutex<Vec<EmuTimer>> = Mutex::new(Vec::new());
-
 /// Defines the host functions under their C names in the calling binary (a test or a
-/// tool that hosts the plugin). `export_host_symbols!()` plays Fluent Bit >= 5.0.3;
-/// `export_host_symbols!(legacy)` plays 3.2 to 5.0.2 (no `flb_config_map_get_raw`).
+/// tool that hosts the plugin). `export_host_symbols!()` plays Fluent Bit 5.1.1;
+/// `export_host_symbols!(legacy)` plays 3.2.10 (no `flb_config_map_get_raw`, the older
+/// processor and config layouts); `export_host_symbols!(no_emitter)` plays a 5.1.1 built
+/// without `in_emitter`.
 #[macro_export]
 macro_rules! export_host_symbols {
     () => {
@@ -1181,6 +1481,11 @@ macro_rules! export_host_symbols {
     (legacy) => {
         $crate::export_host_symbols!(@base);
         $crate::export_host_symbols!(@emitter);
+        #[no_mangle]
+        pub static service_configs: $crate::host_emulator::headers::ServiceConfigs<3> =
+            $crate::host_emulator::headers::service_configs(
+                $crate::host_emulator::headers::CONFIG_CIO_3_2_10,
+            );
     };
     (no_emitter) => {
         $crate::export_host_symbols!(@base);
@@ -1193,6 +1498,19 @@ macro_rules! export_host_symbols {
         ) -> *const ::std::ffi::c_char {
             $crate::host_emulator::host::config_map_get_raw(map)
         }
+        #[no_mangle]
+        pub extern "C" fn flb_processor_get_global_config_map() {
+            $crate::host_emulator::host::release_marker()
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_mp_count_log_records() {
+            $crate::host_emulator::host::release_marker()
+        }
+        #[no_mangle]
+        pub static service_configs: $crate::host_emulator::headers::ServiceConfigs<3> =
+            $crate::host_emulator::headers::service_configs(
+                $crate::host_emulator::headers::CONFIG_CIO_5_1_1,
+            );
     };
     (@emitter) => {
         #[no_mangle]
@@ -1255,6 +1573,61 @@ macro_rules! export_host_symbols {
         ) -> ::std::ffi::c_int {
             $crate::host_emulator::host::emitter_add_record(tag, tag_len, buf, size, emitter, source)
         }
+    };
+    (@base) => {
+        #[no_mangle]
+        pub extern "C" fn flb_filter_get_property(
+            key: *const ::std::ffi::c_char,
+            ins: *mut ::std::ffi::c_void,
+        ) -> *const ::std::ffi::c_char {
+            $crate::host_emulator::host::filter_get_property(key, ins)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_filter_set_context(
+            ins: *mut ::std::ffi::c_void,
+            ctx: *mut ::std::ffi::c_void,
+        ) {
+            $crate::host_emulator::host::filter_set_context(ins, ctx)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_filter_name(
+            ins: *mut ::std::ffi::c_void,
+        ) -> *const ::std::ffi::c_char {
+            $crate::host_emulator::host::filter_name(ins)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_log_print(
+            level: ::std::ffi::c_int,
+            file: *const ::std::ffi::c_char,
+            line: ::std::ffi::c_int,
+            fmt: *const ::std::ffi::c_char,
+            arg: *const ::std::ffi::c_char,
+        ) {
+            $crate::host_emulator::host::log_print(level, file, line, fmt, arg)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_input_log_append(
+            ins: *mut ::std::ffi::c_void,
+            tag: *const ::std::ffi::c_char,
+            tag_len: usize,
+            buf: *const ::std::ffi::c_void,
+            size: usize,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::input_log_append(ins, tag, tag_len, buf, size)
+        }
+        #[no_mangle]
+        pub extern "C" fn flb_input_log_append_skip_processor_stages(
+            ins: *mut ::std::ffi::c_void,
+            stage: usize,
+            tag: *const ::std::ffi::c_char,
+            tag_len: usize,
+            buf: *const ::std::ffi::c_void,
+            size: usize,
+        ) -> ::std::ffi::c_int {
+            $crate::host_emulator::host::input_log_append_skip_processor_stages(
+                ins, stage, tag, tag_len, buf, size,
+            )
+        }
         #[no_mangle]
         pub extern "C" fn flb_sched_ctx_get() -> *mut ::std::ffi::c_void {
             $crate::host_emulator::host::sched_ctx_get()
@@ -1275,38 +1648,6 @@ macro_rules! export_host_symbols {
             timer: *mut ::std::ffi::c_void,
         ) -> ::std::ffi::c_int {
             $crate::host_emulator::host::sched_timer_cb_destroy(timer)
-        }
-    };
-    (@base) => {
-        #[no_mangle]
-        pub extern "C" fn flb_filter_get_property(
-            key: *const ::std::ffi::c_char,
-            ins: *mut $crate::ffi::flb_filter_instance,
-        ) -> *const ::std::ffi::c_char {
-            $crate::host_emulator::host::filter_get_property(key, ins)
-        }
-        #[no_mangle]
-        pub extern "C" fn flb_filter_set_context(
-            ins: *mut $crate::ffi::flb_filter_instance,
-            ctx: *mut ::std::ffi::c_void,
-        ) {
-            $crate::host_emulator::host::filter_set_context(ins, ctx)
-        }
-        #[no_mangle]
-        pub extern "C" fn flb_filter_name(
-            ins: *mut $crate::ffi::flb_filter_instance,
-        ) -> *const ::std::ffi::c_char {
-            $crate::host_emulator::host::filter_name(ins)
-        }
-        #[no_mangle]
-        pub extern "C" fn flb_log_print(
-            level: ::std::ffi::c_int,
-            file: *const ::std::ffi::c_char,
-            line: ::std::ffi::c_int,
-            fmt: *const ::std::ffi::c_char,
-            arg: *const ::std::ffi::c_char,
-        ) {
-            $crate::host_emulator::host::log_print(level, file, line, fmt, arg)
         }
     };
 }

@@ -41,7 +41,11 @@ fn counts_are_exact_with_four_threads_and_the_timer_flushes_them() {
     let inst = plugin()
         .instance(&[("match", "*"), ("alias", "agg4"), ("flush_interval", "1h")])
         .unwrap();
-    assert_eq!(inst.timer_intervals(), vec![3_600_000]);
+    assert_eq!(
+        inst.timer_intervals(),
+        vec![3_600_000, 250],
+        "the interval, and the short tick that sees a stop coming"
+    );
     let chunk = chunk_of(
         &[
             positive("ws01", "alice"),
@@ -64,7 +68,7 @@ fn counts_are_exact_with_four_threads_and_the_timer_flushes_them() {
         rows("emitter_for_agg4", "pssession.aggregate").is_empty(),
         "nothing before the timer"
     );
-    assert_eq!(inst.fire_timers(), 1);
+    assert_eq!(inst.fire_timers(), 2, "the interval timer and the tick");
     let r = rows("emitter_for_agg4", "pssession.aggregate");
     assert_eq!(r.len(), 2);
     let c = counts(&r);
@@ -136,11 +140,17 @@ fn max_keys_emits_early_instead_of_dropping() {
         .unwrap();
     let bodies: Vec<Value> = (0..5).map(|i| positive(&format!("h{i}"), "u")).collect();
     inst.filter(&chunk_of(&bodies, 1.7e9, Layout::CURRENT), "win");
-    let early = rows("emitter_for_aggbound", "pssession.aggregate");
-    assert_eq!(early.len(), 3, "three rows pushed out by the bound");
-    assert!(early.iter().all(|r| r["emit_reason"] == "max_keys"));
+    assert!(
+        rows("emitter_for_aggbound", "pssession.aggregate").is_empty(),
+        "rows leave on the engine's thread, not the filter's"
+    );
     inst.fire_timers();
     let all = rows("emitter_for_aggbound", "pssession.aggregate");
+    let early: Vec<_> = all
+        .iter()
+        .filter(|r| r["emit_reason"] == "max_keys")
+        .collect();
+    assert_eq!(early.len(), 3, "three rows pushed out by the bound");
     assert_eq!(counts(&all).values().sum::<u64>(), 5, "no count lost");
     assert!(inst.logs().iter().any(|l| l.text.contains("emitted early")));
 }
@@ -251,9 +261,10 @@ fn alert_tag_copies_flagged_records_and_own_emissions_are_not_refiltered() {
             ("aggregate", "off"),
         ])
         .unwrap();
-    assert!(
-        inst.timer_intervals().is_empty(),
-        "no timer with aggregate off"
+    assert_eq!(
+        inst.timer_intervals(),
+        vec![250],
+        "with aggregate off only the tick that hands copies over"
     );
     let chunk = chunk_of(
         &[json!({"EventID": 1}), positive("ws07", "frank")],
@@ -263,6 +274,11 @@ fn alert_tag_copies_flagged_records_and_own_emissions_are_not_refiltered() {
     let call = inst.filter(&chunk, "win");
     let out = decode_chunk(&call.chunk).unwrap();
     assert_eq!(out.len(), 2, "the original stream keeps both records");
+    assert!(
+        emitted("emitter_for_alerts1").is_empty(),
+        "copies wait for the engine thread"
+    );
+    inst.fire_timers();
     let copies = emitted("emitter_for_alerts1");
     assert_eq!(copies.len(), 1);
     assert_eq!(copies[0].tag, "alerts.ps");

@@ -18,7 +18,9 @@ fn rows_are_appended_to_the_chunk_when_due() {
     assert!(
         inst.logs().iter().any(|l| l.level == 2
             && l.text
-                .contains("no emitter (this Fluent Bit does not export 'flb_input_name_exists')")),
+                .contains("aggregate rows will be appended to the chunks")
+            && l.text
+                .contains("(this Fluent Bit does not export 'flb_input_name_exists')")),
         "{:?}",
         inst.logs()
     );

@@ -31,9 +31,9 @@ fn targets() -> &'static Targets {
         ext.mode = Mode::Extended;
         ext.flag_local_sessions = true;
         Targets {
-            extended: FilterInstance::new(ext, RowSink::Emitter, "fuzz".into(), 0.0),
-            plain: FilterInstance::new(Config::default(), RowSink::Emitter, "fuzz".into(), 0.0),
-            reassembling: FilterInstance::new(reasm, RowSink::Emitter, "fuzz".into(), 0.0),
+            extended: FilterInstance::new(ext, RowSink::Timer, "fuzz".into(), 0.0),
+            plain: FilterInstance::new(Config::default(), RowSink::Timer, "fuzz".into(), 0.0),
+            reassembling: FilterInstance::new(reasm, RowSink::Timer, "fuzz".into(), 0.0),
             detector: Detector::new(Config::default()),
         }
     })
@@ -42,9 +42,9 @@ fn targets() -> &'static Targets {
 fuzz_target!(|data: &[u8]| {
     let t = targets();
     let now = 1.7e9;
-    let a = t.plain.process_tagged(data, "fuzz", now);
+    let a = t.plain.process_tagged(data, "fuzz", now, false);
     common::check(data, &a.result, "instance");
-    let b = t.reassembling.process_tagged(data, "fuzz", now);
+    let b = t.reassembling.process_tagged(data, "fuzz", now, false);
     common::check(data, &b.result, "reassemble on");
     for l in &b.late {
         assert!(!l.record.is_empty(), "late flag without a record");
@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
             "late record decodes"
         );
     }
-    let e = t.extended.process_tagged(data, "fuzz", now);
+    let e = t.extended.process_tagged(data, "fuzz", now, false);
     common::check(data, &e.result, "mode extended");
     let c = t.detector.filter_chunk(data);
     common::check(data, &c, "detector");

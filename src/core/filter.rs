@@ -31,6 +31,9 @@ pub struct ChunkStats {
     pub flagged: u64,
     /// Matched the analytic but suppressed by an exclusion.
     pub excluded: u64,
+    /// Records already enriched by a pssession filter (an alert copy or an aggregate row
+    /// coming back through a broad Match): passed on unjudged.
+    pub own: u64,
 }
 
 /// A flagged record, ready to be written.
@@ -160,6 +163,10 @@ impl Detector {
         }
         let view = scan.view();
         if !Rules::is_powershell_4104(&view) {
+            return None;
+        }
+        if is_enriched(rec.body(), &self.config.namespace) {
+            stats.own += 1;
             return None;
         }
         stats.candidates += 1;
@@ -385,6 +392,18 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Whether a record body already carries this rule's enrichment: its namespace map holds
+/// the analytic's `rule_id`. Such a record is an alert copy or an aggregate row of this
+/// plugin that came back through a broad Match (or from another agent); judging it again
+/// would count it twice.
+fn is_enriched(body: &[u8], namespace: &str) -> bool {
+    use super::msgpack::{first_token, map_get, Token};
+    map_get(body, namespace.as_bytes())
+        .and_then(|ns| map_get(ns, b"rule_id"))
+        .and_then(first_token)
+        .is_some_and(|t| t == Token::Str(super::analytic::RULE_ID.as_bytes()))
+}
+
 fn text_or_unknown(t: Option<&[u8]>) -> String {
     match t {
         Some(b) => match String::from_utf8_lossy(b) {
@@ -470,5 +489,26 @@ mod tests {
             panic!("expected a modified chunk")
         };
         assert!(out.ends_with(&[0x92, 0xc1, 0xff]));
+    }
+
+    #[test]
+    fn an_enriched_record_is_not_judged_again() {
+        let d = Detector::new(Config::default());
+        let once = d.filter_chunk_at(&positive(), "t", 0.0);
+        let Outcome::Modified(out) = once.outcome else {
+            panic!("the positive is flagged")
+        };
+        let twice = d.filter_chunk_at(&out, "t", 0.0);
+        assert_eq!(twice.outcome, Outcome::NoTouch);
+        assert_eq!((twice.stats.flagged, twice.stats.own), (0, 1));
+        let cfg = Config {
+            namespace: "other".into(),
+            ..Default::default()
+        };
+        let elsewhere = Detector::new(cfg).filter_chunk_at(&out, "t", 0.0);
+        assert_eq!(
+            elsewhere.stats.flagged, 1,
+            "another namespace is another filter's"
+        );
     }
 }
