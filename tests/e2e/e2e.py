@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""End-to-end matrix through a real Fluent Bit (`make e2e`).
+
+Runs the built plugin inside the `fluent-bit` binary named by FLUENT_BIT (else the one
+on PATH) in the placements users write (a filter; a processor of a plain or threaded
+input, first of two inputs; an output processor), with alert_tag and the aggregate on and
+off, stopped by end of file, by SIGTERM and after five hot reloads, and one run under
+valgrind. Every run's outputs are read back and checked:
+
+- Fluent Bit exits cleanly: no crash, no heap corruption, no valgrind error;
+- every positive is flagged exactly once, and nothing else is (own rows and copies are
+  never judged again);
+- at most one emitter input is initialised;
+- accounting: the `count`s of the rows delivered to outputs, plus those saved to the
+  state file, plus those written to the log, equal the flagged records;
+- with alert_tag, one alert copy per flagged record;
+- the plugin's exit lines agree with what reached the outputs.
+
+Standard library only. Exit status 0 when every run passed, 1 otherwise, 2 when no
+fluent-bit could be found.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+POSITIVES = 177
+NEGATIVES = 400
+ROW_TAG = "pssession.aggregate"
+ALERT_TAG = "alerts.pssession"
+
+
+def records(n_pos, n_neg, offset=0):
+    """Labelled NXLog-shaped lines: (json line, is_positive)."""
+    out = []
+    for i in range(n_pos + n_neg):
+        k = offset + i
+        if i < n_pos:
+            body = {
+                "EventID": 4104,
+                "Channel": "Microsoft-Windows-PowerShell/Operational",
+                "Hostname": "ws%02d.corp.local" % (k % 7),
+                "Domain": "CORP",
+                "AccountName": "admin%d" % (k % 3),
+                "ScriptBlockText": "Enter-PSSession -ComputerName dc%02d" % (k % 5),
+                "seq": k,
+            }
+        else:
+            body = {
+                "EventID": 4104 if k % 2 else 4688,
+                "Channel": "Microsoft-Windows-PowerShell/Operational",
+                "Hostname": "ws%02d.corp.local" % (k % 7),
+                "AccountName": "user",
+                "ScriptBlockText": "Get-ChildItem C:\\\\temp | Measure-Object",
+                "seq": k,
+            }
+        out.append((json.dumps(body), i < n_pos))
+    # interleave positives among negatives, deterministically
+    out.sort(key=lambda r: (hash(r[0]) % 97, r[0]))
+    return out
+
+
+def yaml_list(items, indent):
+    pad = " " * indent
+    return "".join("%s%s\n" % (pad, line) for line in items)
+
+
+def plugin_props(case, state_file):
+    props = ["name: pssession", "flush_interval: 60s"]
+    if case["alert_tag"]:
+        props.append("alert_tag: %s" % ALERT_TAG)
+    if not case["aggregate"]:
+        props.append("aggregate: off")
+    if state_file:
+        props.append("aggregate_state_file: %s" % state_file)
+    return props
+
+
+def config(case, d):
+    """The YAML config of one run."""
+    state = os.path.join(d, "state", "rows.state") if case.get("state_file") else None
+    props = plugin_props(case, state)
+    tail = [
+        "name: tail",
+        "path: %s" % os.path.join(d, "in", "*.jsonl"),
+        "parser: json_lines",
+        "read_from_head: true",
+        "refresh_interval: 1",
+        "tag: win.events",
+    ]
+    if case["stop"] == "eof":
+        tail.append("exit_on_eof: true")
+    if case["stop"] == "reload":
+        tail.append("db: %s" % os.path.join(d, "tail.db"))
+    if case["placement"] == "input-threaded":
+        tail.append("threaded: on")
+    proc_block = ["processors:", "  logs:"] + ["    " + ("- " if i == 0 else "  ") + p
+                                               for i, p in enumerate(props)]
+    inputs = "  inputs:\n"
+    tail_lines = ["- " + tail[0]] + ["  " + t for t in tail[1:]]
+    if case["placement"].startswith("input"):
+        tail_lines += ["  " + p for p in proc_block]
+    inputs += yaml_list(tail_lines, 4)
+    inputs += yaml_list(["- name: dummy", "  tag: other.dummy", "  rate: 1",
+                         "  dummy: '{\"note\": \"second input\"}'"], 4)
+    filters = ""
+    if case["placement"] == "filter":
+        filters = "  filters:\n" + yaml_list(["- " + props[0], "  match: '*'"]
+                                             + ["  " + p for p in props[1:]], 4)
+    out = os.path.join(d, "out")
+
+    def file_output(match, name, with_proc=False):
+        lines = ["- name: file", "  match: '%s'" % match, "  path: %s" % out,
+                 "  file: %s" % name, "  format: plain"]
+        if with_proc:
+            lines += ["  " + p for p in proc_block]
+        return yaml_list(lines, 4)
+
+    outputs = "  outputs:\n"
+    outputs += file_output("win.*", "records.out", case["placement"] == "output")
+    outputs += file_output(ROW_TAG, "rows.out")
+    outputs += file_output(ALERT_TAG, "alerts.out")
+    service = ["flush: 1", "grace: 3", "log_level: info"]
+    if case["stop"] == "reload":
+        service.append("hot_reload: on")
+    return (
+        "service:\n" + yaml_list(service, 2)
+        + "plugins:\n  - %s\n" % PLUGIN
+        + "parsers:\n  - name: json_lines\n    format: json\n"
+        + "pipeline:\n" + inputs + filters + outputs
+    )
+
+
+def read_json_lines(path):
+    out = []
+    if not os.path.exists(path):
+        return out
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"_unparsed": line})
+    return out
+
+
+def is_row(b):
+    return isinstance(b, dict) and "aggregate_mode" in b and "emit_reason" in b
+
+
+def is_flagged(b):
+    return isinstance(b, dict) and isinstance(b.get("event"), dict) \
+        and b["event"].get("kind") == "alert" and not is_row(b)
+
+
+def count_lines(path):
+    if not os.path.exists(path):
+        return 0
+    with open(path, errors="replace") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def wait_for(pred, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
+
+
+def run_case(case, fb, valgrind=False):
+    d = tempfile.mkdtemp(prefix="pssession-e2e-")
+    for sub in ("in", "out", "state"):
+        os.makedirs(os.path.join(d, sub), mode=0o700)
+    conf = os.path.join(d, "fluent-bit.yaml")
+    with open(conf, "w") as f:
+        f.write(config(case, d))
+    batches = 6 if case["stop"] == "reload" else 1
+    per = POSITIVES // batches
+    sizes = [per] * (batches - 1) + [POSITIVES - per * (batches - 1)]
+    data = [records(n, NEGATIVES // batches, offset=i * 10000) for i, n in enumerate(sizes)]
+    infile = os.path.join(d, "in", "events.jsonl")
+
+    def append(batch):
+        with open(infile, "a") as f:
+            for line, _ in batch:
+                f.write(line + "\n")
+
+    append(data[0])
+    cmd = [fb, "-c", conf]
+    if valgrind:
+        cmd = ["valgrind", "--error-exitcode=99", "--leak-check=no",
+               "--suppressions=/dev/null", "-q"] + cmd
+    log = open(os.path.join(d, "fluent-bit.log"), "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d)
+    records_out = os.path.join(d, "out", "records.out")
+    fed = len(data[0])
+    slow = 10 if valgrind else 1
+    try:
+        if case["stop"] == "eof":
+            proc.wait(timeout=120 * slow)
+        else:
+            wait_for(lambda: count_lines(records_out) >= fed, 30 * slow)
+            for batch in data[1:]:
+                proc.send_signal(signal.SIGHUP)
+                time.sleep(2.5)
+                append(batch)
+                fed += len(batch)
+                wait_for(lambda: count_lines(records_out) >= fed, 30 * slow)
+            time.sleep(1)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60 * slow)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        log.close()
+        return d, ["timed out"], {}
+    log.close()
+    return d, check(case, d, proc.returncode, [b for batch in data for b in batch]), {}
+
+
+def exit_lines(text):
+    return re.findall(r"\] stopping: (.*)", text)
+
+
+def check(case, d, rc, data):
+    problems = []
+    text = open(os.path.join(d, "fluent-bit.log"), errors="replace").read()
+    if rc not in (0,):
+        problems.append("exit status %s" % rc)
+    for bad in ("SIGSEGV", "corrupted", "double free", "Aborted", "core dumped",
+                "Invalid read", "Invalid write", "Invalid free"):
+        if bad in text:
+            problems.append("log shows %r" % bad)
+    inits = len(re.findall(r"\[input:emitter:[^\]]*\] initializing", text))
+    generations = 1 + (5 if case["stop"] == "reload" else 0)
+    if inits > generations:
+        problems.append("%d emitter inits in %d generations" % (inits, generations))
+    positives = sum(1 for _, p in data if p)
+    total = len(data)
+    out = read_json_lines(os.path.join(d, "out", "records.out"))
+    rows = [b for b in read_json_lines(os.path.join(d, "out", "rows.out")) if is_row(b)]
+    rows += [b for b in out if is_row(b)]
+    alerts = read_json_lines(os.path.join(d, "out", "alerts.out"))
+    events = [b for b in out if not is_row(b)]
+    flagged = [b for b in events if is_flagged(b)]
+    if len(events) != total:
+        problems.append("%d records reached the output, %d were written" % (len(events), total))
+    seqs = sorted(b.get("seq") for b in flagged)
+    if len(flagged) != positives or len(set(seqs)) != len(seqs):
+        problems.append("%d flagged (%d distinct) of %d positives"
+                        % (len(flagged), len(set(seqs)), positives))
+    delivered = sum(r.get("count", 0) for r in rows)
+    saved = 0
+    state = os.path.join(d, "state", "rows.state")
+    for r in read_json_lines(state):
+        saved += r.get("count", 0)
+    logged = 0
+    for m in re.finditer(r"aggregate row at shutdown: (\{.*\})", text):
+        try:
+            logged += json.loads(m.group(1)).get("count", 0)
+        except ValueError:
+            problems.append("unreadable logged row")
+    if case["aggregate"]:
+        if delivered + saved + logged != positives:
+            problems.append("rows delivered %d + saved %d + logged %d != %d flagged"
+                            % (delivered, saved, logged, positives))
+    elif rows:
+        problems.append("%d rows with aggregate off" % len(rows))
+    if case["alert_tag"] and len(alerts) != positives:
+        problems.append("%d alert copies for %d flagged" % (len(alerts), positives))
+    summary = exit_lines(text)
+    if len(summary) != generations:
+        problems.append("%d exit lines for %d generations" % (len(summary), generations))
+    door_records = 0
+    for line in summary:
+        for door in ("emitter", "re-injected", "appended"):
+            m = re.search(r"%s \d+ \((\d+)\)" % door, line)
+            if m:
+                door_records += int(m.group(1))
+    if case["aggregate"] and door_records != delivered:
+        problems.append("exit lines say %d records delivered, outputs hold %d"
+                        % (door_records, delivered))
+    return problems
+
+
+def matrix(quick):
+    cases = []
+    placements = ["filter", "input", "input-threaded", "output"]
+    for placement in placements:
+        for alert_tag in (False, True):
+            for aggregate in (True, False):
+                if placement == "output" and alert_tag:
+                    continue  # refused at start-up: checked on its own below
+                for stop in ("eof", "sigterm"):
+                    cases.append(dict(placement=placement, alert_tag=alert_tag,
+                                      aggregate=aggregate, stop=stop))
+        for state_file in (False, True):
+            cases.append(dict(placement=placement, alert_tag=placement != "output",
+                              aggregate=True, stop="reload", state_file=state_file))
+    if quick:
+        cases = [c for c in cases if c["aggregate"] and c["stop"] != "eof"]
+    return cases
+
+
+def refusal(fb):
+    """alert_tag in an output processor stops start-up with one line saying why."""
+    d = tempfile.mkdtemp(prefix="pssession-e2e-")
+    os.makedirs(os.path.join(d, "in"))
+    os.makedirs(os.path.join(d, "out"))
+    case = dict(placement="output", alert_tag=True, aggregate=True, stop="eof")
+    conf = os.path.join(d, "fluent-bit.yaml")
+    with open(conf, "w") as f:
+        f.write(config(case, d))
+    open(os.path.join(d, "in", "e.jsonl"), "w").write('{"a": 1}\n')
+    p = subprocess.run([fb, "-c", conf], cwd=d, capture_output=True, text=True, timeout=60)
+    text = p.stdout + p.stderr
+    ok = p.returncode != 0 and "property 'alert_tag'" in text and "output processor" in text
+    return d, [] if ok else ["alert_tag in an output processor was not refused clearly"]
+
+
+def name(case):
+    s = "%s alert_tag=%s aggregate=%s stop=%s" % (
+        case["placement"], "on" if case["alert_tag"] else "off",
+        "on" if case["aggregate"] else "off", case["stop"])
+    if case.get("state_file"):
+        s += " state_file"
+    return s
+
+
+def main():
+    global PLUGIN
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fluent-bit", default=os.environ.get("FLUENT_BIT") or shutil.which("fluent-bit"))
+    ap.add_argument("--plugin", default="target/release/flb-filter_pssession.so")
+    ap.add_argument("--quick", action="store_true", help="the aggregate-on runs only")
+    ap.add_argument("--no-valgrind", action="store_true")
+    ap.add_argument("--only", help="run the cases whose name contains this")
+    ap.add_argument("--keep", action="store_true", help="keep every run's folder")
+    a = ap.parse_args()
+    if not a.fluent_bit or not os.path.exists(a.fluent_bit):
+        print("make e2e needs a real Fluent Bit: set FLUENT_BIT=/path/to/fluent-bit or put "
+              "fluent-bit on PATH (CI has none: `make test` never needs it)", file=sys.stderr)
+        return 2
+    PLUGIN = os.path.abspath(a.plugin)
+    version = subprocess.run([a.fluent_bit, "--version"], capture_output=True,
+                             text=True).stdout.split("\n")[0]
+    print("== %s, plugin %s" % (version, PLUGIN))
+    runs = [(name(c), lambda c=c: run_case(c, a.fluent_bit)[:2]) for c in matrix(a.quick)]
+    runs.append(("output alert_tag=on: refused at start-up", lambda: refusal(a.fluent_bit)))
+    if not a.no_valgrind and shutil.which("valgrind"):
+        c = dict(placement="filter", alert_tag=True, aggregate=True, stop="sigterm")
+        runs.append(("valgrind: " + name(c), lambda c=c: run_case(c, a.fluent_bit, True)[:2]))
+    if a.only:
+        runs = [r for r in runs if a.only in r[0]]
+    passed = failed = 0
+    for label, fn in runs:
+        t = time.time()
+        d, problems = fn()
+        status = "ok" if not problems else "FAIL"
+        print("%-4s %-62s %5.1fs %s" % (status, label, time.time() - t,
+                                        "; ".join(problems) + (" [%s]" % d if problems else "")))
+        sys.stdout.flush()
+        if problems:
+            failed += 1
+        else:
+            passed += 1
+            if not a.keep:
+                shutil.rmtree(d, ignore_errors=True)
+    print("e2e: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
