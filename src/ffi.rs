@@ -8,7 +8,7 @@
 #![allow(non_camel_case_types)]
 
 mod doors;
-mod layout;
+pub mod layout;
 mod state_file;
 
 use crate::core::aggregate::{self, Row};

@@ -667,6 +667,11 @@ impl<'p> Instance<'p> {
     /// Runs this instance's timers once, as the engine does when they expire, each on the
     /// thread of the scheduler it was created on. Returns how many ran.
     pub fn fire_timers(&self) -> usize {
+        self.fire_timers_within(i32::MAX)
+    }
+
+    /// [`fire_timers`](Self::fire_timers) for the timers of at most `ms`.
+    fn fire_timers_within(&self, ms: i32) -> usize {
         let ctx = self.ffi.context as usize;
         let (cfg, id) = (SendPtr(self.config.as_ptr() as usize), self.ffi.id);
         let fire = move || {
@@ -675,7 +680,7 @@ impl<'p> Instance<'p> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .filter(|t| t.data == ctx && t.sched == here)
+                .filter(|t| t.data == ctx && t.sched == here && t.ms <= ms)
                 .map(|t| (t.cb, t.data))
                 .collect();
             engine::as_owner(id, || {
@@ -689,6 +694,13 @@ impl<'p> Instance<'p> {
             Some(w) => w.run(fire),
             None => fire(),
         }
+    }
+
+    /// The grace period of a stop: the engine's loop keeps running for about a second
+    /// before it checks what is left to flush, so the timers of a second or less fire
+    /// (once each here); longer ones do not.
+    pub fn grace(&self) -> usize {
+        self.fire_timers_within(1000)
     }
 
     /// The intervals (ms) of this instance's live timers.
@@ -903,6 +915,12 @@ impl Drop for Instance<'_> {
                 engine::as_owner(id, || cb_exit(ctx, cfg));
             }
         }
+        // flb_input_exit_all: the inputs of this (emulated) configuration go with it, so a
+        // reload's next generation can create its emitter under the same name.
+        INPUTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|i| i.owner != id);
         for kv in self.kvs() {
             // SAFETY: made by push_kv; released once.
             unsafe {

@@ -1,6 +1,7 @@
-//! The plugin under an emulated Fluent Bit 3.2 to 5.0.2, whose `struct flb_config_map` is 8
-//! bytes shorter: the plugin must lay its config map out for that host, or Fluent Bit would
-//! read garbage property names.
+//! The plugin under an emulated Fluent Bit 3.2.10, whose `struct flb_config_map` is 8 bytes
+//! shorter (as up to 5.0.2) and whose processors lack conditions and profiles: the plugin
+//! must lay its config map out for that host, or Fluent Bit would read garbage property
+//! names, and read its processor parent in that release's layout.
 
 mod common;
 flb_filter_pssession::export_host_symbols!(legacy);
@@ -63,4 +64,29 @@ fn emitter_and_timer_work_on_legacy_hosts() {
         em.iter().filter(|e| e.tag == "pssession.aggregate").count(),
         1
     );
+}
+
+#[test]
+fn processors_are_recognised_in_the_3_2_layouts() {
+    use flb_filter_pssession::host_emulator::Placement;
+    let inst = plugin()
+        .instance_in(
+            Placement::InputProcessor {
+                threaded: false,
+                stage: 1,
+            },
+            &[("alias", "legacy_proc"), ("alert_tag", "a.legacy")],
+        )
+        .unwrap();
+    let pos = json!({"EventID": 4104, "Hostname": "old02", "ScriptBlockText": "Enter-PSSession -ComputerName y"});
+    inst.filter(&chunk_of(&[pos], 1.7e9, Layout::CURRENT), "win");
+    let input = inst.parent_input_name().unwrap();
+    let copies = flb_filter_pssession::host_emulator::emitted(&input);
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].stage, Some(2), "re-injected after its stage");
+    assert!(inst.faults().is_empty(), "{:?}", inst.faults());
+    match plugin().instance_in(Placement::OutputProcessor, &[("alert_tag", "a")]) {
+        Err(EmuError::Init(l)) => assert!(l.join("\n").contains("output processor"), "{l:?}"),
+        other => panic!("{:?}", other.err()),
+    }
 }
