@@ -8,7 +8,7 @@ SO         := target/release/flb-filter_pssession.so
 REPLAY     := target/release/pssession-replay
 FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
 
-.PHONY: build test lint bench demo eval fuzz valgrind install header clean
+.PHONY: build test lint bench demo eval fuzz valgrind e2e install header clean
 
 build:
 	$(CARGO) build --release --locked
@@ -30,6 +30,12 @@ bench: build
 # RUSTC_BOOTSTRAP (see scripts/fuzz.sh).
 fuzz:
 	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
+# A real fluent-bit (FLUENT_BIT=/path, else the one on PATH) through the placements,
+# features and stops users run, outputs checked (tests/e2e/e2e.py; not part of `make test`,
+# since CI has no Fluent Bit). E2E_ARGS: e.g. --quick, --no-valgrind, --only filter.
+e2e: build
+	python3 tests/e2e/e2e.py --plugin $(SO) $(if $(FLUENT_BIT),--fluent-bit $(FLUENT_BIT)) $(E2E_ARGS)
 
 # The integration suites that load the plugin, under valgrind memcheck.
 valgrind:

@@ -39,6 +39,10 @@ fn example_configs_use_known_properties() {
         "fleet/agent.yaml",
         "linux-systemd.yaml",
         "linux-syslog.conf",
+        "placements/filter.yaml",
+        "placements/input-processor.yaml",
+        "placements/output-processor.yaml",
+        "placements/batch.yaml",
     ] {
         let text = read(&format!("fluent-bit-conf/{f}"));
         let mut in_pssession = false;
