@@ -404,6 +404,8 @@ struct Context {
     timers: std::sync::Mutex<Vec<doors::Timer>>,
     /// Alert copies and late flags waiting for the timer's thread.
     copies: std::sync::Mutex<CopyQueue>,
+    /// The thread `cb_init` ran on: for a filter, the engine's.
+    engine_thread: libc::pthread_t,
     internal_errors: AtomicU64,
     /// Unix second of the last rate-limited error line.
     last_error_log: AtomicU64,
@@ -489,6 +491,19 @@ impl Context {
         self.fields.is_shutting_down(self.config)
     }
 
+    /// Whether records handed to Fluent Bit now will be flushed: always while it runs;
+    /// once it stops, only where its grace period waits for new chunks (4.0.3 and later).
+    /// Otherwise they wait for the exit (the state file, or the log).
+    fn may_deliver(&self) -> bool {
+        self.fields.grace_flushes_new_chunks || !self.shutting_down()
+    }
+
+    /// Whether this is the engine's thread, where the emitter input lives.
+    fn on_engine_thread(&self) -> bool {
+        // SAFETY: pthread_self / pthread_equal have no preconditions.
+        unsafe { libc::pthread_equal(self.engine_thread, libc::pthread_self()) != 0 }
+    }
+
     /// Delivers rows through the door, oldest first; the first one refused and every row
     /// after it wait for the next tick (or, at exit, the state file or the log).
     fn deliver_rows(&self, rows: Vec<Row>) {
@@ -519,7 +534,8 @@ impl Context {
     /// Sends records made in the filter callback (`source` is the chunk's input) or in
     /// the timer (`source` None): at once where the door allows, else through the queue.
     fn send_copy(&self, tag: &str, record: &[u8], in_filter: bool) {
-        if (!in_filter || self.door.takes_from_filter()) && self.door.deliver(tag, record) {
+        let here = !in_filter || self.door.takes_from_filter() || self.on_engine_thread();
+        if here && self.may_deliver() && self.door.deliver(tag, record) {
             self.lock_copies().delivered += 1;
             return;
         }
@@ -542,6 +558,9 @@ impl Context {
 
     /// Hands waiting copies to Fluent Bit, oldest first, until one is refused.
     fn deliver_copies(&self) {
+        if !self.may_deliver() {
+            return;
+        }
         let mut q = self.lock_copies();
         while let Some((tag, rec)) = q.waiting.front() {
             if !self.door.deliver(tag, rec) {
@@ -763,6 +782,18 @@ fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()
              aggregate_state_file or the log",
         );
     }
+    if cfg.aggregate.is_some() {
+        if let Some(g @ 0) = fields.grace(config) {
+            log(
+                &host,
+                ins,
+                FLB_LOG_WARN,
+                &format!(
+                    "service grace is {g}: at a stop Fluent Bit will not flush the rows this                      filter hands over then; set grace to 1 or more"
+                ),
+            );
+        }
+    }
     start(host, ins, config, fields, placement, cfg, door)
 }
 
@@ -799,6 +830,8 @@ fn start(
         door,
         timers: std::sync::Mutex::new(Vec::new()),
         copies: std::sync::Mutex::new(CopyQueue::default()),
+        // SAFETY: pthread_self has no preconditions.
+        engine_thread: unsafe { libc::pthread_self() },
         internal_errors: AtomicU64::new(0),
         last_error_log: AtomicU64::new(0),
         errors_since_log: AtomicU64::new(0),
@@ -928,6 +961,9 @@ fn on_context(data: *mut c_void, what: &str, f: impl FnOnce(&Context)) {
 /// The interval timer: the window's rows leave.
 extern "C" fn on_interval(_config: *mut flb_config, data: *mut c_void) {
     on_context(data, "flush timer", |ctx| {
+        if !ctx.may_deliver() {
+            return;
+        }
         let rows = ctx.filter.on_interval(unix_now());
         if !rows.is_empty() {
             ctx.deliver_rows(rows);
@@ -944,6 +980,9 @@ extern "C" fn on_tick(_config: *mut flb_config, data: *mut c_void) {
         ctx.deliver_copies();
         let late = ctx.filter.expire_blocks(now);
         ctx.emit_late(&late, false);
+        if !ctx.may_deliver() {
+            return; // the rows wait for the exit: the state file, or the log
+        }
         let rows = ctx.filter.tick(now, ctx.shutting_down());
         if !rows.is_empty() {
             ctx.deliver_rows(rows);

@@ -392,13 +392,15 @@ pub struct EmuConfig {
 
 impl EmuConfig {
     fn new(layout: HostLayout) -> EmuConfig {
-        let off = match layout {
-            HostLayout::Current => headers::CONFIG_CIO_5_1_1,
-            HostLayout::Legacy => headers::CONFIG_CIO_3_2_10,
+        let (off, grace) = match layout {
+            HostLayout::Current => (headers::CONFIG_CIO_5_1_1, headers::CONFIG_GRACE_5_1_1),
+            HostLayout::Legacy => (headers::CONFIG_CIO_3_2_10, headers::CONFIG_GRACE_3_2_10),
         };
         let cio = Box::new([0u64; 17]);
         let mut bytes = Box::new([0u64; headers::CONFIG_WORDS]);
         bytes[off / 8] = &*cio as *const [u64; 17] as u64;
+        // the low int of its word; the [SERVICE] value this thread set, 5 by default
+        bytes[grace / 8] = SERVICE_GRACE.with(|g| g.get()) as u32 as u64;
         let flush = std::mem::offset_of!(flb_config_head, flush) / 8;
         bytes[flush] = 1.0f64.to_bits();
         VALID_CIO
@@ -431,6 +433,15 @@ impl Drop for EmuConfig {
 }
 
 static VALID_CIO: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static SERVICE_GRACE: std::cell::Cell<i32> = const { std::cell::Cell::new(5) };
+}
+
+/// The `[SERVICE] grace` of configurations this thread creates from now on (default 5).
+pub fn set_service_grace(seconds: i32) {
+    SERVICE_GRACE.with(|g| g.set(seconds));
+}
 
 /// Where Fluent Bit runs the filter instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1242,6 +1253,9 @@ pub mod host {
             if i.mem_paused {
                 return Err(-1);
             }
+            if i.engine_paused && HostLayout::of_this_process() == HostLayout::Legacy {
+                return Err(-5);
+            }
             if stage.is_some() && i.kind != InputKind::Configured {
                 return Err(-4);
             }
@@ -1275,6 +1289,12 @@ pub mod host {
                     "processor stages skipped on an input that is not the processor's".into(),
                 );
                 return -1;
+            }
+            Some(Err(-5)) => {
+                // 3.2 to 4.0.2: the grace period waits only for running tasks, so a chunk
+                // made once the engine stopped is never flushed, though it was accepted.
+                fault(owner, format!("{tag} records appended during the grace period of a release that does not flush them: lost"));
+                return 0;
             }
             Some(Err(code)) => return code,
             Some(Ok(label)) => label,
@@ -1500,9 +1520,10 @@ macro_rules! export_host_symbols {
         $crate::export_host_symbols!(@base);
         $crate::export_host_symbols!(@emitter);
         #[no_mangle]
-        pub static service_configs: $crate::host_emulator::headers::ServiceConfigs<3> =
+        pub static service_configs: $crate::host_emulator::headers::ServiceConfigs<4> =
             $crate::host_emulator::headers::service_configs(
                 $crate::host_emulator::headers::CONFIG_CIO_3_2_10,
+                $crate::host_emulator::headers::CONFIG_GRACE_3_2_10,
             );
     };
     (no_emitter) => {
@@ -1525,9 +1546,14 @@ macro_rules! export_host_symbols {
             $crate::host_emulator::host::release_marker()
         }
         #[no_mangle]
-        pub static service_configs: $crate::host_emulator::headers::ServiceConfigs<3> =
+        pub extern "C" fn flb_storage_chunk_count() {
+            $crate::host_emulator::host::release_marker()
+        }
+        #[no_mangle]
+        pub static service_configs: $crate::host_emulator::headers::ServiceConfigs<4> =
             $crate::host_emulator::headers::service_configs(
                 $crate::host_emulator::headers::CONFIG_CIO_5_1_1,
+                $crate::host_emulator::headers::CONFIG_GRACE_5_1_1,
             );
     };
     (@emitter) => {

@@ -90,3 +90,32 @@ fn processors_are_recognised_in_the_3_2_layouts() {
         other => panic!("{:?}", other.err()),
     }
 }
+
+/// 3.2 to 4.0.2 do not flush chunks made during the grace period: at a stop the plugin
+/// hands nothing over (the emulator records a fault if it does) and keeps the rows for the
+/// state file.
+#[test]
+fn at_a_stop_rows_wait_for_the_state_file_on_releases_that_would_drop_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("rows.state");
+    let mut inst = plugin()
+        .instance(&[
+            ("match", "*"),
+            ("alias", "legacy_stop"),
+            ("alert_tag", "a.stop"),
+            ("aggregate_state_file", state.to_str().unwrap()),
+        ])
+        .unwrap();
+    let pos = json!({"EventID": 4104, "Hostname": "old03", "ScriptBlockText": "Enter-PSSession -ComputerName z"});
+    inst.filter(
+        &chunk_of(&[pos.clone(), pos], 1.7e9, Layout::CURRENT),
+        "win",
+    );
+    inst.stop_ingestion();
+    inst.grace();
+    let faults = inst.faults();
+    drop(inst);
+    assert!(faults.is_empty(), "{faults:?}");
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(saved.contains("\"count\":2"), "{saved}");
+}

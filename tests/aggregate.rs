@@ -274,11 +274,6 @@ fn alert_tag_copies_flagged_records_and_own_emissions_are_not_refiltered() {
     let call = inst.filter(&chunk, "win");
     let out = decode_chunk(&call.chunk).unwrap();
     assert_eq!(out.len(), 2, "the original stream keeps both records");
-    assert!(
-        emitted("emitter_for_alerts1").is_empty(),
-        "copies wait for the engine thread"
-    );
-    inst.fire_timers();
     let copies = emitted("emitter_for_alerts1");
     assert_eq!(copies.len(), 1);
     assert_eq!(copies[0].tag, "alerts.ps");
@@ -291,6 +286,28 @@ fn alert_tag_copies_flagged_records_and_own_emissions_are_not_refiltered() {
     let again = inst.filter_from(&copies[0].data, "alerts.ps", handle);
     assert!(!again.modified());
     assert_eq!(emitted("emitter_for_alerts1").len(), 1);
+}
+
+#[test]
+fn copies_made_on_an_input_thread_wait_for_the_engine_thread() {
+    let inst = plugin()
+        .instance(&[
+            ("match", "*"),
+            ("alias", "alerts_thr"),
+            ("alert_tag", "alerts.t"),
+        ])
+        .unwrap();
+    let chunk = chunk_of(&[positive("ws08", "gina")], 1.7e9, Layout::CURRENT);
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(inst.filter(&chunk, "win").modified()));
+    });
+    assert!(
+        emitted("emitter_for_alerts_thr").is_empty(),
+        "the emitter belongs to the engine thread: a threaded input's filter queues"
+    );
+    inst.fire_timers();
+    let copies = emitted("emitter_for_alerts_thr");
+    assert_eq!(copies.iter().filter(|c| c.tag == "alerts.t").count(), 1);
 }
 
 #[test]

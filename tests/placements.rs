@@ -339,3 +339,23 @@ fn the_emulator_catches_an_input_created_while_inputs_are_initialised() {
     assert_eq!(host_emulator::faults_about("[owner:-78]").len(), 1);
     host::input_instance_destroy(em);
 }
+
+#[test]
+fn a_zero_grace_period_is_warned_about() {
+    host_emulator::set_service_grace(0);
+    let inst = plugin()
+        .instance(&[("match", "*"), ("alias", "nograce")])
+        .unwrap();
+    host_emulator::set_service_grace(5);
+    assert!(
+        inst.logs()
+            .iter()
+            .any(|l| l.text.contains("service grace is 0")),
+        "{:?}",
+        inst.logs()
+    );
+    let fine = plugin()
+        .instance(&[("match", "*"), ("alias", "grace5")])
+        .unwrap();
+    assert!(!fine.logs().iter().any(|l| l.text.contains("service grace")));
+}

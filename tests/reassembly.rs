@@ -158,7 +158,6 @@ fn memory_bounds_judge_the_oldest_block_and_say_so() {
         Layout::CURRENT,
     );
     inst.filter(&chunk, "win.ps");
-    inst.fire_timers(); // the emitter takes records on the engine's thread
     let late: Vec<_> = emitted("emitter_for_re_bound")
         .into_iter()
         .filter(|e| e.tag == "win.ps")
@@ -184,7 +183,6 @@ fn memory_bounds_judge_the_oldest_block_and_say_so() {
         "A".repeat(2000)
     ));
     inst.filter(&chunk_of(&big[..1], 1.7e9, Layout::CURRENT), "win.ps");
-    inst.fire_timers();
     let late: Vec<_> = emitted("emitter_for_re_bytes")
         .into_iter()
         .filter(|e| e.tag == "win.ps")

@@ -212,6 +212,12 @@ pub struct ConfigFields {
     /// `int is_running`, `double flush` in 3.2 to 5.1, so it is at 80 exactly when
     /// `flush` is at 88.
     pub is_shutting_down: Option<usize>,
+    /// `int grace`: the `Grace` entry of `service_configs[]`.
+    pub grace: Option<usize>,
+    /// Whether the grace period waits for chunks made during it (since 4.0.3, which
+    /// brought `flb_storage_chunk_count`); before, it waits only for running tasks, and
+    /// records handed over once the engine stops are accepted and then dropped.
+    pub grace_flushes_new_chunks: bool,
 }
 
 /// `offsetof(struct flb_config, flush)` in every release from 3.2 to 5.1.
@@ -224,7 +230,19 @@ impl ConfigFields {
             cio: service_config_offset("storage.path").and_then(|o| o.checked_sub(8)),
             is_shutting_down: (service_config_offset("flush") == Some(FLUSH_OFFSET))
                 .then_some(IS_SHUTTING_DOWN_OFFSET),
+            grace: service_config_offset("grace"),
+            grace_flushes_new_chunks: !host_symbol(c"flb_storage_chunk_count").is_null(),
         }
+    }
+
+    /// `config->grace` (seconds), when the host says where it is.
+    pub fn grace(&self, config: *mut flb_config) -> Option<c_int> {
+        let off = self.grace?;
+        if config.is_null() {
+            return None;
+        }
+        // SAFETY: an int inside struct flb_config at the offset the host's table gives.
+        Some(unsafe { read_at(config as *const c_void, off) })
     }
 
     /// `config->cio`, when its position is known and it is set.

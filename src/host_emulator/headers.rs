@@ -211,10 +211,12 @@ pub struct flb_config_head {
     pub flush: f64,
 }
 
-/// `offsetof(struct flb_config, cio)` and `sizeof(struct flb_config)` rounded up to
-/// whole 8-byte words, per emulated release. `storage_path` follows `cio`.
+/// `offsetof(struct flb_config, cio)` and `offsetof(struct flb_config, grace)` per
+/// emulated release (`storage_path` follows `cio`), and the stand-in's size in 8-byte words.
 pub const CONFIG_CIO_5_1_1: usize = 1192;
 pub const CONFIG_CIO_3_2_10: usize = 1032;
+pub const CONFIG_GRACE_5_1_1: usize = 176;
+pub const CONFIG_GRACE_3_2_10: usize = 96;
 pub const CONFIG_WORDS: usize = 512;
 
 /// `struct flb_service_config`: one entry of the exported `service_configs[]`.
@@ -232,17 +234,23 @@ pub struct ServiceConfigs<const N: usize>(pub [flb_service_config; N]);
 // SAFETY: immutable string literals and numbers.
 unsafe impl<const N: usize> Sync for ServiceConfigs<N> {}
 
-/// `FLB_CONF_TYPE_DOUBLE` and `FLB_CONF_TYPE_STR` of `enum conf_type` (flb_config.h).
+/// `FLB_CONF_TYPE_INT`, `_DOUBLE` and `_STR` of `enum conf_type` (flb_config.h).
+pub const FLB_CONF_TYPE_INT: c_int = 0;
 pub const FLB_CONF_TYPE_DOUBLE: c_int = 1;
 pub const FLB_CONF_TYPE_STR: c_int = 3;
 
-/// The table for the release whose `cio` is at `cio`.
-pub const fn service_configs(cio: usize) -> ServiceConfigs<3> {
+/// The table for the release whose `cio` and `grace` are at these offsets.
+pub const fn service_configs(cio: usize, grace: usize) -> ServiceConfigs<4> {
     ServiceConfigs([
         flb_service_config {
             key: c"Flush".as_ptr(),
             type_: FLB_CONF_TYPE_DOUBLE,
             offset: std::mem::offset_of!(flb_config_head, flush),
+        },
+        flb_service_config {
+            key: c"Grace".as_ptr(),
+            type_: FLB_CONF_TYPE_INT,
+            offset: grace,
         },
         flb_service_config {
             key: c"storage.path".as_ptr(),
