@@ -174,7 +174,14 @@ pub fn end_thread_scheduler(sched: usize) {
     TIMERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .retain(|t| t.sched != sched);
+        .retain(|t| {
+            if t.sched == sched {
+                // SAFETY: the handle made by Box::into_raw in sched_timer_cb_create, freed
+                // once, with its scheduler, as flb_sched_destroy frees its timers.
+                drop(unsafe { Box::from_raw(t.handle as *mut u64) });
+            }
+            t.sched != sched
+        });
     DEAD_SCHEDULERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
