@@ -39,6 +39,15 @@ const RELEASES: &[Release] = &[
         family: PROCESSOR_3_2,
     },
     Release {
+        tag: "v4.0.14",
+        filter_instance: [72, 96, 104],
+        unit: [16, 24, 112],
+        processor: [88, 96, 104],
+        config: [80, 88, 1032, 1040],
+        config_map_size: 96,
+        family: PROCESSOR_4,
+    },
+    Release {
         tag: "v5.0.2",
         filter_instance: [72, 96, 104],
         unit: [16, 24, 112],
