@@ -878,7 +878,7 @@ fn start(
 fn start_summary(cfg: &Config, placement: &Placement, door: &Door) -> String {
     format!(
         "mode={:?} schema={:?} risk_score={} exclude_user={} exclude_computer={} namespace={} \
-         aggregate={} alert_tag={} placement={} rows={}",
+         aggregate={} alert_tag={} placement={} own records={}",
         cfg.mode,
         cfg.schema,
         cfg.risk_score,
@@ -891,7 +891,11 @@ fn start_summary(cfg: &Config, placement: &Placement, door: &Door) -> String {
         },
         cfg.alert_tag.as_deref().unwrap_or("none"),
         placement_name(placement),
-        door.name(),
+        if cfg.aggregate.is_some() || cfg.alert_tag.is_some() {
+            door.name()
+        } else {
+            "none"
+        },
     )
     .to_lowercase()
 }
