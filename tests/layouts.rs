@@ -1,6 +1,9 @@
 //! The per-release struct layouts the plugin reads and the emulator plays, checked against
 //! the numbers a C compiler gave for each release's own headers (`offsetof` over
-//! `include/fluent-bit/*.h` of a configured source tree of that tag, x86-64 glibc). To
+//! `include/fluent-bit/*.h` of a configured source tree of that tag, x86-64 glibc). The
+//! symbols that choose a processor family were checked in each release's binary with
+//! `nm -D`: `flb_processor_get_global_config_map` from 4.0, `flb_mp_count_log_records` from
+//! 5.0, `flb_storage_chunk_count` from 4.0.3, `flb_config_map_get_raw` from 5.0.3. To
 //! add a release: configure its source, compile a file printing these `offsetof`s with
 //! the flags of `src/flb_processor.c` from `compile_commands.json`, and add a row.
 
@@ -44,6 +47,15 @@ const RELEASES: &[Release] = &[
         unit: [16, 24, 112],
         processor: [88, 96, 104],
         config: [80, 88, 1032, 1040],
+        config_map_size: 96,
+        family: PROCESSOR_4,
+    },
+    Release {
+        tag: "v4.2.8",
+        filter_instance: [72, 96, 104],
+        unit: [16, 24, 112],
+        processor: [88, 96, 104],
+        config: [80, 88, 1040, 1048],
         config_map_size: 96,
         family: PROCESSOR_4,
     },
