@@ -10,17 +10,21 @@ FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
 
 .PHONY: build test lint bench demo eval fuzz valgrind e2e install header clean
 
+# The plugin, stripped of debug info (kept beside it in $(SO).debug, linked by
+# .gnu_debuglink for gdb and perf), and the tools.
 build:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --workspace
 	cp target/release/libflb_filter_pssession.so $(SO)
+	objcopy --only-keep-debug $(SO) $(SO).debug
+	objcopy --strip-debug --add-gnu-debuglink=$(SO).debug $(SO)
 
 test:
-	$(CARGO) test --locked
+	$(CARGO) test --locked --workspace
 	$(MAKE) lint
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 bench: build
 	$(CARGO) bench --locked --bench filter
@@ -65,6 +69,7 @@ endif
 
 install: build
 	install -D -m 0755 $(SO) $(DESTDIR)$(PREFIX)/lib/fluent-bit/flb-filter_pssession.so
+	install -D -m 0644 $(SO).debug $(DESTDIR)$(PREFIX)/lib/debug/fluent-bit/flb-filter_pssession.so.debug
 	install -D -m 0755 $(REPLAY) $(DESTDIR)$(PREFIX)/bin/pssession-replay
 	install -D -m 0644 include/flb_filter_pssession.h $(DESTDIR)$(PREFIX)/include/flb_filter_pssession.h
 

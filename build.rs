@@ -1,9 +1,9 @@
-//! Build script: binaries that host the plugin (tests, benches, the replay CLI) export their
-//! symbols to dynamically loaded libraries, as the `fluent-bit` binary does, so the plugin
-//! finds the host functions they define with `export_host_symbols!`.
+//! Build script of the plugin package: its tests and benches host the plugin through the
+//! emulator and export their symbols to the libraries they load, as the `fluent-bit`
+//! binary does; the plugin itself links with `-Bsymbolic`.
 
 fn main() {
-    for kind in ["bins", "tests", "benches"] {
+    for kind in ["tests", "benches"] {
         println!("cargo:rustc-link-arg-{kind}=-Wl,--export-dynamic");
     }
     // The plugin's references to its own registration bind inside the plugin, even when the

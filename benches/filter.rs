@@ -3,16 +3,16 @@
 //! in ../shared/data/otrf when present, else the repo's samples. `make bench`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use flb_filter_pssession::chunk_io::{self, Layout};
-use flb_filter_pssession::core::chunk::Records;
-use flb_filter_pssession::core::config::Config;
-use flb_filter_pssession::core::filter::Detector;
-use flb_filter_pssession::host_emulator;
+use pssession_core::chunk::Records;
+use pssession_core::chunk_io::{self, Layout};
+use pssession_core::config::Config;
+use pssession_core::filter::Detector;
+use pssession_host_emulator as host_emulator;
 use serde_json::Value;
 use std::io::Read;
 use std::path::PathBuf;
 
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 /// Real events, as JSON bodies.
 fn background() -> (Vec<Value>, &'static str) {

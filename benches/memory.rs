@@ -2,7 +2,7 @@
 //! allocator (criterion measures time, not memory). `make bench` runs it after the
 //! throughput benches.
 
-use flb_filter_pssession::core::aggregate::{Aggregate, AggregateMode, Key};
+use pssession_core::aggregate::{Aggregate, AggregateMode, Key};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
@@ -10,6 +10,8 @@ struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+// SAFETY: every call is passed on unchanged to the system allocator, which upholds the
+// GlobalAlloc contract; only a counter is updated beside it.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);

@@ -11,12 +11,12 @@ mod doors;
 pub mod layout;
 mod state_file;
 
-use crate::core::aggregate::{self, Row};
-use crate::core::config::{self, Config, PropertyType, PROPERTIES};
-use crate::core::filter::{LateFlag, Outcome};
-use crate::core::instance::{FilterInstance, RowDoor, RowSink};
 use doors::{Door, EmitterHost};
 use layout::{ConfigFields, Placement};
+use pssession_core::aggregate::{self, Row};
+use pssession_core::config::{self, Config, PropertyType, PROPERTIES};
+use pssession_core::filter::{LateFlag, Outcome};
+use pssession_core::instance::{FilterInstance, RowDoor, RowSink};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -420,6 +420,8 @@ struct Context {
 // through Fluent Bit functions that Fluent Bit itself calls from filter callbacks on any
 // thread; everything else is immutable, atomic or behind a mutex.
 unsafe impl Sync for Context {}
+// SAFETY: as above; Fluent Bit frees the context (cb_exit) on another thread than the one
+// that made it (cb_init), which owns nothing thread-bound.
 unsafe impl Send for Context {}
 
 /// Records made in the filter callback (alert copies, flagged script blocks) waiting to

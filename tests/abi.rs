@@ -3,12 +3,12 @@
 //! hostile chunks.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::chunk_io::Layout;
 use flb_filter_pssession::ffi::FLB_FILTER_NOTOUCH;
-use flb_filter_pssession::host_emulator::{EmuError, HostLayout};
+use pssession_core::chunk_io::Layout;
+use pssession_host_emulator::{EmuError, HostLayout};
 use serde_json::{json, Value};
 
 fn positive(host: &str) -> Value {
@@ -109,9 +109,7 @@ fn logs_through_the_host_with_the_instance_name() {
         "{logs:?}"
     );
     drop(inst);
-    let logs = flb_filter_pssession::host_emulator::logs_containing(
-        "[filter:pssession:ps_alerts] stopping",
-    );
+    let logs = pssession_host_emulator::logs_containing("[filter:pssession:ps_alerts] stopping");
     assert_eq!(logs.len(), 1, "exit summary logged once");
     let quiet = plugin()
         .instance(&[("match", "*"), ("alias", "quiet"), ("log_level", "error")])
@@ -166,8 +164,7 @@ fn four_threads_at_once_give_exact_results() {
         }
     });
     drop(inst);
-    let summary =
-        flb_filter_pssession::host_emulator::logs_containing("[filter:pssession:threads] stopping");
+    let summary = pssession_host_emulator::logs_containing("[filter:pssession:threads] stopping");
     assert!(
         summary[0].text.contains("8004 records read"),
         "{}",
@@ -235,7 +232,7 @@ fn flagged_records_before_garbage_are_enriched_and_the_rest_kept() {
     let call = inst.filter(&chunk, "t");
     assert!(call.modified());
     assert!(call.chunk.ends_with(&[0x92, 0xc1, 0x00]));
-    let first = flb_filter_pssession::chunk_io::decode_chunk(&call.chunk).unwrap_err();
+    let first = pssession_core::chunk_io::decode_chunk(&call.chunk).unwrap_err();
     assert!(first > 0);
     assert!(inst
         .logs()

@@ -4,12 +4,12 @@
 //! names, and read its processor parent in that release's layout.
 
 mod common;
-flb_filter_pssession::export_host_symbols!(legacy);
+pssession_host_emulator::export_host_symbols!(legacy);
 
 use common::*;
-use flb_filter_pssession::chunk_io::Layout;
-use flb_filter_pssession::core::config::PROPERTIES;
-use flb_filter_pssession::host_emulator::{EmuError, HostLayout};
+use pssession_core::chunk_io::Layout;
+use pssession_core::config::PROPERTIES;
+use pssession_host_emulator::{EmuError, HostLayout};
 use serde_json::json;
 
 #[test]
@@ -58,7 +58,7 @@ fn emitter_and_timer_work_on_legacy_hosts() {
     let pos = json!({"EventID": 4104, "Hostname": "old01", "ScriptBlockText": "Enter-PSSession -ComputerName x"});
     inst.filter(&chunk_of(&[pos], 1.7e9, Layout::CURRENT), "win");
     inst.fire_timers();
-    let em = flb_filter_pssession::host_emulator::emitted("emitter_for_legacy_agg");
+    let em = pssession_host_emulator::emitted("emitter_for_legacy_agg");
     assert_eq!(em.iter().filter(|e| e.tag == "a.ps").count(), 1);
     assert_eq!(
         em.iter().filter(|e| e.tag == "pssession.aggregate").count(),
@@ -68,7 +68,7 @@ fn emitter_and_timer_work_on_legacy_hosts() {
 
 #[test]
 fn processors_are_recognised_in_the_3_2_layouts() {
-    use flb_filter_pssession::host_emulator::Placement;
+    use pssession_host_emulator::Placement;
     let inst = plugin()
         .instance_in(
             Placement::InputProcessor {
@@ -81,7 +81,7 @@ fn processors_are_recognised_in_the_3_2_layouts() {
     let pos = json!({"EventID": 4104, "Hostname": "old02", "ScriptBlockText": "Enter-PSSession -ComputerName y"});
     inst.filter(&chunk_of(&[pos], 1.7e9, Layout::CURRENT), "win");
     let input = inst.parent_input_name().unwrap();
-    let copies = flb_filter_pssession::host_emulator::emitted(&input);
+    let copies = pssession_host_emulator::emitted(&input);
     assert_eq!(copies.len(), 1);
     assert_eq!(copies[0].stage, Some(2), "re-injected after its stage");
     assert!(inst.faults().is_empty(), "{:?}", inst.faults());

@@ -2,11 +2,11 @@
 //! Fluent Bit's emitter input and engine timer.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::chunk_io::{decode_chunk, Layout};
-use flb_filter_pssession::host_emulator::{emitted, input_handle, input_properties, EmuError};
+use pssession_core::chunk_io::{decode_chunk, Layout};
+use pssession_host_emulator::{emitted, input_handle, input_properties, EmuError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -212,7 +212,7 @@ fn without_a_state_file_rows_at_exit_are_logged() {
             "win",
         );
     }
-    let lines = flb_filter_pssession::host_emulator::logs_containing(
+    let lines = pssession_host_emulator::logs_containing(
         "[filter:pssession:aggexitlog] aggregate row at shutdown",
     );
     assert_eq!(lines.len(), 1);

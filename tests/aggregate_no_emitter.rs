@@ -3,11 +3,11 @@
 //! which cannot work without an emitter, stops start-up with a clear error.
 
 mod common;
-flb_filter_pssession::export_host_symbols!(no_emitter);
+pssession_host_emulator::export_host_symbols!(no_emitter);
 
 use common::*;
-use flb_filter_pssession::chunk_io::{decode_chunk, Layout};
-use flb_filter_pssession::host_emulator::EmuError;
+use pssession_core::chunk_io::{decode_chunk, Layout};
+use pssession_host_emulator::EmuError;
 use serde_json::json;
 
 #[test]

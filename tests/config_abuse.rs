@@ -6,11 +6,11 @@
 //! numeric range.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::core::config::PROPERTIES;
-use flb_filter_pssession::host_emulator::EmuError;
+use pssession_core::config::PROPERTIES;
+use pssession_host_emulator::EmuError;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Want {
@@ -251,10 +251,7 @@ fn repeated_and_unknown_properties() {
     );
 }
 
-/// With `aggregate off`, the other aggregate_* values are not validated at all, so a typo in
-/// them is accepted silently (`reassemble_*` values, by contrast, are validated whether or
-/// not `reassemble` is on). Ignored until src/core/config.rs validates them regardless;
-/// see the report of this change.
+/// With `aggregate off`, a typo in the other aggregate_* values still stops start-up.
 #[test]
 fn aggregate_settings_are_validated_even_when_aggregate_is_off() {
     let off = [("aggregate", "off")];
@@ -269,28 +266,14 @@ fn aggregate_settings_are_validated_even_when_aggregate_is_off() {
     expect("max_message_bytes", "12Q", Error("expected a size"), &off);
 }
 
-/// What the code does today with `aggregate off` (see the ignored test above).
+/// `reassemble_*` values are validated whether or not `reassemble` is on, like the
+/// aggregate's with `aggregate off` (above).
 #[test]
-fn aggregate_settings_with_aggregate_off_are_ignored_today() {
-    let off = [("aggregate", "off")];
-    for (k, v) in [
-        ("aggregate_mode", "sliding"),
-        ("flush_interval", "5 parsecs"),
-        ("max_keys", "ten"),
-        ("max_message_bytes", "12Q"),
-    ] {
-        let mut props = off.to_vec();
-        props.push((k, v));
-        if start(&props).is_err() {
-            // fixed: the ignored test above can be enabled and this one removed
-            return;
-        }
-    }
-    // reassemble_* values are checked even with reassemble off
+fn reassembly_settings_are_validated_even_when_reassembly_is_off() {
     expect(
         "reassemble_timeout",
         "forever",
         Error("expected a duration"),
-        &[],
+        &[("reassemble", "off")],
     );
 }

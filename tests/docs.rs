@@ -1,7 +1,7 @@
 //! The README documents every property with its default, and the example configs use only
 //! properties that exist.
 
-use flb_filter_pssession::core::config::PROPERTIES;
+use pssession_core::config::PROPERTIES;
 use std::path::PathBuf;
 
 fn read(rel: &str) -> String {

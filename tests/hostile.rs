@@ -6,13 +6,13 @@
 //! unflagged record byte-identical, any undecodable tail passed on verbatim.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::core::chunk::whole_records;
-use flb_filter_pssession::core::enrich::keeps_original;
 use flb_filter_pssession::ffi::{FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH};
-use flb_filter_pssession::host_emulator::{FilterCall, Instance};
+use pssession_core::chunk::whole_records;
+use pssession_core::enrich::keeps_original;
+use pssession_host_emulator::{FilterCall, Instance};
 use std::time::{Duration, Instant};
 
 /// Generous bound for one call on one large record: debug build, loaded 2-core machine.

@@ -3,11 +3,11 @@
 //! the normalised values and enrichment expected; unflagged records byte-identical.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::chunk_io::Layout;
 use flb_filter_pssession::ffi::{FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH};
+use pssession_core::chunk_io::Layout;
 use serde_json::Value;
 
 const SHAPES: [&str; 6] = ["winevtlog", "nxlog", "winlogbeat", "xml", "splunk", "linux"];
@@ -110,7 +110,7 @@ fn every_labelled_record_in_every_layout() {
 
 /// Length of the body of a record `[header, body]` given as whole bytes.
 fn flb_body_len(raw: &[u8]) -> usize {
-    use flb_filter_pssession::core::chunk::Records;
+    use pssession_core::chunk::Records;
     let r = Records::new(raw).next().unwrap().unwrap();
     r.body().len()
 }

@@ -11,7 +11,7 @@ use flb_filter_pssession::ffi::layout::{
     ProcessorOffsets, FILTER_INSTANCE, FLUSH_OFFSET, IS_SHUTTING_DOWN_OFFSET, PROCESSOR_3_2,
     PROCESSOR_4, PROCESSOR_5,
 };
-use flb_filter_pssession::host_emulator::headers as emu;
+use pssession_host_emulator::headers as emu;
 use std::mem::offset_of;
 
 /// What `offsetof` said for one release.

@@ -10,11 +10,11 @@
 //! valgrind's leak check takes the place of the RSS bound.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::chunk_io::Layout;
-use flb_filter_pssession::host_emulator::{emitted, logs_containing};
+use pssession_core::chunk_io::Layout;
+use pssession_host_emulator::{emitted, logs_containing};
 use serde_json::{json, Value};
 use std::sync::Mutex;
 

@@ -4,11 +4,11 @@
 //! ends with no fault: nothing the real engine would have crashed on or lost.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::chunk_io::Layout;
-use flb_filter_pssession::host_emulator::{self, emitted, EmuError, Instance, Placement};
+use pssession_core::chunk_io::Layout;
+use pssession_host_emulator::{self as host_emulator, emitted, EmuError, Instance, Placement};
 use serde_json::{json, Value};
 
 fn positive(host: &str) -> Value {
@@ -174,19 +174,25 @@ fn the_emulator_catches_a_timer_destroyed_from_another_thread() {
     let timer = w.run(|| {
         let mut t: *mut std::ffi::c_void = std::ptr::null_mut();
         host_emulator::engine::as_owner(-77, || {
-            host::sched_timer_cb_create(
-                host::sched_ctx_get(),
-                4,
-                100,
-                Some(cb),
-                std::ptr::null_mut(),
-                &mut t,
-            )
+            // SAFETY: this thread's scheduler, a callback, and a valid out pointer.
+            unsafe {
+                host::sched_timer_cb_create(
+                    host::sched_ctx_get(),
+                    4,
+                    100,
+                    Some(cb),
+                    std::ptr::null_mut(),
+                    &mut t,
+                )
+            }
         });
         t as usize
     });
     w.stop();
-    host_emulator::engine::as_owner(-77, || host::sched_timer_cb_destroy(timer as *mut _));
+    // SAFETY: the handle the emulator made (what is checked is the thread it is used on).
+    host_emulator::engine::as_owner(-77, || unsafe {
+        host::sched_timer_cb_destroy(timer as *mut _)
+    });
     assert_eq!(host_emulator::faults_about("[owner:-77]").len(), 1);
 }
 
@@ -326,7 +332,8 @@ fn five_reloads_keep_the_accounting_exact_without_a_state_file() {
 fn the_emulator_catches_an_input_created_while_inputs_are_initialised() {
     use host_emulator::{engine, host};
     engine::set_input_init_walk(true);
-    let em = engine::as_owner(-78, || {
+    // SAFETY: flb_input_new's arguments: a C string plugin name, NULL config and data.
+    let em = engine::as_owner(-78, || unsafe {
         host::input_new(
             std::ptr::null_mut(),
             c"emitter".as_ptr(),
@@ -337,7 +344,8 @@ fn the_emulator_catches_an_input_created_while_inputs_are_initialised() {
     engine::set_input_init_walk(false);
     assert!(!em.is_null());
     assert_eq!(host_emulator::faults_about("[owner:-78]").len(), 1);
-    host::input_instance_destroy(em);
+    // SAFETY: the input just made, destroyed once.
+    unsafe { host::input_instance_destroy(em) };
 }
 
 #[test]

@@ -11,14 +11,14 @@
 //! Case counts are kept small so the file runs in a few seconds in a debug build.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::chunk_io::{self, Layout};
 use flb_filter_pssession::ffi::FLB_FILTER_NOTOUCH;
-use flb_filter_pssession::host_emulator::Instance;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
+use pssession_core::chunk_io::{self, Layout};
+use pssession_host_emulator::Instance;
 use rmpv::Value as M;
 use serde_json::Value;
 
@@ -135,7 +135,7 @@ fn check(inst: &Instance<'_>, input: &[u8]) -> Result<Vec<bool>, TestCaseError> 
             continue;
         }
         flagged.push(true);
-        let body_len = flb_filter_pssession::core::chunk::Records::new(&a.raw)
+        let body_len = pssession_core::chunk::Records::new(&a.raw)
             .next()
             .unwrap()
             .unwrap()

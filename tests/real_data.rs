@@ -5,12 +5,12 @@
 //! folder.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::chunk_io::Layout;
 use flb_filter_pssession::ffi::FLB_FILTER_NOTOUCH;
-use flb_filter_pssession::host_emulator::logs_containing;
+use pssession_core::chunk_io::Layout;
+use pssession_host_emulator::logs_containing;
 use serde_json::{json, Value};
 use std::io::Read;
 

@@ -2,11 +2,11 @@
 //! order, interleaved with other blocks and hosts, judged at timeout, bounded in memory.
 
 mod common;
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 use common::*;
-use flb_filter_pssession::chunk_io::{decode_chunk, Layout};
-use flb_filter_pssession::host_emulator::emitted;
+use pssession_core::chunk_io::{decode_chunk, Layout};
+use pssession_host_emulator::emitted;
 use serde_json::{json, Value};
 
 /// The parts of a script whose command is in the first part and whose parameter is in

@@ -4,9 +4,9 @@
 //! with their header unchanged and every original key and value kept.
 #![allow(dead_code)]
 
-use flb_filter_pssession::core::chunk::whole_records;
-use flb_filter_pssession::core::enrich::keeps_original;
-use flb_filter_pssession::core::filter::{ChunkResult, Outcome};
+use pssession_core::chunk::whole_records;
+use pssession_core::enrich::keeps_original;
+use pssession_core::filter::{ChunkResult, Outcome};
 
 
 

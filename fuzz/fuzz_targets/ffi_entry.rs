@@ -14,15 +14,16 @@
 
 mod common;
 
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
-use flb_filter_pssession::core::config::Config;
-use flb_filter_pssession::core::filter::{Detector, Outcome};
+use pssession_core::config::Config;
+use pssession_core::filter::{Detector, Outcome};
 use flb_filter_pssession::ffi::{
-    filter_pssession_plugin, flb_config, flb_filter_instance, flb_input_instance, flb_kv, mk_list,
+    filter_pssession_plugin, flb_config, flb_filter_instance, flb_input_instance,
     FLB_FILTER_LOGS, FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH, FLB_LOG_ERROR,
 };
-use flb_filter_pssession::host_emulator::EmuFilterInstance;
+use pssession_host_emulator::headers::{flb_kv, mk_list};
+use pssession_host_emulator::EmuFilterInstance;
 use libfuzzer_sys::fuzz_target;
 use std::ffi::{c_char, c_void};
 use std::ptr::{addr_of_mut, null_mut};
@@ -67,7 +68,7 @@ fn start(id: i32, props: &[(&str, &str)]) -> Started {
         parent_processor: null_mut(),
         context: null_mut(),
         data: null_mut(),
-        p: plugin,
+        p: plugin as *mut pssession_host_emulator::headers::flb_filter_plugin,
         properties: mk_list {
             prev: null_mut(),
             next: null_mut(),
@@ -191,14 +192,14 @@ fn call(s: &Started, data: &[u8]) -> Option<Vec<u8>> {
 /// Every input record is in `out`, in order: unflagged byte for byte, flagged ones with
 /// their header and every original entry; then the input's undecodable tail.
 fn check_structure(input: &[u8], out: &[u8], what: &str) {
-    let (ins, in_end) = flb_filter_pssession::core::chunk::whole_records(input);
-    let (outs, _) = flb_filter_pssession::core::chunk::whole_records(out);
+    let (ins, in_end) = pssession_core::chunk::whole_records(input);
+    let (outs, _) = pssession_core::chunk::whole_records(out);
     assert!(outs.len() >= ins.len(), "{what}: records lost");
     for (a, b) in ins.iter().zip(&outs) {
         if a.raw != b.raw {
             assert_eq!(a.header(), b.header(), "{what}: header changed");
             assert!(
-                flb_filter_pssession::core::enrich::keeps_original(a.body(), b.body()),
+                pssession_core::enrich::keeps_original(a.body(), b.body()),
                 "{what}: original entry lost"
             );
         }

@@ -5,9 +5,9 @@
 
 mod common;
 
-use flb_filter_pssession::core::config::{Config, Mode, ReassemblySettings};
-use flb_filter_pssession::core::filter::Detector;
-use flb_filter_pssession::core::instance::{FilterInstance, RowSink};
+use pssession_core::config::{Config, Mode, ReassemblySettings};
+use pssession_core::filter::Detector;
+use pssession_core::instance::{FilterInstance, RowSink};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     common::check(data, &b.result, "reassemble on");
     for l in &b.late {
         assert!(!l.record.is_empty(), "late flag without a record");
-        let (recs, end) = flb_filter_pssession::core::chunk::whole_records(&l.record);
+        let (recs, end) = pssession_core::chunk::whole_records(&l.record);
         assert!(
             recs.len() == 1 && end == l.record.len(),
             "late record decodes"

@@ -3,7 +3,7 @@
 //! blow-ups).
 #![no_main]
 
-use flb_filter_pssession::core::pwsh;
+use pssession_core::pwsh;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

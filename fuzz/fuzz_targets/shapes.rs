@@ -2,8 +2,8 @@
 //! produced for every map.
 #![no_main]
 
-use flb_filter_pssession::core::config::{FieldOverrides, FieldPath};
-use flb_filter_pssession::core::shapes::Scan;
+use pssession_core::config::{FieldOverrides, FieldPath};
+use pssession_core::shapes::Scan;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

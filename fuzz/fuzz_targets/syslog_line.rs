@@ -2,7 +2,7 @@
 //! parts of the line; octal decoding never grows the text.
 #![no_main]
 
-use flb_filter_pssession::core::linux;
+use pssession_core::linux;
 use libfuzzer_sys::fuzz_target;
 
 fn within(part: &[u8], whole: &[u8]) -> bool {

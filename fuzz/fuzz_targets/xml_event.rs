@@ -1,7 +1,7 @@
 //! Arbitrary text into the XmlWinEventLog reader: never panics.
 #![no_main]
 
-use flb_filter_pssession::core::xml_event;
+use pssession_core::xml_event;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

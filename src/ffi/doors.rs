@@ -8,8 +8,8 @@
 
 use super::layout::ConfigFields;
 use super::{flb_config, flb_input_instance, resolve};
-use crate::core::config::Config;
-use crate::core::instance::RowDoor;
+use pssession_core::config::Config;
+use pssession_core::instance::RowDoor;
 use std::ffi::{c_char, c_int, c_void, CString};
 
 type InputNameExistsFn = unsafe extern "C" fn(*const c_char, *mut flb_config) -> c_int;
@@ -172,7 +172,7 @@ pub enum Door {
     },
     /// The chunk being processed (rows only; see [`RowSink::AppendToChunk`]).
     ///
-    /// [`RowSink::AppendToChunk`]: crate::core::instance::RowSink::AppendToChunk
+    /// [`RowSink::AppendToChunk`]: pssession_core::instance::RowSink::AppendToChunk
     Chunk,
 }
 

@@ -2,8 +2,8 @@
 //! chunks built from JSON, and the shared real-data folder.
 #![allow(dead_code)]
 
-use flb_filter_pssession::chunk_io::{self, DecodedRecord, Layout};
-use flb_filter_pssession::host_emulator::{self, Plugin};
+use pssession_core::chunk_io::{self, DecodedRecord, Layout};
+use pssession_host_emulator::{self as host_emulator, Plugin};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -40,19 +40,25 @@ pub fn jsonl(rel: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `../shared/data` beside the checkout, if present. Tests that need it print a visible
-/// SKIPPED line and pass when it is absent (it is not part of a user's clone).
+/// `../shared/data` beside the checkout, if present. Absent, tests that need it print a
+/// visible SKIPPED line and pass on a user's clone (it is not part of one), but fail in CI
+/// (`CI` set), where it is always laid beside the checkout: a missing folder there must not
+/// pass for a clean run.
 pub fn shared_data() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
     if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found (team machines and CI have it)",
-            p.display()
-        );
-        None
+        return Some(p);
     }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} not found, and CI is set: CI always has it",
+        p.display()
+    );
+    eprintln!(
+        "SKIPPED: {} not found (team machines and CI have it)",
+        p.display()
+    );
+    None
 }
 
 /// Looks up a dotted path in a JSON object (each segment a key).

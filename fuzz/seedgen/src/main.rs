@@ -4,8 +4,8 @@
 //! present, the real EVTX logs and OTRF captures of ../shared/data. Each target gets a few
 //! hundred small files at most.
 
-use flb_filter_pssession::chunk_io::{json_to_msgpack, msgpack_to_json, push_record, Layout};
-use flb_filter_pssession::replay::{read_evtx, Source};
+use pssession_core::chunk_io::{json_to_msgpack, msgpack_to_json, push_record, Layout};
+use pssession_tools::replay::{read_evtx, Source};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};

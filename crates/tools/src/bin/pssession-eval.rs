@@ -6,13 +6,13 @@
 //! Usage: pssession-eval [CORPUS.jsonl] [--markdown] [--check]
 //! Each corpus line: {"id", "label": "remote"|"local"|"none", "category", "script"}.
 
-use flb_filter_pssession::chunk_io::{self, Layout};
-use flb_filter_pssession::host_emulator::{self, Instance, Plugin};
+use pssession_core::chunk_io::{self, Layout};
+use pssession_host_emulator::{self as host_emulator, Instance, Plugin};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 /// The computer every script runs on (its own name is a local target).
 const COMPUTER: &str = "WS01.corp.contoso.com";

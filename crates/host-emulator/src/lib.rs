@@ -8,7 +8,6 @@
 //! `--export-dynamic` (see `build.rs`), as the `fluent-bit` binary does.
 //!
 //! Used by the tests and the replay CLI; the plugin never calls into this module.
-#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod engine;
 pub mod headers;
@@ -148,6 +147,7 @@ pub struct Plugin {
 
 // SAFETY: the registration copy is immutable after load; the library handle is Send+Sync.
 unsafe impl Sync for Plugin {}
+// SAFETY: as above: nothing in it is tied to the thread that loaded it.
 unsafe impl Send for Plugin {}
 
 impl Plugin {
@@ -497,6 +497,8 @@ pub struct Instance<'p> {
 // itself calls a filter from several threads at once; the plugin must cope, and the tests
 // check that it does.
 unsafe impl Sync for Instance<'_> {}
+// SAFETY: its raw pointers are its own allocations (and a threaded input's worker, which
+// it joins before it frees them), valid wherever the instance goes.
 unsafe impl Send for Instance<'_> {}
 
 /// What one call of the filter callback returned.
@@ -788,8 +790,8 @@ impl<'p> Instance<'p> {
         let keys: Vec<String> = self
             .kvs()
             .iter()
-            // SAFETY: keys are sds strings made by push_kv.
             .map(|kv| {
+                // SAFETY: keys are sds strings made by push_kv.
                 unsafe { CStr::from_ptr((**kv).key) }
                     .to_string_lossy()
                     .into_owned()
@@ -976,6 +978,12 @@ fn sds_free(s: *mut c_char) {
 
 /// The host functions, with Fluent Bit's semantics. Exported under their C names by
 /// [`export_host_symbols!`](crate::export_host_symbols).
+///
+/// # Safety
+/// Each is called as Fluent Bit's function of the same name: with the pointers its C
+/// prototype promises (NUL-terminated strings, buffers of the given sizes, instances and
+/// inputs this emulator made, or NULL where the original accepts it).
+#[allow(clippy::missing_safety_doc)] // one contract for all, stated above
 pub mod host {
     use super::*;
 
@@ -990,7 +998,10 @@ pub mod host {
 
     /// `flb_filter_get_property` -> `flb_kv_get_key_value`: first property whose key has
     /// the same length and matches case-insensitively.
-    pub extern "C" fn filter_get_property(key: *const c_char, ins: *mut c_void) -> *const c_char {
+    pub unsafe extern "C" fn filter_get_property(
+        key: *const c_char,
+        ins: *mut c_void,
+    ) -> *const c_char {
         if key.is_null() || ins.is_null() {
             return std::ptr::null();
         }
@@ -1019,7 +1030,7 @@ pub mod host {
     }
 
     /// `flb_filter_set_context`.
-    pub extern "C" fn filter_set_context(ins: *mut c_void, ctx: *mut c_void) {
+    pub unsafe extern "C" fn filter_set_context(ins: *mut c_void, ctx: *mut c_void) {
         if !ins.is_null() {
             // SAFETY: `ins` is an EmuFilterInstance.
             unsafe { (*(ins as *mut EmuFilterInstance)).context = ctx };
@@ -1027,7 +1038,7 @@ pub mod host {
     }
 
     /// `flb_filter_name`: the alias if set, else the numbered name.
-    pub extern "C" fn filter_name(ins: *mut c_void) -> *const c_char {
+    pub unsafe extern "C" fn filter_name(ins: *mut c_void) -> *const c_char {
         if ins.is_null() {
             return std::ptr::null();
         }
@@ -1046,7 +1057,7 @@ pub mod host {
     /// function; on the x86-64 and AArch64 Linux ABIs a variadic call with one pointer
     /// argument reaches a function declared with that argument unchanged. Only the `%s`
     /// format the plugin uses is interpreted; any other format is recorded as it is.
-    pub extern "C" fn log_print(
+    pub unsafe extern "C" fn log_print(
         level: c_int,
         _file: *const c_char,
         _line: c_int,
@@ -1066,7 +1077,7 @@ pub mod host {
     }
 
     /// `flb_input_name_exists`: whether an input has this name or alias.
-    pub extern "C" fn input_name_exists(name: *const c_char, _config: *mut c_void) -> c_int {
+    pub unsafe extern "C" fn input_name_exists(name: *const c_char, _config: *mut c_void) -> c_int {
         if name.is_null() {
             return 0;
         }
@@ -1082,7 +1093,7 @@ pub mod host {
     /// from an input processor's `cb_init`, inside `flb_input_init_all`'s walk of
     /// `config->inputs`, the new input is appended to the list being walked and is
     /// initialised a second time: a fault.
-    pub extern "C" fn input_new(
+    pub unsafe extern "C" fn input_new(
         _config: *mut c_void,
         plugin: *const c_char,
         _data: *mut c_void,
@@ -1120,7 +1131,7 @@ pub mod host {
     }
 
     /// `flb_input_set_property`: the core input properties the plugin may set.
-    pub extern "C" fn input_set_property(
+    pub unsafe extern "C" fn input_set_property(
         ins: *mut c_void,
         k: *const c_char,
         v: *const c_char,
@@ -1154,7 +1165,7 @@ pub mod host {
 
     /// `flb_storage_input_create(cio, ins)`: only the host's own chunk I/O context works
     /// (any other pointer crashes the real Fluent Bit).
-    pub extern "C" fn storage_input_create(cio: *mut c_void, ins: *mut c_void) -> c_int {
+    pub unsafe extern "C" fn storage_input_create(cio: *mut c_void, ins: *mut c_void) -> c_int {
         let valid = VALID_CIO
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1174,12 +1185,12 @@ pub mod host {
     }
 
     /// `flb_input_instance_exit`.
-    pub extern "C" fn input_instance_exit(ins: *mut c_void, _config: *mut c_void) {
+    pub unsafe extern "C" fn input_instance_exit(ins: *mut c_void, _config: *mut c_void) {
         engine::with_input(ins as usize, |i| i.initialized = false);
     }
 
     /// `flb_input_instance_destroy`.
-    pub extern "C" fn input_instance_destroy(ins: *mut c_void) {
+    pub unsafe extern "C" fn input_instance_destroy(ins: *mut c_void) {
         let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
         let before = inputs.len();
         inputs.retain(|i| i.handle != ins as usize);
@@ -1190,7 +1201,7 @@ pub mod host {
     }
 
     /// `flb_input_instance_init`.
-    pub extern "C" fn input_instance_init(ins: *mut c_void, _config: *mut c_void) -> c_int {
+    pub unsafe extern "C" fn input_instance_init(ins: *mut c_void, _config: *mut c_void) -> c_int {
         engine::with_input(ins as usize, |i| {
             i.initialized = true;
             0
@@ -1216,7 +1227,7 @@ pub mod host {
                 std::slice::from_raw_parts(buf as *const u8, size).to_vec(),
             )
         };
-        let records: Vec<_> = crate::core::chunk::Records::new(&data).collect();
+        let records: Vec<_> = pssession_core::chunk::Records::new(&data).collect();
         (!records.is_empty() && records.iter().all(|r| r.is_ok())).then_some((tag, data))
     }
 
@@ -1312,7 +1323,7 @@ pub mod host {
     }
 
     /// `flb_input_log_append(ins, tag, tag_len, buf, size)`.
-    pub extern "C" fn input_log_append(
+    pub unsafe extern "C" fn input_log_append(
         ins: *mut c_void,
         tag: *const c_char,
         tag_len: usize,
@@ -1323,7 +1334,7 @@ pub mod host {
     }
 
     /// `flb_input_log_append_skip_processor_stages(ins, stage, tag, tag_len, buf, size)`.
-    pub extern "C" fn input_log_append_skip_processor_stages(
+    pub unsafe extern "C" fn input_log_append_skip_processor_stages(
         ins: *mut c_void,
         stage: usize,
         tag: *const c_char,
@@ -1337,7 +1348,7 @@ pub mod host {
     /// `in_emitter_add_record(tag, tag_len, buf, size, emitter, source input)` as in
     /// 5.1.1: rejects a record sent by the emitter to itself; a paused emitter still
     /// answers 0 but its queue is never ingested again (the records are lost).
-    pub extern "C" fn emitter_add_record(
+    pub unsafe extern "C" fn emitter_add_record(
         tag: *const c_char,
         tag_len: c_int,
         buf: *const c_char,
@@ -1377,12 +1388,12 @@ pub mod host {
     }
 
     /// `flb_sched_ctx_get`: the calling thread's scheduler.
-    pub extern "C" fn sched_ctx_get() -> *mut c_void {
+    pub unsafe extern "C" fn sched_ctx_get() -> *mut c_void {
         engine::scheduler() as *mut c_void
     }
 
     /// `flb_sched_timer_cb_create(sched, type, ms, cb, data, out_timer)`.
-    pub extern "C" fn sched_timer_cb_create(
+    pub unsafe extern "C" fn sched_timer_cb_create(
         sched: *mut c_void,
         _type: c_int,
         ms: c_int,
@@ -1416,7 +1427,7 @@ pub mod host {
     /// `flb_sched_timer_cb_destroy`: only on the thread of the timer's scheduler. A
     /// timer of a thread that ended went with its scheduler; touching it from another
     /// thread is the SIGSEGV of flb_scheduler.c:732.
-    pub extern "C" fn sched_timer_cb_destroy(timer: *mut c_void) -> c_int {
+    pub unsafe extern "C" fn sched_timer_cb_destroy(timer: *mut c_void) -> c_int {
         let mut timers = TIMERS.lock().unwrap_or_else(|p| p.into_inner());
         let Some(pos) = timers.iter().position(|t| t.handle == timer as usize) else {
             drop(timers);
@@ -1444,12 +1455,12 @@ pub mod host {
 
     /// `flb_config_map_get_raw`: present in Fluent Bit >= 5.0.3 only; the plugin looks it
     /// up to tell the config map layout and never calls it.
-    pub extern "C" fn config_map_get_raw(_map: *mut c_void) -> *const c_char {
+    pub unsafe extern "C" fn config_map_get_raw(_map: *mut c_void) -> *const c_char {
         std::ptr::null()
     }
 
     /// A symbol that only marks a release (looked up, never called).
-    pub extern "C" fn release_marker() {}
+    pub unsafe extern "C" fn release_marker() {}
 }
 
 /// Everything Fluent Bit accepted so far into the input with this alias (an emitter, or
@@ -1520,10 +1531,11 @@ macro_rules! export_host_symbols {
         $crate::export_host_symbols!(@base);
         $crate::export_host_symbols!(@emitter);
         #[no_mangle]
-        pub static service_configs: $crate::host_emulator::headers::ServiceConfigs<4> =
-            $crate::host_emulator::headers::service_configs(
-                $crate::host_emulator::headers::CONFIG_CIO_3_2_10,
-                $crate::host_emulator::headers::CONFIG_GRACE_3_2_10,
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub static service_configs: $crate::headers::ServiceConfigs<4> =
+            $crate::headers::service_configs(
+                $crate::headers::CONFIG_CIO_3_2_10,
+                $crate::headers::CONFIG_GRACE_3_2_10,
             );
     };
     (no_emitter) => {
@@ -1532,82 +1544,106 @@ macro_rules! export_host_symbols {
     };
     (@current) => {
         #[no_mangle]
-        pub extern "C" fn flb_config_map_get_raw(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_config_map_get_raw(
             map: *mut ::std::ffi::c_void,
         ) -> *const ::std::ffi::c_char {
-            $crate::host_emulator::host::config_map_get_raw(map)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::config_map_get_raw(map) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_processor_get_global_config_map() {
-            $crate::host_emulator::host::release_marker()
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_processor_get_global_config_map() {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::release_marker() }
         }
         #[no_mangle]
-        pub extern "C" fn flb_mp_count_log_records() {
-            $crate::host_emulator::host::release_marker()
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_mp_count_log_records() {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::release_marker() }
         }
         #[no_mangle]
-        pub extern "C" fn flb_storage_chunk_count() {
-            $crate::host_emulator::host::release_marker()
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_storage_chunk_count() {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::release_marker() }
         }
         #[no_mangle]
-        pub static service_configs: $crate::host_emulator::headers::ServiceConfigs<4> =
-            $crate::host_emulator::headers::service_configs(
-                $crate::host_emulator::headers::CONFIG_CIO_5_1_1,
-                $crate::host_emulator::headers::CONFIG_GRACE_5_1_1,
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub static service_configs: $crate::headers::ServiceConfigs<4> =
+            $crate::headers::service_configs(
+                $crate::headers::CONFIG_CIO_5_1_1,
+                $crate::headers::CONFIG_GRACE_5_1_1,
             );
     };
     (@emitter) => {
         #[no_mangle]
-        pub extern "C" fn flb_input_name_exists(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_name_exists(
             name: *const ::std::ffi::c_char,
             config: *mut ::std::ffi::c_void,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::input_name_exists(name, config)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_name_exists(name, config) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_input_new(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_new(
             config: *mut ::std::ffi::c_void,
             plugin: *const ::std::ffi::c_char,
             data: *mut ::std::ffi::c_void,
             public_only: ::std::ffi::c_int,
         ) -> *mut ::std::ffi::c_void {
-            $crate::host_emulator::host::input_new(config, plugin, data, public_only)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_new(config, plugin, data, public_only) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_input_set_property(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_set_property(
             ins: *mut ::std::ffi::c_void,
             k: *const ::std::ffi::c_char,
             v: *const ::std::ffi::c_char,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::input_set_property(ins, k, v)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_set_property(ins, k, v) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_input_instance_init(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_instance_init(
             ins: *mut ::std::ffi::c_void,
             config: *mut ::std::ffi::c_void,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::input_instance_init(ins, config)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_instance_init(ins, config) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_storage_input_create(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_storage_input_create(
             cio: *mut ::std::ffi::c_void,
             ins: *mut ::std::ffi::c_void,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::storage_input_create(cio, ins)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::storage_input_create(cio, ins) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_input_instance_exit(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_instance_exit(
             ins: *mut ::std::ffi::c_void,
             config: *mut ::std::ffi::c_void,
         ) {
-            $crate::host_emulator::host::input_instance_exit(ins, config)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_instance_exit(ins, config) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_input_instance_destroy(ins: *mut ::std::ffi::c_void) {
-            $crate::host_emulator::host::input_instance_destroy(ins)
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_instance_destroy(ins: *mut ::std::ffi::c_void) {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_instance_destroy(ins) }
         }
         #[no_mangle]
-        pub extern "C" fn in_emitter_add_record(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn in_emitter_add_record(
             tag: *const ::std::ffi::c_char,
             tag_len: ::std::ffi::c_int,
             buf: *const ::std::ffi::c_char,
@@ -1615,52 +1651,64 @@ macro_rules! export_host_symbols {
             emitter: *mut ::std::ffi::c_void,
             source: *mut ::std::ffi::c_void,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::emitter_add_record(tag, tag_len, buf, size, emitter, source)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::emitter_add_record(tag, tag_len, buf, size, emitter, source) }
         }
     };
     (@base) => {
         #[no_mangle]
-        pub extern "C" fn flb_filter_get_property(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_filter_get_property(
             key: *const ::std::ffi::c_char,
             ins: *mut ::std::ffi::c_void,
         ) -> *const ::std::ffi::c_char {
-            $crate::host_emulator::host::filter_get_property(key, ins)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::filter_get_property(key, ins) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_filter_set_context(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_filter_set_context(
             ins: *mut ::std::ffi::c_void,
             ctx: *mut ::std::ffi::c_void,
         ) {
-            $crate::host_emulator::host::filter_set_context(ins, ctx)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::filter_set_context(ins, ctx) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_filter_name(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_filter_name(
             ins: *mut ::std::ffi::c_void,
         ) -> *const ::std::ffi::c_char {
-            $crate::host_emulator::host::filter_name(ins)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::filter_name(ins) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_log_print(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_log_print(
             level: ::std::ffi::c_int,
             file: *const ::std::ffi::c_char,
             line: ::std::ffi::c_int,
             fmt: *const ::std::ffi::c_char,
             arg: *const ::std::ffi::c_char,
         ) {
-            $crate::host_emulator::host::log_print(level, file, line, fmt, arg)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::log_print(level, file, line, fmt, arg) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_input_log_append(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_log_append(
             ins: *mut ::std::ffi::c_void,
             tag: *const ::std::ffi::c_char,
             tag_len: usize,
             buf: *const ::std::ffi::c_void,
             size: usize,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::input_log_append(ins, tag, tag_len, buf, size)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_log_append(ins, tag, tag_len, buf, size) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_input_log_append_skip_processor_stages(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_log_append_skip_processor_stages(
             ins: *mut ::std::ffi::c_void,
             stage: usize,
             tag: *const ::std::ffi::c_char,
@@ -1668,16 +1716,20 @@ macro_rules! export_host_symbols {
             buf: *const ::std::ffi::c_void,
             size: usize,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::input_log_append_skip_processor_stages(
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_log_append_skip_processor_stages(
                 ins, stage, tag, tag_len, buf, size,
-            )
+            ) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_sched_ctx_get() -> *mut ::std::ffi::c_void {
-            $crate::host_emulator::host::sched_ctx_get()
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_sched_ctx_get() -> *mut ::std::ffi::c_void {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::sched_ctx_get() }
         }
         #[no_mangle]
-        pub extern "C" fn flb_sched_timer_cb_create(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_sched_timer_cb_create(
             sched: *mut ::std::ffi::c_void,
             type_: ::std::ffi::c_int,
             ms: ::std::ffi::c_int,
@@ -1685,13 +1737,16 @@ macro_rules! export_host_symbols {
             data: *mut ::std::ffi::c_void,
             out_timer: *mut *mut ::std::ffi::c_void,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::sched_timer_cb_create(sched, type_, ms, cb, data, out_timer)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::sched_timer_cb_create(sched, type_, ms, cb, data, out_timer) }
         }
         #[no_mangle]
-        pub extern "C" fn flb_sched_timer_cb_destroy(
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_sched_timer_cb_destroy(
             timer: *mut ::std::ffi::c_void,
         ) -> ::std::ffi::c_int {
-            $crate::host_emulator::host::sched_timer_cb_destroy(timer)
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::sched_timer_cb_destroy(timer) }
         }
     };
 }

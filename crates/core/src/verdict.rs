@@ -163,7 +163,7 @@ fn excluded(patterns: &[regex::Regex], value: Option<&[u8]>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::shapes::Shape;
+    use crate::shapes::Shape;
 
     fn view(text: &'static str, channel: Option<&'static str>, code: i64) -> EventView<'static> {
         EventView {

@@ -55,7 +55,7 @@ pub struct Normalized {
 /// What mode extended read in a flagged script.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtendedFinding {
-    pub sessions: Vec<crate::core::pwsh::Session>,
+    pub sessions: Vec<crate::pwsh::Session>,
     /// A session to another computer: lateral movement (else only local sessions).
     pub lateral: bool,
     /// The risk score it earns (per transport, or the local one).
@@ -64,7 +64,7 @@ pub struct ExtendedFinding {
 
 impl ExtendedFinding {
     /// The sessions that count: the remote ones, or all when none is remote.
-    fn relevant(&self) -> impl Iterator<Item = &crate::core::pwsh::Session> {
+    fn relevant(&self) -> impl Iterator<Item = &crate::pwsh::Session> {
         let lateral = self.lateral;
         self.sessions.iter().filter(move |s| !lateral || !s.local)
     }

@@ -2,7 +2,7 @@
 //! format, and reads each into msgpack record bodies with the place each came from, so an
 //! input error can name the file and where in it.
 
-use crate::chunk_io::json_to_msgpack;
+use pssession_core::chunk_io::json_to_msgpack;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -216,8 +216,8 @@ pub fn read_msgpack(
     mut reader: impl Read,
     mut each: impl FnMut(InputRecord) -> Result<(), InputError>,
 ) -> Result<(), InputError> {
-    use crate::core::chunk::{RecordFormat, Records};
-    use crate::core::msgpack::Cursor;
+    use pssession_core::chunk::{RecordFormat, Records};
+    use pssession_core::msgpack::Cursor;
     const BLOCK: usize = 1 << 20;
     let mut buf: Vec<u8> = Vec::new();
     let mut base = 0usize; // offset of buf[0] in the input
@@ -349,7 +349,7 @@ pub fn winevtlog_record(event: &serde_json::Value) -> (serde_json::Value, Option
     let created = sys["TimeCreated"]["#attributes"]["SystemTime"].clone();
     let time = created
         .as_str()
-        .and_then(crate::core::timefmt::parse_time_text);
+        .and_then(pssession_core::timefmt::parse_time_text);
     let body = json!({
         "ProviderName": sys["Provider"]["#attributes"]["Name"],
         "EventID": text(&sys["EventID"]),

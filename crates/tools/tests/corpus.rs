@@ -9,7 +9,7 @@ use std::process::Command;
 fn extended_meets_its_targets_and_exact_matches_the_analytic() {
     let out = Command::new(env!("CARGO_BIN_EXE_pssession-eval"))
         .args(["tests/data/corpus/remote_sessions.jsonl", "--check"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

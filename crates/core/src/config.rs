@@ -1030,7 +1030,7 @@ mod tests {
         let a = c.aggregate.unwrap();
         assert_eq!(a.flush_interval_ms, 300_000);
         assert_eq!(a.max_message_bytes, 65_536);
-        assert_eq!(a.mode, crate::core::aggregate::AggregateMode::Cumulative);
+        assert_eq!(a.mode, crate::aggregate::AggregateMode::Cumulative);
         assert_eq!(c.alert_tag.as_deref(), Some("alerts.ps"));
         assert!(cfg(&[("aggregate", "off")]).unwrap().aggregate.is_none());
         assert_eq!(

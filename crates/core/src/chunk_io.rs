@@ -2,7 +2,7 @@
 //! record body becomes a msgpack record in either layout with any timestamp form, and a
 //! chunk the plugin returns is read back as JSON lines.
 
-use crate::core::chunk::{RecordFormat, Records, Timestamp};
+use crate::chunk::{RecordFormat, Records, Timestamp};
 
 /// How the record header is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

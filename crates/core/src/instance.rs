@@ -449,7 +449,7 @@ mod tests {
         let act = inst.process_tagged(&c, "t", 2.0, false);
         let out = act.appended.unwrap();
         assert!(out.ends_with(&[0x92, 0xc1]), "the tail stays last");
-        let recs: Vec<_> = crate::core::chunk::Records::new(&out)
+        let recs: Vec<_> = crate::chunk::Records::new(&out)
             .take_while(|r| r.is_ok())
             .collect();
         assert_eq!(recs.len(), 2, "the record, then the row, both readable");

@@ -3,19 +3,19 @@
 //! out: flagged records, then aggregate rows, then a summary.
 
 use clap::{Parser, ValueEnum};
-use flb_filter_pssession::chunk_io::{self, Layout};
-use flb_filter_pssession::core::config::FieldOverrides;
-use flb_filter_pssession::core::shapes::Scan;
-use flb_filter_pssession::host_emulator::{self, Instance, Plugin};
-use flb_filter_pssession::replay::{self, InputError, InputFormat, InputRecord, Source};
 use indicatif::{ProgressBar, ProgressStyle};
+use pssession_core::chunk_io::{self, Layout};
+use pssession_core::config::FieldOverrides;
+use pssession_core::shapes::Scan;
+use pssession_host_emulator::{self as host_emulator, Instance, Plugin};
+use pssession_tools::replay::{self, InputError, InputFormat, InputRecord, Source};
 use std::collections::BTreeMap;
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-flb_filter_pssession::export_host_symbols!();
+pssession_host_emulator::export_host_symbols!();
 
 /// Run saved Windows and PowerShell logs through the pssession Fluent Bit filter.
 ///
@@ -140,7 +140,7 @@ impl Run<'_> {
 
     /// Shape and time span of the record just appended.
     fn account(&mut self, start: usize, fb_time: f64) {
-        use flb_filter_pssession::core::chunk::Records;
+        use pssession_core::chunk::Records;
         let Some(Ok(rec)) = Records::new(&self.pending[start..]).next() else {
             return;
         };
@@ -264,7 +264,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .map_err(|e| format!("configuration error:\n{e}"))?;
     let emitter = find("emitter_name").unwrap_or_else(|| format!("emitter_for_{}", inst.name()));
     // The same field overrides the plugin uses, for the per-shape counts of the summary.
-    let overrides = flb_filter_pssession::core::config::Config::from_properties(|name| {
+    let overrides = pssession_core::config::Config::from_properties(|name| {
         props
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -398,7 +398,7 @@ impl<R: Read> Read for CountingReader<'_, R> {
 }
 
 fn time_text(t: Option<f64>) -> String {
-    t.map(flb_filter_pssession::core::timefmt::rfc3339)
+    t.map(pssession_core::timefmt::rfc3339)
         .unwrap_or_else(|| "-".into())
 }
 
