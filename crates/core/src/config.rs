@@ -4,6 +4,17 @@
 use regex::Regex;
 use std::fmt;
 
+/// How rows relate to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateMode {
+    /// Each flush emits the rows of the window since the last flush, then starts afresh.
+    /// Rows of consecutive windows, or of many agents, merge by summing counts and taking
+    /// the min of firstTime and the max of lastTime.
+    Tumbling,
+    /// Counts run from start-up; each flush emits the rows updated since the last one.
+    Cumulative,
+}
+
 /// How a property is typed in Fluent Bit's config map (for `fluent-bit -h` and docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PropertyType {
@@ -429,7 +440,7 @@ pub enum FieldRole {
 /// Settings of the live aggregate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateSettings {
-    pub mode: super::aggregate::AggregateMode,
+    pub mode: AggregateMode,
     pub tag: String,
     pub flush_interval_ms: u64,
     pub max_keys: usize,
@@ -440,7 +451,7 @@ pub struct AggregateSettings {
 impl Default for AggregateSettings {
     fn default() -> Self {
         AggregateSettings {
-            mode: super::aggregate::AggregateMode::Tumbling,
+            mode: AggregateMode::Tumbling,
             tag: "pssession.aggregate".into(),
             flush_interval_ms: 60_000,
             max_keys: 10_000,
@@ -637,8 +648,8 @@ impl Config {
                 "aggregate_mode" => {
                     if let Some(v) = single {
                         let mode = match v.to_ascii_lowercase().as_str() {
-                            "tumbling" => super::aggregate::AggregateMode::Tumbling,
-                            "cumulative" => super::aggregate::AggregateMode::Cumulative,
+                            "tumbling" => AggregateMode::Tumbling,
+                            "cumulative" => AggregateMode::Cumulative,
                             _ => {
                                 return Err(error(
                                     spec.name,
@@ -1030,7 +1041,7 @@ mod tests {
         let a = c.aggregate.unwrap();
         assert_eq!(a.flush_interval_ms, 300_000);
         assert_eq!(a.max_message_bytes, 65_536);
-        assert_eq!(a.mode, crate::aggregate::AggregateMode::Cumulative);
+        assert_eq!(a.mode, AggregateMode::Cumulative);
         assert_eq!(c.alert_tag.as_deref(), Some("alerts.ps"));
         assert!(cfg(&[("aggregate", "off")]).unwrap().aggregate.is_none());
         assert_eq!(

@@ -4,12 +4,13 @@
 use super::chunk::{read_header, RecordRef, Records};
 use super::config::Config;
 use super::enrich::{self, Normalized};
-use super::enrich::{ExtendedFinding, Reassembled};
 use super::msgpack::DecodeError;
 use super::reassembly::{Completion, Fed, Reassembler, Released};
 use super::shapes::EventView;
 use super::shapes::Scan;
 use super::verdict::{Rules, Verdict};
+use crate::reassembly::Reassembled;
+use crate::verdict::ExtendedFinding;
 use std::borrow::Cow;
 use std::sync::Mutex;
 

@@ -6,19 +6,19 @@
 //! metadata, `chunk_io` JSON <-> Fluent Bit chunks for the tools and tests.
 #![forbid(unsafe_code)]
 
-pub mod aggregate;
+pub mod detect;
+pub mod output;
+pub mod read;
+pub mod wire;
+
 pub mod analytic;
-pub mod chunk;
 pub mod chunk_io;
 pub mod config;
-pub mod enrich;
 pub mod filter;
 pub mod instance;
-pub mod linux;
-pub mod msgpack;
-pub mod pwsh;
-pub mod reassembly;
-pub mod shapes;
-pub mod timefmt;
-pub mod verdict;
-pub mod xml_event;
+
+// Each module under its short name too: `pssession_core::shapes` is `read::shapes`.
+pub use detect::{pwsh, reassembly, verdict};
+pub use output::{aggregate, enrich};
+pub use read::{linux, script_block, shapes, timefmt, xml_event};
+pub use wire::{chunk, msgpack};

@@ -3,25 +3,16 @@
 //! interval (tumbling windows, or running totals), bounded in keys and in stored Message
 //! bytes (the least recently updated row is emitted early, never dropped).
 
-use super::analytic as a;
-use super::config::{Config, Schema};
-use super::enrich::{self, Node, Normalized};
-use super::msgpack;
-use super::shapes::Shape;
-use super::timefmt;
+use crate::analytic as a;
+use crate::config::{Config, Schema};
+use crate::enrich::{self, Node, Normalized};
+use crate::msgpack;
+use crate::shapes::Shape;
+use crate::timefmt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// How rows relate to time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AggregateMode {
-    /// Each flush emits the rows of the window since the last flush, then starts afresh.
-    /// Rows of consecutive windows, or of many agents, merge by summing counts and taking
-    /// the min of firstTime and the max of lastTime.
-    Tumbling,
-    /// Counts run from start-up; each flush emits the rows updated since the last one.
-    Cumulative,
-}
+pub use crate::config::AggregateMode;
 
 /// The group-by values of the analytic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -58,7 +58,7 @@ fn format_utc(secs: f64, fmt: &str) -> String {
     let nanos = ((secs - whole) * 1e9).round().clamp(0.0, 999_999_999.0) as u32;
     match DateTime::<Utc>::from_timestamp(whole as i64, nanos) {
         Some(dt) => dt.format(fmt).to_string(),
-        None => super::analytic::UNKNOWN.to_string(),
+        None => crate::analytic::UNKNOWN.to_string(),
     }
 }
 

@@ -3,12 +3,12 @@
 //! Splunk XmlWinEventLog, Splunk flat fields) or from fields the user named, in one pass
 //! over the top-level keys, borrowing from the chunk wherever it can.
 
-use super::config::{FieldOverrides, FieldPath, FieldRole};
-use super::linux;
-use super::msgpack::{array_elements, first_token, map_get, MapEntries, Token};
-use super::reassembly::{self, PartInfo};
-use super::timefmt::parse_time_text;
-use super::xml_event::{self, XmlEvent};
+use crate::config::{FieldOverrides, FieldPath, FieldRole};
+use crate::linux;
+use crate::msgpack::{array_elements, first_token, map_get, MapEntries, Token};
+use crate::script_block::{self, PartInfo};
+use crate::timefmt::parse_time_text;
+use crate::xml_event::{self, XmlEvent};
 use std::borrow::Cow;
 
 /// Text borrowed from the record where possible. Not necessarily UTF-8.
@@ -88,7 +88,7 @@ impl<'a> EventView<'a> {
     pub fn part_text(&self) -> Option<&[u8]> {
         self.script_block_text.as_deref().or_else(|| {
             let m = self.message.as_deref()?;
-            Some(reassembly::parse_rendered(m).map_or(m, |r| r.body))
+            Some(script_block::parse_rendered(m).map_or(m, |r| r.body))
         })
     }
 
@@ -574,7 +574,7 @@ fn part_from(
     block_id: Option<String>,
     message: Option<&[u8]>,
 ) -> Option<PartInfo> {
-    let r = message.and_then(reassembly::parse_rendered);
+    let r = message.and_then(script_block::parse_rendered);
     let number = number.or(r.as_ref().map(|r| r.number))?;
     let total = total.or(r.as_ref().map(|r| r.total))?;
     let block_id = block_id.filter(|b| !b.trim().is_empty()).or_else(|| {

@@ -6,7 +6,7 @@
 //! nanoseconds, big-endian u32 each). Group markers (timestamp -1 / -2) and any record of
 //! another form are passed on as they are.
 
-use super::msgpack::{Cursor, DecodeError, Token};
+use crate::msgpack::{Cursor, DecodeError, Token};
 
 /// The record's Fluent Bit timestamp.
 #[derive(Debug, Clone, Copy, PartialEq)]

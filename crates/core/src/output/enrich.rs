@@ -2,11 +2,13 @@
 //! plus the normalised group-by values, merged into the original body so that every original
 //! key and value stays exactly as it was (original bytes are copied, never re-encoded).
 
-use super::analytic as a;
-use super::config::{Config, Schema};
-use super::msgpack::{self, MapEntries};
-use super::shapes::Shape;
-use super::timefmt;
+use crate::analytic as a;
+use crate::config::{Config, Schema};
+use crate::msgpack::{self, MapEntries};
+use crate::reassembly::Reassembled;
+use crate::shapes::Shape;
+use crate::timefmt;
+use crate::verdict::ExtendedFinding;
 
 /// A value to add to a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,35 +52,6 @@ pub struct Normalized {
     pub reassembly: Option<Reassembled>,
     /// mode extended: the sessions the script opens.
     pub extended: Option<ExtendedFinding>,
-}
-
-/// What mode extended read in a flagged script.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExtendedFinding {
-    pub sessions: Vec<crate::pwsh::Session>,
-    /// A session to another computer: lateral movement (else only local sessions).
-    pub lateral: bool,
-    /// The risk score it earns (per transport, or the local one).
-    pub risk_score: i64,
-}
-
-impl ExtendedFinding {
-    /// The sessions that count: the remote ones, or all when none is remote.
-    fn relevant(&self) -> impl Iterator<Item = &crate::pwsh::Session> {
-        let lateral = self.lateral;
-        self.sessions.iter().filter(move |s| !lateral || !s.local)
-    }
-}
-
-/// How a flagged record's script was put together from several events.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reassembled {
-    pub block_id: String,
-    /// Parts that made the judged script, and how many the block has.
-    pub parts: u32,
-    pub total: u32,
-    /// `complete`, `timeout` or `bound`.
-    pub how: &'static str,
 }
 
 /// The fields a flagged record gains, keyed at the top level of the record.

@@ -1,12 +1,29 @@
 //! The verdict on one event view: the reference analytic's search (`mode exact`) followed by
 //! the tuning exclusions (the analytic's `_filter` macro).
 
-use super::analytic::{CHANNELS, EVENT_CODE, NEEDLES};
-use super::config::{Config, Mode};
-use super::enrich::ExtendedFinding;
-use super::shapes::EventView;
+use crate::analytic::{CHANNELS, EVENT_CODE, NEEDLES};
+use crate::config::{Config, Mode};
+use crate::shapes::EventView;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::borrow::Cow;
+
+/// What mode extended read in a flagged script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtendedFinding {
+    pub sessions: Vec<crate::pwsh::Session>,
+    /// A session to another computer: lateral movement (else only local sessions).
+    pub lateral: bool,
+    /// The risk score it earns (per transport, or the local one).
+    pub risk_score: i64,
+}
+
+impl ExtendedFinding {
+    /// The sessions that count: the remote ones, or all when none is remote.
+    pub fn relevant(&self) -> impl Iterator<Item = &crate::pwsh::Session> {
+        let lateral = self.lateral;
+        self.sessions.iter().filter(move |s| !lateral || !s.local)
+    }
+}
 
 /// What the rules said about one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +101,7 @@ impl Rules {
         };
         let script = String::from_utf8_lossy(script);
         let own = view.computer.as_deref().map(String::from_utf8_lossy);
-        let sessions = super::pwsh::sessions(&script, own.as_deref());
+        let sessions = crate::pwsh::sessions(&script, own.as_deref());
         if sessions.is_empty() {
             return (Verdict::NoMatch, None);
         }
@@ -155,7 +172,7 @@ fn excluded(patterns: &[regex::Regex], value: Option<&[u8]>) -> bool {
     }
     let v: Cow<'_, str> = match value {
         Some(v) => String::from_utf8_lossy(v),
-        None => Cow::Borrowed(super::analytic::UNKNOWN),
+        None => Cow::Borrowed(crate::analytic::UNKNOWN),
     };
     patterns.iter().any(|p| p.is_match(&v))
 }

@@ -1,0 +1,5 @@
+//! Detecting: the analytic's verdict on an event view, the PowerShell reader of mode
+//! extended, and script blocks put back together.
+pub mod pwsh;
+pub mod reassembly;
+pub mod verdict;
