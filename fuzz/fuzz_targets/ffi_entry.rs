@@ -16,15 +16,15 @@ mod common;
 
 pssession_host_emulator::export_host_symbols!();
 
+use flb_filter_pssession::ffi::{
+    filter_pssession_plugin, flb_config, flb_filter_instance, flb_input_instance, FLB_FILTER_LOGS,
+    FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH, FLB_LOG_ERROR,
+};
+use libfuzzer_sys::fuzz_target;
 use pssession_core::config::Config;
 use pssession_core::filter::{Detector, Outcome};
-use flb_filter_pssession::ffi::{
-    filter_pssession_plugin, flb_config, flb_filter_instance, flb_input_instance,
-    FLB_FILTER_LOGS, FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH, FLB_LOG_ERROR,
-};
 use pssession_host_emulator::headers::{flb_kv, mk_list};
 use pssession_host_emulator::EmuFilterInstance;
-use libfuzzer_sys::fuzz_target;
 use std::ffi::{c_char, c_void};
 use std::ptr::{addr_of_mut, null_mut};
 use std::sync::OnceLock;
@@ -192,14 +192,14 @@ fn call(s: &Started, data: &[u8]) -> Option<Vec<u8>> {
 /// Every input record is in `out`, in order: unflagged byte for byte, flagged ones with
 /// their header and every original entry; then the input's undecodable tail.
 fn check_structure(input: &[u8], out: &[u8], what: &str) {
-    let (ins, in_end) = pssession_core::chunk::whole_records(input);
-    let (outs, _) = pssession_core::chunk::whole_records(out);
+    let (ins, in_end) = pssession_oracle::values(input);
+    let (outs, _) = pssession_oracle::values(out);
     assert!(outs.len() >= ins.len(), "{what}: records lost");
     for (a, b) in ins.iter().zip(&outs) {
         if a.raw != b.raw {
             assert_eq!(a.header(), b.header(), "{what}: header changed");
             assert!(
-                pssession_core::enrich::keeps_original(a.body(), b.body()),
+                matches!((a.body(), b.body()), (Some(x), Some(y)) if pssession_oracle::keeps_original(x, y)),
                 "{what}: original entry lost"
             );
         }

@@ -5,10 +5,10 @@
 
 mod common;
 
+use libfuzzer_sys::fuzz_target;
 use pssession_core::config::{Config, Mode, ReassemblySettings};
 use pssession_core::filter::Detector;
 use pssession_core::instance::{FilterInstance, RowSink};
-use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 struct Targets {
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     common::check(data, &b.result, "reassemble on");
     for l in &b.late {
         assert!(!l.record.is_empty(), "late flag without a record");
-        let (recs, end) = pssession_core::chunk::whole_records(&l.record);
+        let (recs, end) = pssession_oracle::values(&l.record);
         assert!(
             recs.len() == 1 && end == l.record.len(),
             "late record decodes"

@@ -3,8 +3,8 @@
 //! blow-ups).
 #![no_main]
 
-use pssession_core::pwsh;
 use libfuzzer_sys::fuzz_target;
+use pssession_core::pwsh;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -2,9 +2,9 @@
 //! produced for every map.
 #![no_main]
 
+use libfuzzer_sys::fuzz_target;
 use pssession_core::config::{FieldOverrides, FieldPath};
 use pssession_core::shapes::Scan;
-use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 fn overrides() -> &'static FieldOverrides {

@@ -2,8 +2,8 @@
 //! parts of the line; octal decoding never grows the text.
 #![no_main]
 
-use pssession_core::linux;
 use libfuzzer_sys::fuzz_target;
+use pssession_core::linux;
 
 fn within(part: &[u8], whole: &[u8]) -> bool {
     let (p, w) = (part.as_ptr() as usize, whole.as_ptr() as usize);

@@ -1,8 +1,8 @@
 //! Arbitrary text into the XmlWinEventLog reader: never panics.
 #![no_main]
 
-use pssession_core::xml_event;
 use libfuzzer_sys::fuzz_target;
+use pssession_core::xml_event;
 
 fuzz_target!(|data: &[u8]| {
     let _ = xml_event::looks_like_event_xml(data);

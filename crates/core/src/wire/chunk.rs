@@ -123,23 +123,6 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// The records of a chunk that are whole and valid, and where the bytes after them begin
-/// (the chunk's end when every byte belongs to a record).
-pub fn whole_records(chunk: &[u8]) -> (Vec<RecordRef<'_>>, usize) {
-    let mut ok = Vec::new();
-    let mut end = 0;
-    for r in Records::new(chunk) {
-        match r {
-            Ok(r) => {
-                end = r.offset + r.raw.len();
-                ok.push(r);
-            }
-            Err(_) => break,
-        }
-    }
-    (ok, end)
-}
-
 /// Reads a record's header at `pos`: its layout, timestamp and where its body starts.
 /// None when the value there is not a record (the caller then skips it whole).
 pub fn read_header(chunk: &[u8], pos: usize) -> Option<(RecordFormat, Timestamp, usize)> {
@@ -149,7 +132,11 @@ pub fn read_header(chunk: &[u8], pos: usize) -> Option<(RecordFormat, Timestamp,
     }
     let (format, timestamp) = match c.next_token().ok()? {
         Token::Array(2) => {
-            let ts = Timestamp::from_token(c.next_token().ok()?);
+            let ts = match c.next_token().ok()? {
+                // a container is no timestamp (and reading on would misplace the body)
+                Token::Array(_) | Token::Map(_) => return None,
+                t => Timestamp::from_token(t),
+            };
             c.skip_value().ok()?;
             (RecordFormat::WithMetadata, ts)
         }
@@ -175,8 +162,9 @@ fn read_record(raw: &[u8], offset: usize) -> RecordRef<'_> {
     let (format, timestamp) = match c.next_token() {
         Ok(Token::Array(2)) => {
             let ts = match c.next_token() {
+                // a container is no timestamp (and reading on would misplace the body)
+                Ok(Token::Array(_)) | Ok(Token::Map(_)) | Err(_) => return other,
                 Ok(t) => Timestamp::from_token(t),
-                Err(_) => return other,
             };
             // metadata: any value (a map in practice)
             if c.skip_value().is_err() {
@@ -265,5 +253,14 @@ mod tests {
         let r = Records::new(&rec).next().unwrap().unwrap();
         assert_eq!(r.timestamp, Timestamp::GroupMarker(-1));
         assert!(!r.is_event());
+    }
+
+    #[test]
+    fn a_header_whose_time_is_a_container_is_no_record() {
+        // [[[1, {}], {}], {"EventID": 4104}]: the "time" of the header is an array
+        let raw = [0x92, 0x92, 0x92, 0x01, 0x80, 0x80, 0x81, 0xa1, b'k', 0x01];
+        let r = read_record(&raw, 0);
+        assert!(!r.is_event(), "{r:?}");
+        assert!(read_header(&raw, 0).is_none());
     }
 }
