@@ -745,38 +745,61 @@ fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()
     }
     let fields = ConfigFields::of_host();
     let placement = find_placement(ins, config);
-    let needs_door = cfg.aggregate.is_some() || cfg.alert_tag.is_some();
-    let door = if needs_door {
-        match open_door(&host, ins, config, &fields, &placement, &cfg) {
-            Ok(d) => d,
-            Err(Err(line)) => return fail(&line),
-            Err(Ok(why)) if cfg.alert_tag.is_some() => {
-                return fail(&alert_tag_refusal(&placement, &why))
-            }
-            Err(Ok(why)) => {
-                let level = match placement {
-                    Placement::OutputProcessor => FLB_LOG_INFO,
-                    _ => FLB_LOG_WARN,
-                };
-                log(
-                    &host,
-                    ins,
-                    level,
-                    &format!(
-                        "aggregate rows will be appended to the chunks this {} processes, \
-                         under their tag, when a flush is due ({why})",
-                        placement_name(&placement)
-                    ),
-                );
-                Door::Chunk
-            }
-        }
-    } else {
-        Door::Chunk
+    let door = match choose_door(&host, ins, config, &fields, &placement, &cfg) {
+        Ok(d) => d,
+        Err(line) => return fail(&line),
     };
-    if cfg.aggregate.is_some() && fields.is_shutting_down.is_none() {
+    warn_about_stops(&host, ins, config, &fields, &cfg);
+    start(host, ins, config, fields, placement, cfg, door)
+}
+
+/// The door for this placement; `Door::Chunk` (with a line saying why) where none opens,
+/// or Err(the start-up error) where the configuration needs one that cannot open.
+fn choose_door(
+    host: &Host,
+    ins: *mut flb_filter_instance,
+    config: *mut flb_config,
+    fields: &ConfigFields,
+    placement: &Placement,
+    cfg: &Config,
+) -> Result<Door, String> {
+    if cfg.aggregate.is_none() && cfg.alert_tag.is_none() {
+        return Ok(Door::Chunk);
+    }
+    match open_door(host, ins, config, fields, placement, cfg) {
+        Ok(d) => Ok(d),
+        Err(Err(line)) => Err(line),
+        Err(Ok(why)) if cfg.alert_tag.is_some() => Err(alert_tag_refusal(placement, &why)),
+        Err(Ok(why)) => {
+            let level = match placement {
+                Placement::OutputProcessor => FLB_LOG_INFO,
+                _ => FLB_LOG_WARN,
+            };
+            let line = format!(
+                "aggregate rows will be appended to the chunks this {} processes, under their \
+                 tag, when a flush is due ({why})",
+                placement_name(placement)
+            );
+            log(host, ins, level, &line);
+            Ok(Door::Chunk)
+        }
+    }
+}
+
+/// Warns where this Fluent Bit would keep rows from leaving at a stop.
+fn warn_about_stops(
+    host: &Host,
+    ins: *mut flb_filter_instance,
+    config: *mut flb_config,
+    fields: &ConfigFields,
+    cfg: &Config,
+) {
+    if cfg.aggregate.is_none() {
+        return;
+    }
+    if fields.is_shutting_down.is_none() {
         log(
-            &host,
+            host,
             ins,
             FLB_LOG_WARN,
             "this Fluent Bit does not say where its shutdown flag is (service_configs 'flush' \
@@ -784,19 +807,13 @@ fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()
              aggregate_state_file or the log",
         );
     }
-    if cfg.aggregate.is_some() {
-        if let Some(g @ 0) = fields.grace(config) {
-            log(
-                &host,
-                ins,
-                FLB_LOG_WARN,
-                &format!(
-                    "service grace is {g}: at a stop Fluent Bit will not flush the rows this                      filter hands over then; set grace to 1 or more"
-                ),
-            );
-        }
+    if let Some(g @ 0) = fields.grace(config) {
+        let line = format!(
+            "service grace is {g}: at a stop Fluent Bit will not flush the rows this filter \
+             hands over then; set grace to 1 or more"
+        );
+        log(host, ins, FLB_LOG_WARN, &line);
     }
-    start(host, ins, config, fields, placement, cfg, door)
 }
 
 /// Builds the context, restores saved rows, starts the timer and hands the context to
@@ -1083,7 +1100,7 @@ fn filter_chunk(ctx: &Context, chunk: &[u8], tag: &str) -> Option<Vec<u8>> {
 /// Warns (rate-limited) when memory bounds pushed script blocks or rows out early.
 fn log_bounds(ctx: &Context) {
     if let Some(st) = ctx.filter.detector.reassembly_state() {
-        let (open, bytes, bound) = (st.0, st.1, st.3);
+        let (open, bytes, bound) = (st.open_blocks, st.bytes, st.bound_releases);
         let logged = ctx.bound_releases_logged.load(Ordering::Relaxed);
         if bound > logged
             && ctx

@@ -14,6 +14,18 @@ use crate::verdict::ExtendedFinding;
 use std::borrow::Cow;
 use std::sync::Mutex;
 
+/// How script-block reassembly stands: what is held, and what was judged early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReassemblyState {
+    /// Blocks waiting for parts, and the bytes they hold.
+    pub open_blocks: usize,
+    pub bytes: usize,
+    /// Blocks judged as they stood because `reassemble_timeout` passed.
+    pub timeouts: u64,
+    /// Blocks judged as they stood because a memory bound was hit.
+    pub bound_releases: u64,
+}
+
 /// The result of filtering one chunk.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
@@ -282,9 +294,13 @@ impl Detector {
     }
 
     /// Open blocks, bytes held, blocks judged by timeout and by bound.
-    pub fn reassembly_state(&self) -> Option<(usize, usize, u64, u64)> {
-        self.lock()
-            .map(|r| (r.open_blocks(), r.bytes(), r.timeouts, r.bound_releases))
+    pub fn reassembly_state(&self) -> Option<ReassemblyState> {
+        self.lock().map(|r| ReassemblyState {
+            open_blocks: r.open_blocks(),
+            bytes: r.bytes(),
+            timeouts: r.timeouts,
+            bound_releases: r.bound_releases,
+        })
     }
 
     /// Writes a flagged record: its header bytes unchanged, its body with the enrichment.
