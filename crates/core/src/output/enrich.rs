@@ -58,118 +58,11 @@ pub struct Normalized {
 pub fn additions(cfg: &Config, n: &Normalized) -> Vec<(String, Node)> {
     let risk_message = a::risk_message(&n.computer);
     let lateral = n.extended.as_ref().is_none_or(|e| e.lateral);
-    let dest = n
-        .extended
-        .as_ref()
-        .and_then(|e| e.relevant().next().map(|s| s.target.text()));
-    let namespace = map(vec![
-        ("EventCode", Node::Int(n.event_code)),
-        ("ComputerName", s(&n.computer)),
-        ("User", s(&n.user)),
-        ("time", Node::Float(n.time)),
-        ("time_text", s(&timefmt::rfc3339(n.time))),
-        ("time_source", s(n.time_source)),
-        ("shape", s(n.shape.name())),
-        ("mode", s("exact")),
-        ("rule_id", s(a::RULE_ID)),
-    ]);
-    let observable = map(vec![
-        ("name", s(a::OBSERVABLE_FIELD)),
-        ("type", s(a::OBSERVABLE_TYPE)),
-        ("role", strs(&[a::OBSERVABLE_ROLE])),
-        ("value", s(&n.computer)),
-    ]);
     let risk = n.extended.as_ref().map_or(cfg.risk_score, |e| e.risk_score);
+    let observable = observable(&n.computer);
     let mut out = match cfg.schema {
-        Schema::Ecs => vec![
-            (
-                "event",
-                map(vec![
-                    ("kind", s("alert")),
-                    ("category", strs(&["intrusion_detection"])),
-                    ("type", strs(&["info"])),
-                    ("risk_score", Node::Float(risk as f64)),
-                    ("risk_score_norm", Node::Float(risk.min(100) as f64)),
-                    ("severity", Node::Int(risk)),
-                ]),
-            ),
-            (
-                "threat",
-                map(vec![
-                    ("framework", s(a::FRAMEWORK)),
-                    (
-                        "tactic",
-                        map(vec![
-                            ("id", strs(&[a::TACTIC_ID])),
-                            ("name", strs(&[a::TACTIC_NAME])),
-                            ("reference", strs(&[a::TACTIC_REFERENCE])),
-                        ]),
-                    ),
-                    (
-                        "technique",
-                        map(vec![
-                            ("id", strs(&[a::TECHNIQUE_ID])),
-                            ("name", strs(&[a::TECHNIQUE_NAME])),
-                            ("reference", strs(&[a::TECHNIQUE_REFERENCE])),
-                            (
-                                "subtechnique",
-                                map(vec![
-                                    ("id", strs(&[a::SUBTECHNIQUE_ID])),
-                                    ("name", strs(&[a::SUBTECHNIQUE_NAME])),
-                                    ("reference", strs(&[a::SUBTECHNIQUE_REFERENCE])),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                ]),
-            ),
-            (
-                "rule",
-                map(vec![
-                    ("id", s(a::RULE_ID)),
-                    ("uuid", s(a::RULE_ID)),
-                    ("name", s(a::RULE_NAME)),
-                    ("description", s(a::RULE_DESCRIPTION)),
-                    ("category", s(a::RULE_TYPE)),
-                    ("version", s(&a::RULE_VERSION.to_string())),
-                    ("author", strs(&[a::RULE_AUTHOR])),
-                    ("ruleset", s("Splunk ESCU")),
-                    ("reference", s(a::REFERENCES[1])),
-                ]),
-            ),
-        ],
-        Schema::Splunk => vec![
-            ("search_name", s(a::SEARCH_NAME)),
-            ("rule_id", s(a::RULE_ID)),
-            ("rule_name", s(a::RULE_NAME)),
-            ("rule_description", s(a::RULE_DESCRIPTION)),
-            ("detection_type", s(a::RULE_TYPE)),
-            ("analytic_story", strs(&[a::ANALYTIC_STORY])),
-            ("kill_chain_phase", strs(&[a::KILL_CHAIN_PHASE])),
-            ("risk_score", Node::Int(risk)),
-            ("risk_message", s(&risk_message)),
-            ("risk_object", s(&n.computer)),
-            ("risk_object_type", s("system")),
-            ("risk_object_field", s(a::OBSERVABLE_FIELD)),
-            ("impact", Node::Int(a::IMPACT)),
-            ("confidence", Node::Int(a::CONFIDENCE)),
-            ("rule_references", strs(&a::REFERENCES)),
-            (
-                "annotations",
-                map(vec![
-                    ("mitre_attack", strs(&[a::TECHNIQUE_ID, a::SUBTECHNIQUE_ID])),
-                    ("mitre_tactic_id", strs(&[a::TACTIC_ID])),
-                    ("mitre_tactic", strs(&[a::TACTIC_NAME])),
-                    (
-                        "mitre_technique",
-                        strs(&[a::TECHNIQUE_NAME, a::SUBTECHNIQUE_NAME]),
-                    ),
-                    ("analytic_story", strs(&[a::ANALYTIC_STORY])),
-                    ("kill_chain_phases", strs(&[a::KILL_CHAIN_PHASE])),
-                    ("observable", Node::List(vec![observable.clone()])),
-                ]),
-            ),
-        ],
+        Schema::Ecs => ecs_fields(risk),
+        Schema::Splunk => splunk_fields(n, risk, &risk_message, &observable),
     };
     if !lateral {
         // A local session is reported, never as lateral movement.
@@ -180,47 +73,151 @@ pub fn additions(cfg: &Config, n: &Normalized) -> Vec<(String, Node)> {
             }
         }
     }
+    let dest = n
+        .extended
+        .as_ref()
+        .and_then(|e| e.relevant().next().map(|s| s.target.text()));
     if let Some(d) = &dest {
         match cfg.schema {
             Schema::Ecs => out.push(("destination", map(vec![("address", s(d))]))),
             Schema::Splunk => out.push(("dest", s(d))),
         }
     }
-    let mut ns = namespace;
-    if let (Node::Map(ref mut entries), Some(e)) = (&mut ns, &n.extended) {
-        let first = e.relevant().next();
-        let targets: Vec<Node> = e
-            .relevant()
-            .map(|x| {
-                map(vec![
-                    ("value", s(&x.target.text())),
-                    ("kind", s(x.target.kind())),
-                    ("transport", s(x.transport.name())),
-                    ("local", s(if x.local { "true" } else { "false" })),
-                ])
-            })
-            .collect();
-        entries.push(("mode".into(), s("extended")));
-        entries.retain(|(k, v)| !(k == "mode" && *v == s("exact")));
-        entries.push((
-            "lateral_movement".into(),
-            s(if e.lateral { "true" } else { "false" }),
-        ));
-        entries.push(("targets".into(), Node::List(targets)));
-        if let Some(f) = first {
-            entries.push(("transport".into(), s(f.transport.name())));
-            let cmd: String = f.text.chars().take(1024).collect();
-            entries.push(("command".into(), s(&cmd)));
-            entries.push((
-                "reading".into(),
-                Node::List(f.readings.iter().map(|r| s(r)).collect()),
-            ));
-        }
-        if !e.lateral {
-            entries.push(("category".into(), s("local-session")));
-        }
+    let ns = namespace_map(cfg, n, &risk_message, observable);
+    out.push((NAMESPACE_PLACEHOLDER, ns));
+    out.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The analytic's observable: the computer, as the victim endpoint.
+fn observable(computer: &str) -> Node {
+    map(vec![
+        ("name", s(a::OBSERVABLE_FIELD)),
+        ("type", s(a::OBSERVABLE_TYPE)),
+        ("role", strs(&[a::OBSERVABLE_ROLE])),
+        ("value", s(computer)),
+    ])
+}
+
+/// The ECS fields: `event`, `threat`, `rule`.
+fn ecs_fields(risk: i64) -> Vec<(&'static str, Node)> {
+    vec![
+        (
+            "event",
+            map(vec![
+                ("kind", s("alert")),
+                ("category", strs(&["intrusion_detection"])),
+                ("type", strs(&["info"])),
+                ("risk_score", Node::Float(risk as f64)),
+                ("risk_score_norm", Node::Float(risk.min(100) as f64)),
+                ("severity", Node::Int(risk)),
+            ]),
+        ),
+        (
+            "threat",
+            map(vec![
+                ("framework", s(a::FRAMEWORK)),
+                (
+                    "tactic",
+                    map(vec![
+                        ("id", strs(&[a::TACTIC_ID])),
+                        ("name", strs(&[a::TACTIC_NAME])),
+                        ("reference", strs(&[a::TACTIC_REFERENCE])),
+                    ]),
+                ),
+                (
+                    "technique",
+                    map(vec![
+                        ("id", strs(&[a::TECHNIQUE_ID])),
+                        ("name", strs(&[a::TECHNIQUE_NAME])),
+                        ("reference", strs(&[a::TECHNIQUE_REFERENCE])),
+                        (
+                            "subtechnique",
+                            map(vec![
+                                ("id", strs(&[a::SUBTECHNIQUE_ID])),
+                                ("name", strs(&[a::SUBTECHNIQUE_NAME])),
+                                ("reference", strs(&[a::SUBTECHNIQUE_REFERENCE])),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ]),
+        ),
+        (
+            "rule",
+            map(vec![
+                ("id", s(a::RULE_ID)),
+                ("uuid", s(a::RULE_ID)),
+                ("name", s(a::RULE_NAME)),
+                ("description", s(a::RULE_DESCRIPTION)),
+                ("category", s(a::RULE_TYPE)),
+                ("version", s(&a::RULE_VERSION.to_string())),
+                ("author", strs(&[a::RULE_AUTHOR])),
+                ("ruleset", s("Splunk ESCU")),
+                ("reference", s(a::REFERENCES[1])),
+            ]),
+        ),
+    ]
+}
+
+/// The Splunk risk-based-alerting fields.
+fn splunk_fields(
+    n: &Normalized,
+    risk: i64,
+    risk_message: &str,
+    observable: &Node,
+) -> Vec<(&'static str, Node)> {
+    vec![
+        ("search_name", s(a::SEARCH_NAME)),
+        ("rule_id", s(a::RULE_ID)),
+        ("rule_name", s(a::RULE_NAME)),
+        ("rule_description", s(a::RULE_DESCRIPTION)),
+        ("detection_type", s(a::RULE_TYPE)),
+        ("analytic_story", strs(&[a::ANALYTIC_STORY])),
+        ("kill_chain_phase", strs(&[a::KILL_CHAIN_PHASE])),
+        ("risk_score", Node::Int(risk)),
+        ("risk_message", s(risk_message)),
+        ("risk_object", s(&n.computer)),
+        ("risk_object_type", s("system")),
+        ("risk_object_field", s(a::OBSERVABLE_FIELD)),
+        ("impact", Node::Int(a::IMPACT)),
+        ("confidence", Node::Int(a::CONFIDENCE)),
+        ("rule_references", strs(&a::REFERENCES)),
+        (
+            "annotations",
+            map(vec![
+                ("mitre_attack", strs(&[a::TECHNIQUE_ID, a::SUBTECHNIQUE_ID])),
+                ("mitre_tactic_id", strs(&[a::TACTIC_ID])),
+                ("mitre_tactic", strs(&[a::TACTIC_NAME])),
+                (
+                    "mitre_technique",
+                    strs(&[a::TECHNIQUE_NAME, a::SUBTECHNIQUE_NAME]),
+                ),
+                ("analytic_story", strs(&[a::ANALYTIC_STORY])),
+                ("kill_chain_phases", strs(&[a::KILL_CHAIN_PHASE])),
+                ("observable", Node::List(vec![observable.clone()])),
+            ]),
+        ),
+    ]
+}
+
+/// The map under `namespace`: the normalised values, what mode extended read, how the
+/// script was reassembled, and (ECS) the analytic fields ECS has no place for.
+fn namespace_map(cfg: &Config, n: &Normalized, risk_message: &str, observable: Node) -> Node {
+    let mut entries: Vec<(String, Node)> = vec![
+        ("EventCode".into(), Node::Int(n.event_code)),
+        ("ComputerName".into(), s(&n.computer)),
+        ("User".into(), s(&n.user)),
+        ("time".into(), Node::Float(n.time)),
+        ("time_text".into(), s(&timefmt::rfc3339(n.time))),
+        ("time_source".into(), s(n.time_source)),
+        ("shape".into(), s(n.shape.name())),
+        ("mode".into(), s("exact")),
+        ("rule_id".into(), s(a::RULE_ID)),
+    ];
+    if let Some(e) = &n.extended {
+        extended_entries(e, &mut entries);
     }
-    if let (Node::Map(ref mut entries), Some(r)) = (&mut ns, &n.reassembly) {
+    if let Some(r) = &n.reassembly {
         for (k, v) in [
             ("script_block_id", s(&r.block_id)),
             ("parts", Node::Int(r.parts as i64)),
@@ -230,25 +227,58 @@ pub fn additions(cfg: &Config, n: &Normalized) -> Vec<(String, Node)> {
             entries.push((k.to_string(), v));
         }
     }
-    if let Node::Map(ref mut entries) = ns {
-        if cfg.schema == Schema::Ecs {
-            // ECS has no place for these; keep them beside the normalised values.
-            for (k, v) in [
-                ("type", s(a::RULE_TYPE)),
-                ("risk_message", s(&risk_message)),
-                ("analytic_story", strs(&[a::ANALYTIC_STORY])),
-                ("kill_chain_phase", strs(&[a::KILL_CHAIN_PHASE])),
-                ("impact", Node::Int(a::IMPACT)),
-                ("confidence", Node::Int(a::CONFIDENCE)),
-                ("observable", observable),
-                ("references", strs(&a::REFERENCES)),
-            ] {
-                entries.push((k.to_string(), v));
-            }
+    if cfg.schema == Schema::Ecs {
+        // ECS has no place for these; keep them beside the normalised values.
+        for (k, v) in [
+            ("type", s(a::RULE_TYPE)),
+            ("risk_message", s(risk_message)),
+            ("analytic_story", strs(&[a::ANALYTIC_STORY])),
+            ("kill_chain_phase", strs(&[a::KILL_CHAIN_PHASE])),
+            ("impact", Node::Int(a::IMPACT)),
+            ("confidence", Node::Int(a::CONFIDENCE)),
+            ("observable", observable),
+            ("references", strs(&a::REFERENCES)),
+        ] {
+            entries.push((k.to_string(), v));
         }
     }
-    out.push((NAMESPACE_PLACEHOLDER, ns));
-    out.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    Node::Map(entries)
+}
+
+/// What mode extended read: the mode, lateral movement, the targets and the first one's
+/// transport, command text and readings.
+fn extended_entries(e: &ExtendedFinding, entries: &mut Vec<(String, Node)>) {
+    let first = e.relevant().next();
+    let targets: Vec<Node> = e
+        .relevant()
+        .map(|x| {
+            map(vec![
+                ("value", s(&x.target.text())),
+                ("kind", s(x.target.kind())),
+                ("transport", s(x.transport.name())),
+                ("local", s(if x.local { "true" } else { "false" })),
+            ])
+        })
+        .collect();
+    entries.push(("mode".into(), s("extended")));
+    entries.retain(|(k, v)| !(k == "mode" && *v == s("exact")));
+    entries.push((
+        "lateral_movement".into(),
+        s(if e.lateral { "true" } else { "false" }),
+    ));
+    entries.push(("targets".into(), Node::List(targets)));
+    if let Some(f) = first {
+        entries.push(("transport".into(), s(f.transport.name())));
+        let cmd: String = f.text.chars().take(1024).collect();
+        entries.push(("command".into(), s(&cmd)));
+        entries.push((
+            "reading".into(),
+            Node::List(f.readings.iter().map(|r| s(r)).collect()),
+        ));
+    }
+    if !e.lateral {
+        entries.push(("category".into(), s("local-session")));
+    }
 }
 
 /// Writes one node as msgpack.
