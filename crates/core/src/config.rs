@@ -32,6 +32,31 @@ pub struct PropertySpec {
     /// May be given several times.
     pub multiple: bool,
     pub description: &'static str,
+    /// How its value is checked and applied.
+    pub apply: Apply,
+}
+
+type Result1 = Result<(), ConfigError>;
+
+/// How a property's value is checked and applied to the configuration.
+#[derive(Clone, Copy)]
+pub enum Apply {
+    /// With its (trimmed) value, when it is given.
+    One(fn(&mut Config, &'static str, &str) -> Result1),
+    /// With every value given (a repeatable property), none included.
+    All(fn(&mut Config, &'static str, &[String]) -> Result1),
+    /// With its value or None: its default depends on a property declared before it.
+    Maybe(fn(&mut Config, &'static str, Option<&str>) -> Result1),
+}
+
+impl std::fmt::Debug for Apply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Apply::One(_) => "One",
+            Apply::All(_) => "All",
+            Apply::Maybe(_) => "Maybe",
+        })
+    }
 }
 
 const fn prop(
@@ -40,6 +65,7 @@ const fn prop(
     default: Option<&'static str>,
     multiple: bool,
     description: &'static str,
+    apply: Apply,
 ) -> PropertySpec {
     PropertySpec {
         name,
@@ -47,6 +73,7 @@ const fn prop(
         default,
         multiple,
         description,
+        apply,
     }
 }
 
@@ -63,6 +90,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
          PowerShell Operational channel whose script text contains both `Enter-PSSession` and \
          `-ComputerName`, case-insensitively). `extended`: reads the script as PowerShell \
          does and flags the Enter-PSSession invocations that open a session elsewhere.",
+        Apply::One(set_mode),
     ),
     prop(
         "local_sessions",
@@ -72,6 +100,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         "mode extended: sessions that stay on this computer (loopback, its own name, a local \
          Hyper-V VM or container) are `ignore`d or `flag`ged with local_risk_score, never as \
          lateral movement.",
+        Apply::One(set_local_sessions),
     ),
     prop(
         "local_risk_score",
@@ -79,6 +108,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         Some("10"),
         false,
         "mode extended: risk score of flagged local sessions (0 to 1000).",
+        Apply::One(set_local_risk_score),
     ),
     prop(
         "transport_risk",
@@ -87,6 +117,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "mode extended: risk score per transport, e.g. `ssh=60,session=50` (transports: \
          winrm, winrm-uri, ssh, session); others use risk_score.",
+        Apply::One(set_transport_risk),
     ),
     prop(
         "schema",
@@ -96,6 +127,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         "Field names of the enrichment: `ecs` (Elastic Common Schema: threat.*, rule.*, \
          event.kind/risk_score/severity) or `splunk` (risk-based alerting: risk_score, \
          risk_message, risk_object, annotations.mitre_attack, ...).",
+        Apply::One(set_schema),
     ),
     prop(
         "exclude_user",
@@ -104,6 +136,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         true,
         "Regular expression (unanchored, Rust regex syntax) on the normalised User; a match \
          is not flagged. Repeat the property for several expressions.",
+        Apply::All(set_exclude_user),
     ),
     prop(
         "exclude_computer",
@@ -112,6 +145,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         true,
         "Regular expression (unanchored) on the normalised ComputerName; a match is not \
          flagged. Repeatable.",
+        Apply::All(set_exclude_computer),
     ),
     prop(
         "risk_score",
@@ -119,6 +153,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         Some("45"),
         false,
         "Risk score written on flagged records, 0 to 1000 (the analytic's is 45).",
+        Apply::One(set_risk_score),
     ),
     prop(
         "namespace",
@@ -128,6 +163,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         "Key of the map that carries the normalised values (EventCode, ComputerName, User, \
          time) and the fields the schema has no place for. If a record already has this key, \
          `_` is prepended until the key is free.",
+        Apply::One(set_namespace),
     ),
     prop(
         "aggregate",
@@ -136,6 +172,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Keep the analytic's `stats count min(_time) max(_time) by EventCode Message \
          ComputerName User` live and emit its rows as records: `on` or `off`.",
+        Apply::One(set_aggregate),
     ),
     prop(
         "aggregate_tag",
@@ -143,6 +180,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         Some("pssession.aggregate"),
         false,
         "Tag of the aggregate rows (route them with Match).",
+        Apply::One(set_tag),
     ),
     prop(
         "aggregate_mode",
@@ -152,6 +190,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         "`tumbling`: each flush emits the rows of the window since the last flush \
          (mergeable: sum count, min firstTime, max lastTime). `cumulative`: running totals \
          since start-up; each flush emits the rows updated since the last one.",
+        Apply::One(set_aggregate_mode),
     ),
     prop(
         "flush_interval",
@@ -159,6 +198,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         Some("60s"),
         false,
         "How often rows are emitted: seconds, or a number with s, m or h (1s to 24h).",
+        Apply::One(set_flush_interval),
     ),
     prop(
         "max_keys",
@@ -167,6 +207,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Most rows kept at once (1 to 1000000); when full the least recently updated row is \
          emitted early.",
+        Apply::One(set_max_keys),
     ),
     prop(
         "max_message_bytes",
@@ -175,6 +216,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Most bytes of Message text kept in rows at once (a size: 64K, 16M, 1G); when full \
          the least recently updated row is emitted early.",
+        Apply::One(set_max_message_bytes),
     ),
     prop(
         "aggregate_state_file",
@@ -184,6 +226,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         "File where rows not yet emitted are saved when Fluent Bit stops or reloads, and \
          read back (then removed) at the next start, so no count is lost. Without it, such \
          rows are written to Fluent Bit's log.",
+        Apply::One(set_aggregate_state_file),
     ),
     prop(
         "alert_tag",
@@ -192,6 +235,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "When set, a copy of each flagged record is also emitted under this tag, while the \
          original goes on in its own stream.",
+        Apply::One(set_tag),
     ),
     prop(
         "emitter_name",
@@ -200,6 +244,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Name of the emitter input that carries aggregate rows and alert copies (default \
          `emitter_for_<filter name>`).",
+        Apply::One(set_emitter_name),
     ),
     prop(
         "emitter_mem_buf_limit",
@@ -207,6 +252,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         Some("10M"),
         false,
         "Memory buffer limit of the emitter input.",
+        Apply::One(set_emitter_mem_buf_limit),
     ),
     prop(
         "emitter_storage.type",
@@ -214,6 +260,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         Some("memory"),
         false,
         "Storage type of the emitter input: `memory` or `filesystem`.",
+        Apply::One(set_emitter_storage_type),
     ),
     prop(
         "reassemble",
@@ -223,6 +270,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         "Judge script blocks split over several 4104 events as a whole: collect the parts \
          per (computer, ScriptBlock ID) and flag the record that completes the script. Off \
          by default in mode exact, which judges each event alone as the analytic does.",
+        Apply::Maybe(set_reassemble),
     ),
     prop(
         "reassemble_timeout",
@@ -231,6 +279,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "How long a script block may stay incomplete before it is judged as it stands \
          (1s to 24h).",
+        Apply::One(set_reassemble_timeout),
     ),
     prop(
         "reassemble_max_bytes",
@@ -239,6 +288,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Most bytes of open script blocks kept; past it the oldest block is judged as it \
          stands.",
+        Apply::One(set_reassemble_max_bytes),
     ),
     prop(
         "reassemble_max_blocks",
@@ -246,6 +296,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         Some("1000"),
         false,
         "Most open script blocks (1 to 1000000); past it the oldest is judged as it stands.",
+        Apply::One(set_reassemble_max_blocks),
     ),
     prop(
         "event_code_key",
@@ -254,6 +305,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Field holding the event id, for a record shape the filter does not know. A top-level \
          key, or a record accessor such as `$event['id']`. Read before the built-in shapes.",
+        Apply::One(set_field_key),
     ),
     prop(
         "channel_key",
@@ -261,6 +313,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         None,
         false,
         "Field holding the event log channel (see event_code_key).",
+        Apply::One(set_field_key),
     ),
     prop(
         "computer_key",
@@ -268,6 +321,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         None,
         false,
         "Field holding the computer name (see event_code_key).",
+        Apply::One(set_field_key),
     ),
     prop(
         "user_key",
@@ -275,6 +329,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         None,
         false,
         "Field holding the user (see event_code_key).",
+        Apply::One(set_field_key),
     ),
     prop(
         "message_key",
@@ -282,6 +337,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         None,
         false,
         "Field holding the rendered message text (see event_code_key).",
+        Apply::One(set_field_key),
     ),
     prop(
         "script_block_key",
@@ -290,6 +346,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Field holding the script block text, used when there is no message (see \
          event_code_key).",
+        Apply::One(set_field_key),
     ),
     prop(
         "time_key",
@@ -298,6 +355,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         false,
         "Field holding the event's own time (RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff][ +zzzz]` \
          or epoch seconds; see event_code_key).",
+        Apply::One(set_field_key),
     ),
 ];
 
@@ -577,251 +635,304 @@ impl Config {
                     ));
                 }
             }
-            let single = vals.first().map(|s| s.trim());
-            match spec.name {
-                "mode" => {
-                    if let Some(v) = single {
-                        cfg.mode = match v.to_ascii_lowercase().as_str() {
-                            "exact" => Mode::Exact,
-                            "extended" => Mode::Extended,
-                            _ => {
-                                return Err(error(
-                                    spec.name,
-                                    format!("unknown mode '{v}' (valid: exact, extended)"),
-                                ))
-                            }
-                        }
+            match spec.apply {
+                Apply::One(set) => {
+                    if let Some(v) = vals.first() {
+                        set(&mut cfg, spec.name, v.trim())?;
                     }
                 }
-                "schema" => {
-                    if let Some(v) = single {
-                        cfg.schema = match v.to_ascii_lowercase().as_str() {
-                            "ecs" => Schema::Ecs,
-                            "splunk" => Schema::Splunk,
-                            _ => {
-                                return Err(error(
-                                    spec.name,
-                                    format!("unknown schema '{v}' (valid: ecs, splunk)"),
-                                ))
-                            }
-                        }
-                    }
-                }
-                "exclude_user" => cfg.exclude_user = compile_all(spec.name, &vals)?,
-                "exclude_computer" => cfg.exclude_computer = compile_all(spec.name, &vals)?,
-                "risk_score" => {
-                    if let Some(v) = single {
-                        cfg.risk_score = parse_int(spec.name, v, 0, 1000)?;
-                    }
-                }
-                "namespace" => {
-                    if let Some(v) = single {
-                        if v.len() > 64 || v.chars().any(|c| c.is_control()) {
-                            return Err(error(
-                                spec.name,
-                                "must be 1 to 64 characters with no control characters",
-                            ));
-                        }
-                        cfg.namespace = v.to_string();
-                    }
-                }
-                "aggregate" => {
-                    if let Some(v) = single {
-                        if !parse_bool(spec.name, v)? {
-                            cfg.aggregate = None;
-                        }
-                    }
-                }
-                "aggregate_tag" | "alert_tag" => {
-                    if let Some(v) = single {
-                        if v.chars().any(|c| c.is_whitespace() || c.is_control()) || v.len() > 256 {
-                            return Err(error(spec.name, format!("'{v}' is not a valid tag")));
-                        }
-                        if spec.name == "alert_tag" {
-                            cfg.alert_tag = Some(v.to_string());
-                        } else if let Some(a) = cfg.aggregate.as_mut() {
-                            a.tag = v.to_string();
-                        }
-                    }
-                }
-                // Each value is checked even with `aggregate off`, then kept if it applies.
-                "aggregate_mode" => {
-                    if let Some(v) = single {
-                        let mode = match v.to_ascii_lowercase().as_str() {
-                            "tumbling" => AggregateMode::Tumbling,
-                            "cumulative" => AggregateMode::Cumulative,
-                            _ => {
-                                return Err(error(
-                                    spec.name,
-                                    format!("unknown mode '{v}' (valid: tumbling, cumulative)"),
-                                ))
-                            }
-                        };
-                        if let Some(a) = cfg.aggregate.as_mut() {
-                            a.mode = mode;
-                        }
-                    }
-                }
-                "flush_interval" => {
-                    if let Some(v) = single {
-                        let ms = parse_duration_ms(spec.name, v)?;
-                        if let Some(a) = cfg.aggregate.as_mut() {
-                            a.flush_interval_ms = ms;
-                        }
-                    }
-                }
-                "max_keys" => {
-                    if let Some(v) = single {
-                        let n = parse_int(spec.name, v, 1, 1_000_000)? as usize;
-                        if let Some(a) = cfg.aggregate.as_mut() {
-                            a.max_keys = n;
-                        }
-                    }
-                }
-                "max_message_bytes" => {
-                    if let Some(v) = single {
-                        let n = parse_size(spec.name, v, 1024, 1 << 40)?;
-                        if let Some(a) = cfg.aggregate.as_mut() {
-                            a.max_message_bytes = n;
-                        }
-                    }
-                }
-                "aggregate_state_file" => {
-                    if let Some(v) = single {
-                        check_writable_dir(spec.name, v)?;
-                        if let Some(a) = cfg.aggregate.as_mut() {
-                            a.state_file = Some(v.to_string());
-                        }
-                    }
-                }
-                "reassemble" => {
-                    cfg.reassembly = match single {
-                        Some(v) => parse_bool(spec.name, v)?.then(ReassemblySettings::default),
-                        // on by default in mode extended, off in mode exact
-                        None => (cfg.mode == Mode::Extended).then(ReassemblySettings::default),
-                    };
-                }
-                "local_sessions" => {
-                    if let Some(v) = single {
-                        cfg.flag_local_sessions = match v.to_ascii_lowercase().as_str() {
-                            "ignore" => false,
-                            "flag" => true,
-                            _ => {
-                                return Err(error(
-                                    spec.name,
-                                    format!("unknown value '{v}' (valid: ignore, flag)"),
-                                ))
-                            }
-                        };
-                    }
-                }
-                "local_risk_score" => {
-                    if let Some(v) = single {
-                        cfg.local_risk_score = parse_int(spec.name, v, 0, 1000)?;
-                    }
-                }
-                "transport_risk" => {
-                    if let Some(v) = single {
-                        for item in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-                            let bad = || {
-                                error(
-                                    spec.name,
-                                    format!(
-                                        "'{item}': expected transport=score with a transport of \
-                                         winrm, winrm-uri, ssh, session and a score from 0 to 1000"
-                                    ),
-                                )
-                            };
-                            let (t, n) = item.split_once('=').ok_or_else(bad)?;
-                            let t = t.trim().to_ascii_lowercase();
-                            if !matches!(t.as_str(), "winrm" | "winrm-uri" | "ssh" | "session") {
-                                return Err(bad());
-                            }
-                            let n: i64 = n.trim().parse().map_err(|_| bad())?;
-                            if !(0..=1000).contains(&n) {
-                                return Err(bad());
-                            }
-                            if cfg.transport_risk.iter().any(|(x, _)| *x == t) {
-                                return Err(error(spec.name, format!("'{t}' is given twice")));
-                            }
-                            cfg.transport_risk.push((t, n));
-                        }
-                        if cfg.transport_risk.is_empty() {
-                            return Err(error(
-                                spec.name,
-                                "expected transport=score items separated by commas",
-                            ));
-                        }
-                    }
-                }
-                "reassemble_timeout" => {
-                    if let Some(v) = single {
-                        let ms = parse_duration_ms(spec.name, v)?;
-                        if let Some(r) = cfg.reassembly.as_mut() {
-                            r.timeout_secs = ms as f64 / 1000.0;
-                        }
-                    }
-                }
-                "reassemble_max_bytes" => {
-                    if let Some(v) = single {
-                        let n = parse_size(spec.name, v, 1024, 1 << 40)?;
-                        if let Some(r) = cfg.reassembly.as_mut() {
-                            r.max_bytes = n;
-                        }
-                    }
-                }
-                "reassemble_max_blocks" => {
-                    if let Some(v) = single {
-                        let n = parse_int(spec.name, v, 1, 1_000_000)? as usize;
-                        if let Some(r) = cfg.reassembly.as_mut() {
-                            r.max_blocks = n;
-                        }
-                    }
-                }
-                "emitter_name" => cfg.emitter.name = single.map(str::to_string),
-                "emitter_mem_buf_limit" => {
-                    if let Some(v) = single {
-                        parse_size(spec.name, v, 1024, 1 << 40)?;
-                        cfg.emitter.mem_buf_limit = v.to_string();
-                    }
-                }
-                "emitter_storage.type" => {
-                    if let Some(v) = single {
-                        let t = v.to_ascii_lowercase();
-                        if t != "memory" && t != "filesystem" {
-                            return Err(error(
-                                spec.name,
-                                format!("unknown storage type '{v}' (valid: memory, filesystem)"),
-                            ));
-                        }
-                        cfg.emitter.storage_type = t;
-                    }
-                }
-                key => {
-                    if let Some(v) = single {
-                        let path = Some(FieldPath::parse(key, v)?);
-                        let f = &mut cfg.fields;
-                        match key {
-                            "event_code_key" => f.event_code = path,
-                            "channel_key" => f.channel = path,
-                            "computer_key" => f.computer = path,
-                            "user_key" => f.user = path,
-                            "message_key" => f.message = path,
-                            "script_block_key" => f.script_block = path,
-                            "time_key" => f.time = path,
-                            _ => unreachable_property(key),
-                        }
-                    }
-                }
+                Apply::All(set) => set(&mut cfg, spec.name, &vals)?,
+                Apply::Maybe(set) => set(&mut cfg, spec.name, vals.first().map(|v| v.trim()))?,
             }
         }
         Ok(cfg)
     }
 }
 
-/// Every name in [`PROPERTIES`] has an arm above; a test walks the table to prove it.
-fn unreachable_property(_key: &str) {
-    debug_assert!(false, "property without a handler: {_key}");
+// Each property's parser, declared with its spec in PROPERTIES (called in that order,
+// so a default may depend on a property declared before it).
+
+fn set_mode(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    cfg.mode = match v.to_ascii_lowercase().as_str() {
+        "exact" => Mode::Exact,
+        "extended" => Mode::Extended,
+        _ => {
+            return Err(error(
+                name,
+                format!("unknown mode '{v}' (valid: exact, extended)"),
+            ))
+        }
+    };
+    Ok(())
+}
+
+fn set_schema(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    cfg.schema = match v.to_ascii_lowercase().as_str() {
+        "ecs" => Schema::Ecs,
+        "splunk" => Schema::Splunk,
+        _ => {
+            return Err(error(
+                name,
+                format!("unknown schema '{v}' (valid: ecs, splunk)"),
+            ))
+        }
+    };
+    Ok(())
+}
+
+fn set_risk_score(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    cfg.risk_score = parse_int(name, v, 0, 1000)?;
+    Ok(())
+}
+
+fn set_namespace(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    if v.len() > 64 || v.chars().any(|c| c.is_control()) {
+        return Err(error(
+            name,
+            "must be 1 to 64 characters with no control characters",
+        ));
+    }
+    cfg.namespace = v.to_string();
+    Ok(())
+}
+
+fn set_aggregate(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    if !parse_bool(name, v)? {
+        cfg.aggregate = None;
+    };
+    Ok(())
+}
+
+fn set_tag(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) || v.len() > 256 {
+        return Err(error(name, format!("'{v}' is not a valid tag")));
+    }
+    if name == "alert_tag" {
+        cfg.alert_tag = Some(v.to_string());
+    } else if let Some(a) = cfg.aggregate.as_mut() {
+        a.tag = v.to_string();
+    };
+    Ok(())
+}
+
+fn set_aggregate_mode(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    let mode = match v.to_ascii_lowercase().as_str() {
+        "tumbling" => AggregateMode::Tumbling,
+        "cumulative" => AggregateMode::Cumulative,
+        _ => {
+            return Err(error(
+                name,
+                format!("unknown mode '{v}' (valid: tumbling, cumulative)"),
+            ))
+        }
+    };
+    if let Some(a) = cfg.aggregate.as_mut() {
+        a.mode = mode;
+    };
+    Ok(())
+}
+
+fn set_flush_interval(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    let ms = parse_duration_ms(name, v)?;
+    if let Some(a) = cfg.aggregate.as_mut() {
+        a.flush_interval_ms = ms;
+    };
+    Ok(())
+}
+
+fn set_max_keys(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    let n = parse_int(name, v, 1, 1_000_000)? as usize;
+    if let Some(a) = cfg.aggregate.as_mut() {
+        a.max_keys = n;
+    };
+    Ok(())
+}
+
+fn set_max_message_bytes(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    let n = parse_size(name, v, 1024, 1 << 40)?;
+    if let Some(a) = cfg.aggregate.as_mut() {
+        a.max_message_bytes = n;
+    };
+    Ok(())
+}
+
+fn set_aggregate_state_file(
+    cfg: &mut Config,
+    name: &'static str,
+    v: &str,
+) -> Result<(), ConfigError> {
+    check_writable_dir(name, v)?;
+    if let Some(a) = cfg.aggregate.as_mut() {
+        a.state_file = Some(v.to_string());
+    };
+    Ok(())
+}
+
+fn set_local_sessions(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    cfg.flag_local_sessions = match v.to_ascii_lowercase().as_str() {
+        "ignore" => false,
+        "flag" => true,
+        _ => {
+            return Err(error(
+                name,
+                format!("unknown value '{v}' (valid: ignore, flag)"),
+            ))
+        }
+    };
+    Ok(())
+}
+
+fn set_local_risk_score(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    cfg.local_risk_score = parse_int(name, v, 0, 1000)?;
+    Ok(())
+}
+
+fn set_transport_risk(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    for item in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let bad = || {
+            error(
+                name,
+                format!(
+                    "'{item}': expected transport=score with a transport of \
+                     winrm, winrm-uri, ssh, session and a score from 0 to 1000"
+                ),
+            )
+        };
+        let (t, n) = item.split_once('=').ok_or_else(bad)?;
+        let t = t.trim().to_ascii_lowercase();
+        if !matches!(t.as_str(), "winrm" | "winrm-uri" | "ssh" | "session") {
+            return Err(bad());
+        }
+        let n: i64 = n.trim().parse().map_err(|_| bad())?;
+        if !(0..=1000).contains(&n) {
+            return Err(bad());
+        }
+        if cfg.transport_risk.iter().any(|(x, _)| *x == t) {
+            return Err(error(name, format!("'{t}' is given twice")));
+        }
+        cfg.transport_risk.push((t, n));
+    }
+    if cfg.transport_risk.is_empty() {
+        return Err(error(
+            name,
+            "expected transport=score items separated by commas",
+        ));
+    };
+    Ok(())
+}
+
+fn set_reassemble_timeout(
+    cfg: &mut Config,
+    name: &'static str,
+    v: &str,
+) -> Result<(), ConfigError> {
+    let ms = parse_duration_ms(name, v)?;
+    if let Some(r) = cfg.reassembly.as_mut() {
+        r.timeout_secs = ms as f64 / 1000.0;
+    };
+    Ok(())
+}
+
+fn set_reassemble_max_bytes(
+    cfg: &mut Config,
+    name: &'static str,
+    v: &str,
+) -> Result<(), ConfigError> {
+    let n = parse_size(name, v, 1024, 1 << 40)?;
+    if let Some(r) = cfg.reassembly.as_mut() {
+        r.max_bytes = n;
+    };
+    Ok(())
+}
+
+fn set_reassemble_max_blocks(
+    cfg: &mut Config,
+    name: &'static str,
+    v: &str,
+) -> Result<(), ConfigError> {
+    let n = parse_int(name, v, 1, 1_000_000)? as usize;
+    if let Some(r) = cfg.reassembly.as_mut() {
+        r.max_blocks = n;
+    };
+    Ok(())
+}
+
+fn set_emitter_mem_buf_limit(
+    cfg: &mut Config,
+    name: &'static str,
+    v: &str,
+) -> Result<(), ConfigError> {
+    parse_size(name, v, 1024, 1 << 40)?;
+    cfg.emitter.mem_buf_limit = v.to_string();
+    Ok(())
+}
+
+fn set_emitter_storage_type(
+    cfg: &mut Config,
+    name: &'static str,
+    v: &str,
+) -> Result<(), ConfigError> {
+    let t = v.to_ascii_lowercase();
+    if t != "memory" && t != "filesystem" {
+        return Err(error(
+            name,
+            format!("unknown storage type '{v}' (valid: memory, filesystem)"),
+        ));
+    }
+    cfg.emitter.storage_type = t;
+    Ok(())
+}
+
+fn set_field_key(cfg: &mut Config, name: &'static str, v: &str) -> Result<(), ConfigError> {
+    let path = Some(FieldPath::parse(name, v)?);
+    let f = &mut cfg.fields;
+    match name {
+        "event_code_key" => f.event_code = path,
+        "channel_key" => f.channel = path,
+        "computer_key" => f.computer = path,
+        "user_key" => f.user = path,
+        "message_key" => f.message = path,
+        "script_block_key" => f.script_block = path,
+        "time_key" => f.time = path,
+        _ => return Err(error(name, "is not a field key property")),
+    };
+    Ok(())
+}
+
+fn set_exclude_user(
+    cfg: &mut Config,
+    name: &'static str,
+    vals: &[String],
+) -> Result<(), ConfigError> {
+    cfg.exclude_user = compile_all(name, vals)?;
+    Ok(())
+}
+
+fn set_exclude_computer(
+    cfg: &mut Config,
+    name: &'static str,
+    vals: &[String],
+) -> Result<(), ConfigError> {
+    cfg.exclude_computer = compile_all(name, vals)?;
+    Ok(())
+}
+
+/// On by default in mode extended (declared after `mode`), off in mode exact.
+fn set_reassemble(
+    cfg: &mut Config,
+    name: &'static str,
+    v: Option<&str>,
+) -> Result<(), ConfigError> {
+    cfg.reassembly = match v {
+        Some(v) => parse_bool(name, v)?.then(ReassemblySettings::default),
+        None => (cfg.mode == Mode::Extended).then(ReassemblySettings::default),
+    };
+    Ok(())
+}
+
+fn set_emitter_name(cfg: &mut Config, _name: &'static str, v: &str) -> Result<(), ConfigError> {
+    cfg.emitter.name = Some(v.to_string());
+    Ok(())
 }
 
 fn compile_all(property: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
