@@ -86,286 +86,339 @@ pub struct Lexed {
 /// run to the end.
 pub fn tokenize(src: &str) -> Lexed {
     let chars: Vec<char> = src.chars().collect();
-    let n = chars.len();
-    let at = |i: usize| chars.get(i).copied();
-    let pos = |i: usize| i.min(n);
-    let mut out = Vec::new();
-    let mut nested = Vec::new();
-    let mut i = 0;
-    let push = |out: &mut Vec<Token>, tok: Tok, s: usize, e: usize| {
-        out.push(Token {
-            tok,
-            start: s,
-            end: e,
-        })
+    let mut lx = Lexer {
+        n: chars.len(),
+        chars,
+        i: 0,
+        out: Vec::new(),
+        nested: Vec::new(),
     };
-    while i < n {
-        let c = chars[i];
-        let start = pos(i);
+    while lx.i < lx.n {
+        lx.next_token();
+    }
+    Lexed {
+        chars: lx.chars,
+        tokens: lx.out,
+        nested: lx.nested,
+    }
+}
+
+/// The tokenizer's state: where it is, and what it has found.
+struct Lexer {
+    chars: Vec<char>,
+    n: usize,
+    i: usize,
+    out: Vec<Token>,
+    nested: Vec<String>,
+}
+
+impl Lexer {
+    fn at(&self, i: usize) -> Option<char> {
+        self.chars.get(i).copied()
+    }
+
+    fn pos(&self, i: usize) -> usize {
+        i.min(self.n)
+    }
+
+    fn push(&mut self, tok: Tok, start: usize, end: usize) {
+        self.out.push(Token { tok, start, end });
+    }
+
+    /// One token at `self.i`, or the white space, comment or line continuation there.
+    /// Longer than most functions on purpose: it is the lexer's dispatch table, one short
+    /// arm per leading character; every longer form has a method of its own below.
+    fn next_token(&mut self) {
+        let c = self.chars[self.i];
+        let start = self.pos(self.i);
         match c {
             '\n' => {
-                push(&mut out, Tok::Sep(Sep::Newline), start, pos(i + 1));
-                i += 1;
+                self.push(Tok::Sep(Sep::Newline), start, self.pos(self.i + 1));
+                self.i += 1;
             }
-            c if c.is_whitespace() => i += 1,
+            c if c.is_whitespace() => self.i += 1,
             '#' => {
-                while i < n && chars[i] != '\n' {
-                    i += 1;
+                while self.i < self.n && self.chars[self.i] != '\n' {
+                    self.i += 1;
                 }
             }
-            '<' if at(i + 1) == Some('#') => {
-                i += 2;
-                while i < n && !(chars[i] == '#' && at(i + 1) == Some('>')) {
-                    i += 1;
+            '<' if self.at(self.i + 1) == Some('#') => {
+                self.i += 2;
+                while self.i < self.n
+                    && !(self.chars[self.i] == '#' && self.at(self.i + 1) == Some('>'))
+                {
+                    self.i += 1;
                 }
-                i = (i + 2).min(n);
+                self.i = (self.i + 2).min(self.n);
             }
-            '`' if matches!(at(i + 1), Some('\n') | Some('\r')) => {
-                i += 2;
-                if at(i - 1) == Some('\r') && at(i) == Some('\n') {
-                    i += 1;
+            '`' if matches!(self.at(self.i + 1), Some('\n') | Some('\r')) => {
+                self.i += 2;
+                if self.at(self.i - 1) == Some('\r') && self.at(self.i) == Some('\n') {
+                    self.i += 1;
                 }
             }
             ';' => {
-                push(&mut out, Tok::Sep(Sep::Semicolon), start, pos(i + 1));
-                i += 1;
+                self.push(Tok::Sep(Sep::Semicolon), start, self.pos(self.i + 1));
+                self.i += 1;
             }
             '|' => {
-                let two = at(i + 1) == Some('|');
+                let two = self.at(self.i + 1) == Some('|');
                 let tok = Tok::Sep(if two { Sep::OrOr } else { Sep::Pipe });
-                i += if two { 2 } else { 1 };
-                push(&mut out, tok, start, pos(i));
+                self.i += if two { 2 } else { 1 };
+                self.push(tok, start, self.pos(self.i));
             }
             '&' => {
-                let two = at(i + 1) == Some('&');
+                let two = self.at(self.i + 1) == Some('&');
                 let tok = if two {
                     Tok::Sep(Sep::AndAnd)
                 } else {
                     Tok::Call
                 };
-                i += if two { 2 } else { 1 };
-                push(&mut out, tok, start, pos(i));
+                self.i += if two { 2 } else { 1 };
+                self.push(tok, start, self.pos(self.i));
             }
             '(' => {
-                push(&mut out, Tok::Open, start, pos(i + 1));
-                i += 1;
+                self.push(Tok::Open, start, self.pos(self.i + 1));
+                self.i += 1;
             }
             '{' => {
-                push(&mut out, Tok::OpenBlock, start, pos(i + 1));
-                i += 1;
+                self.push(Tok::OpenBlock, start, self.pos(self.i + 1));
+                self.i += 1;
             }
             ')' | '}' => {
-                push(&mut out, Tok::Close, start, pos(i + 1));
-                i += 1;
+                self.push(Tok::Close, start, self.pos(self.i + 1));
+                self.i += 1;
             }
-            '$' if at(i + 1) == Some('(') => {
-                push(&mut out, Tok::Open, start, pos(i + 2));
-                i += 2;
+            '$' if self.at(self.i + 1) == Some('(') => {
+                self.push(Tok::Open, start, self.pos(self.i + 2));
+                self.i += 2;
             }
-            '@' if matches!(at(i + 1), Some('(') | Some('{')) => {
-                push(&mut out, Tok::Open, start, pos(i + 2));
-                i += 2;
+            '@' if matches!(self.at(self.i + 1), Some('(') | Some('{')) => {
+                self.push(Tok::Open, start, self.pos(self.i + 2));
+                self.i += 2;
             }
-            '@' if at(i + 1).is_some_and(|q| is_squote(q) || is_dquote(q))
-                && matches!(at(i + 2), Some('\n') | Some('\r')) =>
+            '@' if self
+                .at(self.i + 1)
+                .is_some_and(|q| is_squote(q) || is_dquote(q))
+                && matches!(self.at(self.i + 2), Some('\n') | Some('\r')) =>
             {
-                // here-string: to a line that starts with the quote and '@'
-                let expandable = at(i + 1).is_some_and(is_dquote);
-                let mut j = i + 2;
-                while j < n && chars[j] != '\n' {
-                    j += 1;
-                }
-                let body_start = (j + 1).min(n);
-                let mut k = body_start;
-                let mut end = n;
-                while k < n {
-                    if chars[k] == '\n' {
-                        let q = at(k + 1);
-                        if q.is_some_and(|q| is_squote(q) || is_dquote(q)) && at(k + 2) == Some('@')
-                        {
-                            end = k;
-                            break;
-                        }
-                    }
-                    k += 1;
-                }
-                let text: String = chars[body_start.min(end)..end].iter().collect();
-                if expandable {
-                    collect_subexpressions(&text, &mut nested);
-                }
-                i = (end + 3).min(n);
-                push(&mut out, Tok::Str { text, expandable }, start, pos(i));
+                self.here_string(start)
             }
-            q if is_squote(q) => {
-                let mut text = String::new();
-                i += 1;
-                while i < n {
-                    let ch = chars[i];
-                    if is_squote(ch) {
-                        if at(i + 1).is_some_and(is_squote) {
-                            text.push(ch);
-                            i += 2;
-                            continue;
-                        }
-                        i += 1;
-                        break;
-                    }
-                    text.push(ch);
-                    i += 1;
-                }
-                push(
-                    &mut out,
-                    Tok::Str {
-                        text,
-                        expandable: false,
-                    },
-                    start,
-                    pos(i),
-                );
-            }
-            q if is_dquote(q) => {
-                let mut text = String::new();
-                i += 1;
-                while i < n {
-                    let ch = chars[i];
-                    if ch == '`' {
-                        if let Some(nx) = at(i + 1) {
-                            text.push(match nx {
-                                'n' => '\n',
-                                't' => '\t',
-                                'r' => '\r',
-                                '0' => '\0',
-                                other => other,
-                            });
-                        }
-                        i += 2;
-                        continue;
-                    }
-                    if ch == '$' && at(i + 1) == Some('(') {
-                        // an unescaped subexpression: code that runs when the string is made
-                        let mut depth = 0usize;
-                        let from = i + 2;
-                        let mut j = i + 1;
-                        while j < n {
-                            match chars[j] {
-                                '(' => depth += 1,
-                                ')' => {
-                                    depth -= 1;
-                                    if depth == 0 {
-                                        break;
-                                    }
-                                }
-                                _ => {}
-                            }
-                            j += 1;
-                        }
-                        let inner: String = chars[from.min(j)..j.min(n)].iter().collect();
-                        text.push_str("$(");
-                        text.push_str(&inner);
-                        text.push(')');
-                        nested.push(inner);
-                        i = (j + 1).min(n);
-                        continue;
-                    }
-                    if is_dquote(ch) {
-                        if at(i + 1).is_some_and(is_dquote) {
-                            text.push(ch);
-                            i += 2;
-                            continue;
-                        }
-                        i += 1;
-                        break;
-                    }
-                    text.push(ch);
-                    i += 1;
-                }
-                push(
-                    &mut out,
-                    Tok::Str {
-                        text,
-                        expandable: true,
-                    },
-                    start,
-                    pos(i),
-                );
-            }
-            '$' => {
-                let mut name = String::new();
-                i += 1;
-                if at(i) == Some('{') {
-                    i += 1;
-                    while i < n && chars[i] != '}' {
-                        name.push(chars[i]);
-                        i += 1;
-                    }
-                    i = (i + 1).min(n);
-                } else {
-                    while i < n
-                        && (chars[i].is_alphanumeric()
-                            || matches!(chars[i], '_' | ':' | '?' | '^' | '$'))
-                    {
-                        name.push(chars[i]);
-                        i += 1;
-                    }
-                }
-                push(&mut out, Tok::Var(name), start, pos(i));
-            }
+            q if is_squote(q) => self.single_quoted(start),
+            q if is_dquote(q) => self.double_quoted(start),
+            '$' => self.variable(start),
             '=' => {
-                push(&mut out, Tok::Assign, start, pos(i + 1));
-                i += 1;
+                self.push(Tok::Assign, start, self.pos(self.i + 1));
+                self.i += 1;
             }
             ',' => {
-                push(&mut out, Tok::Other, start, pos(i + 1));
-                i += 1;
+                self.push(Tok::Other, start, self.pos(self.i + 1));
+                self.i += 1;
             }
-            '.' if at(i + 1).is_none_or(|c| c.is_whitespace()) => {
+            '.' if self.at(self.i + 1).is_none_or(|c| c.is_whitespace()) => {
                 // the dot-source operator in command position, the current computer as an
                 // argument
-                push(&mut out, Tok::Word(".".into()), start, pos(i + 1));
-                i += 1;
+                self.push(Tok::Word(".".into()), start, self.pos(self.i + 1));
+                self.i += 1;
             }
-            c if is_dash(c) && at(i + 1).is_some_and(|c| c.is_alphabetic() || c == '`') => {
-                // -Name or -Name:value
-                let mut name = String::new();
-                i += 1;
-                while i < n {
-                    let ch = chars[i];
-                    // PowerShell keeps a backtick inside a parameter name as part of the name
-                    // (so `-Co`mputerName` names no parameter and the command fails).
-                    if ch == '`' && at(i + 1).is_some_and(|c| !matches!(c, '\n' | '\r')) {
-                        name.push('`');
-                        if let Some(nx) = at(i + 1) {
-                            name.push(nx);
-                        }
-                        i += 2;
-                        continue;
-                    }
-                    if ends_word(ch) || ch == ':' || is_squote(ch) || is_dquote(ch) || ch == '`' {
-                        break;
-                    }
-                    name.push(ch);
-                    i += 1;
-                }
-                let mut value = None;
-                if at(i) == Some(':') {
-                    i += 1;
-                    let (v, next) = read_word(&chars, i);
-                    value = Some(v);
-                    i = next;
-                }
-                push(&mut out, Tok::Param { name, value }, start, pos(i));
+            c if is_dash(c)
+                && self
+                    .at(self.i + 1)
+                    .is_some_and(|c| c.is_alphabetic() || c == '`') =>
+            {
+                self.parameter(start)
             }
             _ => {
-                let (w, next) = read_word(&chars, i);
-                i = next.max(i + 1);
-                push(&mut out, Tok::Word(w), start, pos(i));
+                let (w, next) = read_word(&self.chars, self.i);
+                self.i = next.max(self.i + 1);
+                self.push(Tok::Word(w), start, self.pos(self.i));
             }
         }
     }
-    Lexed {
-        chars,
-        tokens: out,
-        nested,
+
+    /// A here-string (@' '@ or @" "@): to a line that starts with the quote and '@'.
+    fn here_string(&mut self, start: usize) {
+        // here-string: to a line that starts with the quote and '@'
+        let expandable = self.at(self.i + 1).is_some_and(is_dquote);
+        let mut j = self.i + 2;
+        while j < self.n && self.chars[j] != '\n' {
+            j += 1;
+        }
+        let body_start = (j + 1).min(self.n);
+        let mut k = body_start;
+        let mut end = self.n;
+        while k < self.n {
+            if self.chars[k] == '\n' {
+                let q = self.at(k + 1);
+                if q.is_some_and(|q| is_squote(q) || is_dquote(q)) && self.at(k + 2) == Some('@') {
+                    end = k;
+                    break;
+                }
+            }
+            k += 1;
+        }
+        let text: String = self.chars[body_start.min(end)..end].iter().collect();
+        if expandable {
+            collect_subexpressions(&text, &mut self.nested);
+        }
+        self.i = (end + 3).min(self.n);
+        self.push(Tok::Str { text, expandable }, start, self.pos(self.i));
+    }
+
+    /// A single-quoted string: no escapes, '' is a quote.
+    fn single_quoted(&mut self, start: usize) {
+        let mut text = String::new();
+        self.i += 1;
+        while self.i < self.n {
+            let ch = self.chars[self.i];
+            if is_squote(ch) {
+                if self.at(self.i + 1).is_some_and(is_squote) {
+                    text.push(ch);
+                    self.i += 2;
+                    continue;
+                }
+                self.i += 1;
+                break;
+            }
+            text.push(ch);
+            self.i += 1;
+        }
+        self.push(
+            Tok::Str {
+                text,
+                expandable: false,
+            },
+            start,
+            self.pos(self.i),
+        );
+    }
+
+    /// A double-quoted string: backtick escapes, "" is a quote, and each unescaped
+    /// `$( )` kept as code to read too.
+    fn double_quoted(&mut self, start: usize) {
+        let mut text = String::new();
+        self.i += 1;
+        while self.i < self.n {
+            let ch = self.chars[self.i];
+            if ch == '`' {
+                if let Some(nx) = self.at(self.i + 1) {
+                    text.push(match nx {
+                        'n' => '\n',
+                        't' => '\t',
+                        'r' => '\r',
+                        '0' => '\0',
+                        other => other,
+                    });
+                }
+                self.i += 2;
+                continue;
+            }
+            if ch == '$' && self.at(self.i + 1) == Some('(') {
+                // an unescaped subexpression: code that runs when the string is made
+                let mut depth = 0usize;
+                let from = self.i + 2;
+                let mut j = self.i + 1;
+                while j < self.n {
+                    match self.chars[j] {
+                        '(' => depth += 1,
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                let inner: String = self.chars[from.min(j)..j.min(self.n)].iter().collect();
+                text.push_str("$(");
+                text.push_str(&inner);
+                text.push(')');
+                self.nested.push(inner);
+                self.i = (j + 1).min(self.n);
+                continue;
+            }
+            if is_dquote(ch) {
+                if self.at(self.i + 1).is_some_and(is_dquote) {
+                    text.push(ch);
+                    self.i += 2;
+                    continue;
+                }
+                self.i += 1;
+                break;
+            }
+            text.push(ch);
+            self.i += 1;
+        }
+        self.push(
+            Tok::Str {
+                text,
+                expandable: true,
+            },
+            start,
+            self.pos(self.i),
+        );
+    }
+
+    /// A variable: `$name`, `$scope:name`, `${any name}`.
+    fn variable(&mut self, start: usize) {
+        let mut name = String::new();
+        self.i += 1;
+        if self.at(self.i) == Some('{') {
+            self.i += 1;
+            while self.i < self.n && self.chars[self.i] != '}' {
+                name.push(self.chars[self.i]);
+                self.i += 1;
+            }
+            self.i = (self.i + 1).min(self.n);
+        } else {
+            while self.i < self.n
+                && (self.chars[self.i].is_alphanumeric()
+                    || matches!(self.chars[self.i], '_' | ':' | '?' | '^' | '$'))
+            {
+                name.push(self.chars[self.i]);
+                self.i += 1;
+            }
+        }
+        self.push(Tok::Var(name), start, self.pos(self.i));
+    }
+
+    /// A parameter, `-Name` or `-Name:value` (any dash PowerShell accepts).
+    fn parameter(&mut self, start: usize) {
+        // -Name or -Name:value
+        let mut name = String::new();
+        self.i += 1;
+        while self.i < self.n {
+            let ch = self.chars[self.i];
+            // PowerShell keeps a backtick inside a parameter name as part of the name
+            // (so `-Co`mputerName` names no parameter and the command fails).
+            if ch == '`'
+                && self
+                    .at(self.i + 1)
+                    .is_some_and(|c| !matches!(c, '\n' | '\r'))
+            {
+                name.push('`');
+                if let Some(nx) = self.at(self.i + 1) {
+                    name.push(nx);
+                }
+                self.i += 2;
+                continue;
+            }
+            if ends_word(ch) || ch == ':' || is_squote(ch) || is_dquote(ch) || ch == '`' {
+                break;
+            }
+            name.push(ch);
+            self.i += 1;
+        }
+        let mut value = None;
+        if self.at(self.i) == Some(':') {
+            self.i += 1;
+            let (v, next) = read_word(&self.chars, self.i);
+            value = Some(v);
+            self.i = next;
+        }
+        self.push(Tok::Param { name, value }, start, self.pos(self.i));
     }
 }
 
