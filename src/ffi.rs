@@ -659,8 +659,15 @@ fn placement_name(p: &Placement) -> &'static str {
     }
 }
 
-/// The door this placement gives, or Err(why there is none) when rows must be appended
-/// to chunks. A bad `emitter_name` is a start-up error of its own (`Err(Err(line))`).
+/// Why a placement gives no door.
+enum NoDoor {
+    /// A property is wrong: start-up stops with this line.
+    StartUp(String),
+    /// None can open here (why): rows are appended to chunks, and `alert_tag` is refused.
+    Unavailable(String),
+}
+
+/// The door this placement gives, or why there is none.
 fn open_door(
     host: &Host,
     ins: *mut flb_filter_instance,
@@ -668,11 +675,12 @@ fn open_door(
     fields: &ConfigFields,
     placement: &Placement,
     cfg: &Config,
-) -> Result<Door, Result<String, String>> {
+) -> Result<Door, NoDoor> {
     match *placement {
         Placement::Filter => {
-            let eh = EmitterHost::resolve()
-                .map_err(|m| Ok(format!("this Fluent Bit does not export '{m}'")))?;
+            let eh = EmitterHost::resolve().map_err(|m| {
+                NoDoor::Unavailable(format!("this Fluent Bit does not export '{m}'"))
+            })?;
             let name = cfg
                 .emitter
                 .name
@@ -680,24 +688,25 @@ fn open_door(
                 .unwrap_or_else(|| format!("emitter_for_{}", instance_name(host, ins)));
             match doors::create_emitter(eh, config, fields, &name, cfg) {
                 Ok(em) => Ok(Door::Emitter { host: eh, ins: em }),
-                Err(doors::EmitterError::Property(line)) => Err(Err(line)),
-                Err(doors::EmitterError::Unavailable(why)) => Err(Ok(why)),
+                Err(doors::EmitterError::Property(line)) => Err(NoDoor::StartUp(line)),
+                Err(doors::EmitterError::Unavailable(why)) => Err(NoDoor::Unavailable(why)),
             }
         }
         Placement::InputProcessor { input, stage } => {
             let append: doors::SkipStagesFn =
-                resolve(c"flb_input_log_append_skip_processor_stages")
-                    .map_err(|m| Ok(format!("this Fluent Bit does not export '{m}'")))?;
+                resolve(c"flb_input_log_append_skip_processor_stages").map_err(|m| {
+                    NoDoor::Unavailable(format!("this Fluent Bit does not export '{m}'"))
+                })?;
             Ok(Door::Reinject {
                 input: input as *mut flb_input_instance,
                 stage,
                 append,
             })
         }
-        Placement::OutputProcessor => Err(Ok(
+        Placement::OutputProcessor => Err(NoDoor::Unavailable(
             "an output processor's records go only to its output".into(),
         )),
-        Placement::UnknownProcessor(why) => Err(Ok(why.into())),
+        Placement::UnknownProcessor(why) => Err(NoDoor::Unavailable(why.into())),
     }
 }
 
@@ -768,9 +777,11 @@ fn choose_door(
     }
     match open_door(host, ins, config, fields, placement, cfg) {
         Ok(d) => Ok(d),
-        Err(Err(line)) => Err(line),
-        Err(Ok(why)) if cfg.alert_tag.is_some() => Err(alert_tag_refusal(placement, &why)),
-        Err(Ok(why)) => {
+        Err(NoDoor::StartUp(line)) => Err(line),
+        Err(NoDoor::Unavailable(why)) if cfg.alert_tag.is_some() => {
+            Err(alert_tag_refusal(placement, &why))
+        }
+        Err(NoDoor::Unavailable(why)) => {
             let level = match placement {
                 Placement::OutputProcessor => FLB_LOG_INFO,
                 _ => FLB_LOG_WARN,
