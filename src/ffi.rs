@@ -358,36 +358,52 @@ fn find_property_list(
 ) -> Option<Vec<String>> {
     const MAX_NODES: usize = 100_000;
     let offsets = layout::filter_instance_offsets(ins)?;
-    // SAFETY: `properties` of the verified layout; nodes are followed only while the ring
-    // is consistent (each node's prev is the node before it).
-    unsafe {
-        let head = (ins as *mut u8).add(offsets.properties) as *mut mk_list;
-        let mut node = (*head).next;
-        let mut prev = head;
-        let mut values = Vec::new();
-        let mut first_seen: Option<*const c_char> = None;
-        for _ in 0..MAX_NODES {
-            if node.is_null() || (*node).prev != prev {
-                return None;
-            }
-            if node == head {
-                return (first_seen == Some(first)).then_some(values);
-            }
-            let kv = (node as *mut u8).sub(std::mem::offset_of!(flb_kv, _head)) as *mut flb_kv;
-            if !(*kv).key.is_null()
-                && !(*kv).val.is_null()
-                && CStr::from_ptr((*kv).key)
-                    .to_bytes()
-                    .eq_ignore_ascii_case(key.to_bytes())
-            {
-                first_seen.get_or_insert((*kv).val);
-                values.push(CStr::from_ptr((*kv).val).to_string_lossy().into_owned());
-            }
-            prev = node;
-            node = (*node).next;
+    // SAFETY: `properties` of the instance's verified layout, an `mk_list` head inside it.
+    let head = unsafe { (ins as *mut u8).add(offsets.properties) } as *mut mk_list;
+    let mut values = Vec::new();
+    let mut first_seen: Option<*const c_char> = None;
+    let (mut prev, mut node) = (head, next_node(head)?);
+    for _ in 0..MAX_NODES {
+        if prev_node(node)? != prev {
+            return None;
         }
+        if node == head {
+            return (first_seen == Some(first)).then_some(values);
+        }
+        if let Some((k, v)) = kv_of(node) {
+            if k.to_bytes().eq_ignore_ascii_case(key.to_bytes()) {
+                first_seen.get_or_insert(v.as_ptr());
+                values.push(v.to_string_lossy().into_owned());
+            }
+        }
+        (prev, node) = (node, next_node(node)?);
     }
     None
+}
+
+/// `node->next`, when not NULL.
+fn next_node(node: *mut mk_list) -> Option<*mut mk_list> {
+    // SAFETY: `node` is the list head or a node reached from it through checked links.
+    let next = unsafe { (*node).next };
+    (!next.is_null()).then_some(next)
+}
+
+/// `node->prev`, when not NULL.
+fn prev_node(node: *mut mk_list) -> Option<*mut mk_list> {
+    // SAFETY: as for next_node.
+    let prev = unsafe { (*node).prev };
+    (!prev.is_null()).then_some(prev)
+}
+
+/// The key and value of the `flb_kv` holding `node` (its `_head`), when both are set.
+fn kv_of<'a>(node: *mut mk_list) -> Option<(&'a CStr, &'a CStr)> {
+    // SAFETY: a node of the properties list is the `_head` of a `struct flb_kv`, whose
+    // key and value are NUL-terminated sds strings that live as long as the instance.
+    unsafe {
+        let kv = (node as *mut u8).sub(std::mem::offset_of!(flb_kv, _head)) as *const flb_kv;
+        let (k, v) = ((*kv).key, (*kv).val);
+        (!k.is_null() && !v.is_null()).then(|| (CStr::from_ptr(k), CStr::from_ptr(v)))
+    }
 }
 
 /// Per-instance state handed to Fluent Bit as the filter context. Read-only after init

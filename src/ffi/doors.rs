@@ -10,7 +10,7 @@ use super::layout::ConfigFields;
 use super::{flb_config, flb_input_instance, resolve};
 use pssession_core::config::Config;
 use pssession_core::instance::RowDoor;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 type InputNameExistsFn = unsafe extern "C" fn(*const c_char, *mut flb_config) -> c_int;
 type InputNewFn = unsafe extern "C" fn(
@@ -88,6 +88,47 @@ pub enum EmitterError {
     Unavailable(String),
 }
 
+impl EmitterHost {
+    // Each wrapper makes one call of Fluent Bit's input API, with the config pointer it
+    // passed to cb_init, NUL-terminated strings and an input instance it made.
+
+    fn name_exists(&self, name: &CStr, config: *mut flb_config) -> bool {
+        // SAFETY: see above.
+        unsafe { (self.name_exists)(name.as_ptr(), config) != 0 }
+    }
+
+    fn new_emitter(&self, config: *mut flb_config) -> *mut flb_input_instance {
+        // SAFETY: see above; "emitter" is a private plugin, so public_only is 0.
+        unsafe { (self.input_new)(config, c"emitter".as_ptr(), std::ptr::null_mut(), 0) }
+    }
+
+    fn set(&self, em: *mut flb_input_instance, k: &CStr, v: &CStr) -> bool {
+        // SAFETY: see above.
+        unsafe { (self.set_property)(em, k.as_ptr(), v.as_ptr()) == 0 }
+    }
+
+    fn init(&self, em: *mut flb_input_instance, config: *mut flb_config) -> bool {
+        // SAFETY: see above.
+        unsafe { (self.instance_init)(em, config) == 0 }
+    }
+
+    fn storage(&self, cio: *mut c_void, em: *mut flb_input_instance) -> bool {
+        // SAFETY: see above; `cio` is config->cio, read where service_configs[] says.
+        unsafe { (self.storage_input_create)(cio, em) == 0 }
+    }
+
+    /// Releases an emitter that did not start (after `instance_exit` once initialised).
+    fn discard(&self, em: *mut flb_input_instance, config: *mut flb_config, initialised: bool) {
+        // SAFETY: see above; the instance is released once and never used again.
+        unsafe {
+            if initialised {
+                (self.instance_exit)(em, config);
+            }
+            (self.instance_destroy)(em);
+        }
+    }
+}
+
 /// Creates and initialises the emitter input, as `rewrite_tag` does, with storage from
 /// `config->cio` (read at the offset the host's `service_configs[]` gives).
 pub fn create_emitter(
@@ -106,55 +147,49 @@ pub fn create_emitter(
                 .into(),
         ));
     };
-    // SAFETY: Fluent Bit's input API with the config pointer it passed to cb_init and
-    // NUL-terminated strings; the new instance is owned by Fluent Bit.
-    unsafe {
-        if (eh.name_exists)(cname.as_ptr(), config) != 0 {
-            return Err(Property(format!(
-                "property 'emitter_name': emitter_name '{name}' already exists"
-            )));
-        }
-        let em = (eh.input_new)(config, c"emitter".as_ptr(), std::ptr::null_mut(), 0);
-        if em.is_null() {
-            return Err(Unavailable(
-                "cannot create the emitter input instance".into(),
-            ));
-        }
-        let settings = [
-            ("alias", name),
-            ("mem_buf_limit", cfg.emitter.mem_buf_limit.as_str()),
-            ("storage.type", cfg.emitter.storage_type.as_str()),
-        ];
-        for (k, v) in settings {
-            let (ck, cv) = (
-                CString::new(k).unwrap_or_default(),
-                CString::new(v).unwrap_or_default(),
-            );
-            if (eh.set_property)(em, ck.as_ptr(), cv.as_ptr()) != 0 {
-                (eh.instance_destroy)(em);
-                return Err(Unavailable(format!(
-                    "cannot set '{k}' of the emitter to '{v}'"
-                )));
-            }
-        }
-        if (eh.instance_init)(em, config) != 0 {
-            (eh.instance_exit)(em, config);
-            (eh.instance_destroy)(em);
-            return Err(Unavailable(format!(
-                "cannot initialize emitter instance '{name}'"
-            )));
-        }
-        // Storage is created for the configured inputs before filters start; an input
-        // made now needs its own, as rewrite_tag does with flb_storage_input_create.
-        if (eh.storage_input_create)(cio, em) != 0 {
-            (eh.instance_exit)(em, config);
-            (eh.instance_destroy)(em);
-            return Err(Unavailable(format!(
-                "cannot create storage for emitter '{name}'"
-            )));
-        }
-        Ok(em)
+    if eh.name_exists(&cname, config) {
+        return Err(Property(format!(
+            "property 'emitter_name': emitter_name '{name}' already exists"
+        )));
     }
+    let em = eh.new_emitter(config);
+    if em.is_null() {
+        return Err(Unavailable(
+            "cannot create the emitter input instance".into(),
+        ));
+    }
+    let settings = [
+        ("alias", name),
+        ("mem_buf_limit", cfg.emitter.mem_buf_limit.as_str()),
+        ("storage.type", cfg.emitter.storage_type.as_str()),
+    ];
+    for (k, v) in settings {
+        let (ck, cv) = (
+            CString::new(k).unwrap_or_default(),
+            CString::new(v).unwrap_or_default(),
+        );
+        if !eh.set(em, &ck, &cv) {
+            eh.discard(em, config, false);
+            return Err(Unavailable(format!(
+                "cannot set '{k}' of the emitter to '{v}'"
+            )));
+        }
+    }
+    if !eh.init(em, config) {
+        eh.discard(em, config, true);
+        return Err(Unavailable(format!(
+            "cannot initialize emitter instance '{name}'"
+        )));
+    }
+    // Storage is created for the configured inputs before filters start; an input made
+    // now needs its own, as rewrite_tag does with flb_storage_input_create.
+    if !eh.storage(cio, em) {
+        eh.discard(em, config, true);
+        return Err(Unavailable(format!(
+            "cannot create storage for emitter '{name}'"
+        )));
+    }
+    Ok(em)
 }
 
 /// How this instance's own records enter the pipeline.
