@@ -399,31 +399,52 @@ impl<'a, 'c> Scan<'a, 'c> {
         let event_code = self.event_code();
         if self.custom(FieldRole::EventCode).is_none() && !self.has_windows_id() {
             if let Some(l) = self.linux().cloned() {
-                let part = part_from(None, None, None, Some(&l.text));
-                return EventView {
-                    shape: l.shape,
-                    event_code: l.event_code,
-                    channel: None,
-                    computer: self
-                        .custom(FieldRole::Computer)
-                        .and_then(text_of)
-                        .or(l.computer),
-                    user: self.custom(FieldRole::User).and_then(text_of).or(l.user),
-                    message: Some(l.text),
-                    script_block_text: None,
-                    time: match self.custom(FieldRole::Time) {
-                        Some(v) => time_of(v, "time_key"),
-                        None => l.time,
-                    },
-                    part,
-                };
+                return self.linux_view(l);
             }
         }
         let xml = self.xml().cloned();
-        let s = &self.slots;
-        let custom_shape = self.custom(FieldRole::EventCode).is_some();
+        let xml = xml.as_ref();
+        let message = self.message_of(xml);
+        let part = self.part_of(xml, message.as_deref());
+        EventView {
+            shape: self.shape_of(xml),
+            event_code,
+            channel: self.channel_of(xml),
+            computer: self.computer_of(xml),
+            user: self.user_of(xml),
+            message,
+            script_block_text: self.script_block_text_of(xml),
+            time: self.time_of_event(xml),
+            part,
+        }
+    }
 
-        let shape = if custom_shape {
+    /// The view of a PowerShell line of a Linux log (syslog or journald).
+    fn linux_view(&self, l: LinuxEvent<'a>) -> EventView<'a> {
+        let part = part_from(None, None, None, Some(&l.text));
+        EventView {
+            shape: l.shape,
+            event_code: l.event_code,
+            channel: None,
+            computer: self
+                .custom(FieldRole::Computer)
+                .and_then(text_of)
+                .or(l.computer),
+            user: self.custom(FieldRole::User).and_then(text_of).or(l.user),
+            message: Some(l.text),
+            script_block_text: None,
+            time: match self.custom(FieldRole::Time) {
+                Some(v) => time_of(v, "time_key"),
+                None => l.time,
+            },
+            part,
+        }
+    }
+
+    /// Which shape the record has, by the fields that mark each.
+    fn shape_of(&self, xml: Option<&XmlEvent>) -> Shape {
+        let s = &self.slots;
+        if self.custom(FieldRole::EventCode).is_some() {
             Shape::Custom
         } else if s.winlog.is_some() && self.winlog(&[b"event_id"]).is_some() {
             Shape::Winlogbeat
@@ -437,33 +458,39 @@ impl<'a, 'c> Scan<'a, 'c> {
             Shape::XmlWinEventLog
         } else {
             Shape::Other
-        };
+        }
+    }
 
-        let channel = self
-            .custom(FieldRole::Channel)
+    fn channel_of(&self, xml: Option<&XmlEvent>) -> Option<Text<'a>> {
+        let s = &self.slots;
+        self.custom(FieldRole::Channel)
             .and_then(text_of)
             .or_else(|| s.channel.and_then(text_of))
             .or_else(|| s.log_name.and_then(text_of))
             .or_else(|| s.source.and_then(channel_from_source))
             .or_else(|| self.winlog(&[b"channel"]).and_then(text_of))
-            .or_else(|| owned(xml.as_ref().and_then(|x| x.channel.clone())));
+            .or_else(|| owned(xml.and_then(|x| x.channel.clone())))
+    }
 
+    fn computer_of(&self, xml: Option<&XmlEvent>) -> Option<Text<'a>> {
+        let s = &self.slots;
         let host_name = s
             .host
             .filter(|h| is_map(h))
             .and_then(|h| map_get(h, b"name"));
-        let computer = self
-            .custom(FieldRole::Computer)
+        self.custom(FieldRole::Computer)
             .and_then(text_of)
             .or_else(|| s.computer.and_then(text_of))
             .or_else(|| s.hostname.and_then(text_of))
             .or_else(|| s.computer_name.and_then(text_of))
             .or_else(|| self.winlog(&[b"computer_name"]).and_then(text_of))
             .or_else(|| host_name.and_then(text_of))
-            .or_else(|| owned(xml.as_ref().and_then(|x| x.computer.clone())));
+            .or_else(|| owned(xml.and_then(|x| x.computer.clone())))
+    }
 
-        let user = self
-            .custom(FieldRole::User)
+    fn user_of(&self, xml: Option<&XmlEvent>) -> Option<Text<'a>> {
+        let s = &self.slots;
+        self.custom(FieldRole::User)
             .and_then(text_of)
             .or_else(|| qualified(s.domain, s.account_name))
             .or_else(|| s.user.and_then(text_of))
@@ -473,17 +500,21 @@ impl<'a, 'c> Scan<'a, 'c> {
                     .or_else(|| map_get(wl_user, b"identifier").and_then(text_of))
             })
             .or_else(|| s.user_id.and_then(text_of))
-            .or_else(|| owned(xml.as_ref().and_then(|x| x.user_id.clone())));
+            .or_else(|| owned(xml.and_then(|x| x.user_id.clone())))
+    }
 
-        let message = self
-            .custom(FieldRole::Message)
+    fn message_of(&self, xml: Option<&XmlEvent>) -> Option<Text<'a>> {
+        let s = &self.slots;
+        self.custom(FieldRole::Message)
             .and_then(text_of)
             .or_else(|| s.message_upper.and_then(non_xml_text))
             .or_else(|| s.message_lower.and_then(non_xml_text))
-            .or_else(|| owned(xml.as_ref().and_then(|x| x.message.clone())));
+            .or_else(|| owned(xml.and_then(|x| x.message.clone())))
+    }
 
-        let script_block_text = self
-            .custom(FieldRole::ScriptBlock)
+    fn script_block_text_of(&self, xml: Option<&XmlEvent>) -> Option<Text<'a>> {
+        let s = &self.slots;
+        self.custom(FieldRole::ScriptBlock)
             .and_then(text_of)
             .or_else(|| s.script_block_text.and_then(text_of))
             .or_else(|| {
@@ -495,15 +526,19 @@ impl<'a, 'c> Scan<'a, 'c> {
                 // winevtlog: StringInserts = [MessageNumber, MessageTotal, ScriptBlockText, ...]
                 array_elements(s.string_inserts?)?.nth(2).and_then(text_of)
             })
-            .or_else(|| owned(xml.as_ref().and_then(|x| x.script_block_text.clone())));
+            .or_else(|| owned(xml.and_then(|x| x.script_block_text.clone())))
+    }
 
-        let time = match self.custom(FieldRole::Time) {
+    /// The record's own time: `time_key`, else the first of the shapes' time fields.
+    fn time_of_event(&self, xml: Option<&XmlEvent>) -> Option<EventTime> {
+        let s = &self.slots;
+        match self.custom(FieldRole::Time) {
             Some(v) => time_of(v, "time_key"),
             None => s
                 .time_created
                 .and_then(|v| time_of(v, "TimeCreated"))
                 .or_else(|| {
-                    let t = xml.as_ref()?.system_time.as_deref()?;
+                    let t = xml?.system_time.as_deref()?;
                     Some(EventTime {
                         secs: parse_time_text(t)?,
                         field: "SystemTime",
@@ -512,16 +547,20 @@ impl<'a, 'c> Scan<'a, 'c> {
                 .or_else(|| s.event_time.and_then(|v| time_of(v, "EventTime")))
                 .or_else(|| s.at_timestamp.and_then(|v| time_of(v, "@timestamp")))
                 .or_else(|| s.splunk_time.and_then(|v| time_of(v, "_time"))),
-        };
+        }
+    }
 
+    /// Where the event sits in its script block: from the fields of its shape, completed
+    /// from the rendered message.
+    fn part_of(&self, xml: Option<&XmlEvent>, message: Option<&[u8]>) -> Option<PartInfo> {
+        let s = &self.slots;
         let ed = self.winlog(&[b"event_data"]);
         let inserts: Vec<&[u8]> = s
             .string_inserts
             .and_then(array_elements)
             .map(|it| it.take(4).collect())
             .unwrap_or_default();
-        let xml_text =
-            |f: fn(&XmlEvent) -> &Option<String>| xml.as_ref().and_then(|x| f(x).clone());
+        let xml_text = |f: fn(&XmlEvent) -> &Option<String>| xml.and_then(|x| f(x).clone());
         let number = s
             .message_number
             .and_then(u32_of)
@@ -551,19 +590,7 @@ impl<'a, 'c> Scan<'a, 'c> {
             .or_else(|| inserts.get(3).and_then(|v| text_of(v)))
             .map(|t| String::from_utf8_lossy(&t).into_owned())
             .or_else(|| xml_text(|x| &x.script_block_id));
-        let part = part_from(number, total, block_id, message.as_deref());
-
-        EventView {
-            shape,
-            event_code,
-            channel,
-            computer,
-            user,
-            message,
-            script_block_text,
-            time,
-            part,
-        }
+        part_from(number, total, block_id, message)
     }
 }
 
