@@ -1231,6 +1231,44 @@ pub mod host {
         (!records.is_empty() && records.iter().all(|r| r.is_ok())).then_some((tag, data))
     }
 
+    /// Why an input does not take appended records, as the real engine behaves.
+    enum Refusal {
+        /// Not initialised, or over its memory limit: -1, nothing lost.
+        Refused,
+        /// Not an input at all: a fault.
+        NotAnInput,
+        /// An emitter without storage: Fluent Bit 5.1.1 crashes in input_chunk_get().
+        NoStorage,
+        /// The router stopped: accepted by nothing, lost.
+        RouterDown,
+        /// Stages skipped on an input that is not the processor's parent.
+        NotTheParent,
+        /// 3.2 to 4.0.2 after the stop: accepted (0), but its chunk is never flushed.
+        LostInGrace,
+    }
+
+    /// Whether the input `ins` takes records now (its label), or why not.
+    fn input_verdict(ins: *mut c_void, stage: Option<usize>) -> Result<String, Refusal> {
+        engine::with_input(ins as usize, |i| {
+            if !i.initialized {
+                Err(Refusal::Refused)
+            } else if i.kind == InputKind::Emitter && !i.storage {
+                Err(Refusal::NoStorage)
+            } else if i.router_down {
+                Err(Refusal::RouterDown)
+            } else if i.mem_paused {
+                Err(Refusal::Refused)
+            } else if i.engine_paused && HostLayout::of_this_process() == HostLayout::Legacy {
+                Err(Refusal::LostInGrace)
+            } else if stage.is_some() && i.kind != InputKind::Configured {
+                Err(Refusal::NotTheParent)
+            } else {
+                Ok(i.label())
+            }
+        })
+        .unwrap_or(Err(Refusal::NotAnInput))
+    }
+
     /// `flb_input_log_append` and its `_skip_processor_stages` form: the records go into
     /// an input chunk of `ins` (-1 when its buffer is over its limit). An input paused by
     /// the engine still takes them. After the router stopped, or into anything that is
@@ -1251,75 +1289,26 @@ pub mod host {
         let Some((tag, data)) = tag_and_records(tag, tag_len, buf, size) else {
             return -1;
         };
-        let verdict = engine::with_input(ins as usize, |i| {
-            if !i.initialized {
-                return Err(-1);
-            }
-            if i.kind == InputKind::Emitter && !i.storage {
-                return Err(-2); // Fluent Bit 5.1.1 crashes in input_chunk_get()
-            }
-            if i.router_down {
-                return Err(-3);
-            }
-            if i.mem_paused {
-                return Err(-1);
-            }
-            if i.engine_paused && HostLayout::of_this_process() == HostLayout::Legacy {
-                return Err(-5);
-            }
-            if stage.is_some() && i.kind != InputKind::Configured {
-                return Err(-4);
-            }
-            Ok(i.label())
-        });
-        let label = match verdict {
-            None => {
-                fault(
-                    owner,
-                    "records appended to a pointer that is not an input".into(),
-                );
-                return -1;
-            }
-            Some(Err(-2)) => {
-                fault(
-                    owner,
-                    "emitter used without flb_storage_input_create".into(),
-                );
-                return -1;
-            }
-            Some(Err(-3)) => {
-                fault(
-                    owner,
-                    format!("{} records appended after the router stopped: lost", tag),
-                );
-                return -1;
-            }
-            Some(Err(-4)) => {
-                fault(
-                    owner,
-                    "processor stages skipped on an input that is not the processor's".into(),
-                );
-                return -1;
-            }
-            Some(Err(-5)) => {
-                // 3.2 to 4.0.2: the grace period waits only for running tasks, so a chunk
-                // made once the engine stopped is never flushed, though it was accepted.
-                fault(owner, format!("{tag} records appended during the grace period of a release that does not flush them: lost"));
+        let (fault_text, code) = match input_verdict(ins, stage) {
+            Ok(label) => {
+                let e = Emitted {
+                    emitter: label,
+                    tag,
+                    data,
+                    stage,
+                };
+                EMITTED.lock().unwrap_or_else(|p| p.into_inner()).push(e);
                 return 0;
             }
-            Some(Err(code)) => return code,
-            Some(Ok(label)) => label,
+            Err(Refusal::Refused) => return -1,
+            Err(Refusal::NotAnInput) => ("records appended to a pointer that is not an input".to_string(), -1),
+            Err(Refusal::NoStorage) => ("emitter used without flb_storage_input_create".to_string(), -1),
+            Err(Refusal::RouterDown) => (format!("{tag} records appended after the router stopped: lost"), -1),
+            Err(Refusal::NotTheParent) => ("processor stages skipped on an input that is not the processor's".to_string(), -1),
+            Err(Refusal::LostInGrace) => (format!("{tag} records appended during the grace period of a release that does not flush them: lost"), 0),
         };
-        EMITTED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Emitted {
-                emitter: label,
-                tag,
-                data,
-                stage,
-            });
-        0
+        fault(owner, fault_text);
+        code
     }
 
     /// `flb_input_log_append(ins, tag, tag_len, buf, size)`.
