@@ -262,7 +262,7 @@ impl Lexer {
             collect_subexpressions(&text, &mut self.nested);
         }
         self.i = (end + 3).min(self.n);
-        self.push(Tok::Str { text, expandable }, start, self.pos(self.i));
+        self.push_str(text, expandable, start);
     }
 
     /// A single-quoted string: no escapes, '' is a quote.
@@ -272,25 +272,33 @@ impl Lexer {
         while self.i < self.n {
             let ch = self.chars[self.i];
             if is_squote(ch) {
-                if self.at(self.i + 1).is_some_and(is_squote) {
-                    text.push(ch);
-                    self.i += 2;
-                    continue;
+                if self.closes(is_squote, &mut text) {
+                    break;
                 }
-                self.i += 1;
-                break;
+                continue;
             }
             text.push(ch);
             self.i += 1;
         }
-        self.push(
-            Tok::Str {
-                text,
-                expandable: false,
-            },
-            start,
-            self.pos(self.i),
-        );
+        self.push_str(text, false, start);
+    }
+
+    /// At a quote of the string's kind: a doubled quote is one quote of the text (false);
+    /// a single one ends the string (true). Moves past it either way.
+    fn closes(&mut self, is_quote: fn(char) -> bool, text: &mut String) -> bool {
+        if self.at(self.i + 1).is_some_and(is_quote) {
+            text.push(self.chars[self.i]);
+            self.i += 2;
+            return false;
+        }
+        self.i += 1;
+        true
+    }
+
+    /// A string token from `start` to here.
+    fn push_str(&mut self, text: String, expandable: bool, start: usize) {
+        let end = self.pos(self.i);
+        self.push(Tok::Str { text, expandable }, start, end);
     }
 
     /// A double-quoted string: backtick escapes, "" is a quote, and each unescaped
@@ -340,25 +348,15 @@ impl Lexer {
                 continue;
             }
             if is_dquote(ch) {
-                if self.at(self.i + 1).is_some_and(is_dquote) {
-                    text.push(ch);
-                    self.i += 2;
-                    continue;
+                if self.closes(is_dquote, &mut text) {
+                    break;
                 }
-                self.i += 1;
-                break;
+                continue;
             }
             text.push(ch);
             self.i += 1;
         }
-        self.push(
-            Tok::Str {
-                text,
-                expandable: true,
-            },
-            start,
-            self.pos(self.i),
-        );
+        self.push_str(text, true, start);
     }
 
     /// A variable: `$name`, `$scope:name`, `${any name}`.
