@@ -675,6 +675,15 @@ fn placement_name(p: &Placement) -> &'static str {
     }
 }
 
+/// What start-up works with: the host's functions, the instance and config Fluent Bit
+/// passed to `cb_init`, and the config fields this release lets the plugin read.
+struct Site<'a> {
+    host: &'a Host,
+    ins: *mut flb_filter_instance,
+    config: *mut flb_config,
+    fields: &'a ConfigFields,
+}
+
 /// Why a placement gives no door.
 enum NoDoor {
     /// A property is wrong: start-up stops with this line.
@@ -684,25 +693,17 @@ enum NoDoor {
 }
 
 /// The door this placement gives, or why there is none.
-fn open_door(
-    host: &Host,
-    ins: *mut flb_filter_instance,
-    config: *mut flb_config,
-    fields: &ConfigFields,
-    placement: &Placement,
-    cfg: &Config,
-) -> Result<Door, NoDoor> {
+fn open_door(site: &Site<'_>, placement: &Placement, cfg: &Config) -> Result<Door, NoDoor> {
     match *placement {
         Placement::Filter => {
             let eh = EmitterHost::resolve().map_err(|m| {
                 NoDoor::Unavailable(format!("this Fluent Bit does not export '{m}'"))
             })?;
-            let name = cfg
-                .emitter
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("emitter_for_{}", instance_name(host, ins)));
-            match doors::create_emitter(eh, config, fields, &name, cfg) {
+            let name =
+                cfg.emitter.name.clone().unwrap_or_else(|| {
+                    format!("emitter_for_{}", instance_name(site.host, site.ins))
+                });
+            match doors::create_emitter(eh, site.config, site.fields, &name, cfg) {
                 Ok(em) => Ok(Door::Emitter { host: eh, ins: em }),
                 Err(doors::EmitterError::Property(line)) => Err(NoDoor::StartUp(line)),
                 Err(doors::EmitterError::Unavailable(why)) => Err(NoDoor::Unavailable(why)),
@@ -770,28 +771,27 @@ fn init(ins: *mut flb_filter_instance, config: *mut flb_config) -> Result<(), ()
     }
     let fields = ConfigFields::of_host();
     let placement = find_placement(ins, config);
-    let door = match choose_door(&host, ins, config, &fields, &placement, &cfg) {
+    let site = Site {
+        host: &host,
+        ins,
+        config,
+        fields: &fields,
+    };
+    let door = match choose_door(&site, &placement, &cfg) {
         Ok(d) => d,
         Err(line) => return fail(&line),
     };
-    warn_about_stops(&host, ins, config, &fields, &cfg);
+    warn_about_stops(&site, &cfg);
     start(host, ins, config, fields, placement, cfg, door)
 }
 
 /// The door for this placement; `Door::Chunk` (with a line saying why) where none opens,
 /// or Err(the start-up error) where the configuration needs one that cannot open.
-fn choose_door(
-    host: &Host,
-    ins: *mut flb_filter_instance,
-    config: *mut flb_config,
-    fields: &ConfigFields,
-    placement: &Placement,
-    cfg: &Config,
-) -> Result<Door, String> {
+fn choose_door(site: &Site<'_>, placement: &Placement, cfg: &Config) -> Result<Door, String> {
     if cfg.aggregate.is_none() && cfg.alert_tag.is_none() {
         return Ok(Door::Chunk);
     }
-    match open_door(host, ins, config, fields, placement, cfg) {
+    match open_door(site, placement, cfg) {
         Ok(d) => Ok(d),
         Err(NoDoor::StartUp(line)) => Err(line),
         Err(NoDoor::Unavailable(why)) if cfg.alert_tag.is_some() => {
@@ -807,39 +807,33 @@ fn choose_door(
                  tag, when a flush is due ({why})",
                 placement_name(placement)
             );
-            log(host, ins, level, &line);
+            log(site.host, site.ins, level, &line);
             Ok(Door::Chunk)
         }
     }
 }
 
 /// Warns where this Fluent Bit would keep rows from leaving at a stop.
-fn warn_about_stops(
-    host: &Host,
-    ins: *mut flb_filter_instance,
-    config: *mut flb_config,
-    fields: &ConfigFields,
-    cfg: &Config,
-) {
+fn warn_about_stops(site: &Site<'_>, cfg: &Config) {
     if cfg.aggregate.is_none() {
         return;
     }
-    if fields.is_shutting_down.is_none() {
+    if site.fields.is_shutting_down.is_none() {
         log(
-            host,
-            ins,
+            site.host,
+            site.ins,
             FLB_LOG_WARN,
             "this Fluent Bit does not say where its shutdown flag is (service_configs 'flush' \
              is not at the known offset): rows still counted at shutdown will go to the \
              aggregate_state_file or the log",
         );
     }
-    if let Some(g @ 0) = fields.grace(config) {
+    if let Some(g @ 0) = site.fields.grace(site.config) {
         let line = format!(
             "service grace is {g}: at a stop Fluent Bit will not flush the rows this filter \
              hands over then; set grace to 1 or more"
         );
-        log(host, ins, FLB_LOG_WARN, &line);
+        log(site.host, site.ins, FLB_LOG_WARN, &line);
     }
 }
 
