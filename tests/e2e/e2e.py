@@ -315,14 +315,18 @@ def check(case, d, rc, data):
 def records_lost_without_plugin(case, fb):
     """Whether the same pipeline without pssession also fails to deliver every record (as
     3.2.10 does with a threaded tail and exit_on_eof): then the run says nothing of the
-    plugin and is reported as skipped, not passed."""
+    plugin and is reported as skipped, not passed. That loss is a race (3.2.10 drops what
+    its threaded input still holds at exit), so the baseline gets three tries."""
     base = dict(case, baseline=True, aggregate=False, alert_tag=False)
-    d, _, _ = run_case(base, fb)
-    out = read_json_lines(os.path.join(d, "out", "records.out"))
-    events = [b for b in out if isinstance(b, dict) and "seq" in b]
-    written = count_lines(os.path.join(d, "in", "events.jsonl"))
-    shutil.rmtree(d, ignore_errors=True)
-    return len(events) != written
+    for _ in range(3):
+        d, _, _ = run_case(base, fb)
+        out = read_json_lines(os.path.join(d, "out", "records.out"))
+        events = [b for b in out if isinstance(b, dict) and "seq" in b]
+        written = count_lines(os.path.join(d, "in", "events.jsonl"))
+        shutil.rmtree(d, ignore_errors=True)
+        if len(events) != written:
+            return True
+    return False
 
 
 def matrix(quick):
