@@ -147,73 +147,78 @@ fn positive_with(extra: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
     record(&raw_map(&e))
 }
 
+/// One record per reader with a text of about `n` bytes: (what, record, flagged in
+/// `mode exact`).
+fn huge_text_records(n: usize) -> Vec<(&'static str, Vec<u8>, bool)> {
+    let pad = |n: usize| "A".repeat(n);
+    let big_script = format!("{}Enter-PSSession -ComputerName x", pad(n));
+    let xml = format!(
+        "<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>\
+         <EventID>4104</EventID><Channel>Microsoft-Windows-PowerShell/Operational</Channel>\
+         <Computer>ws01</Computer></System><EventData><Data Name='ScriptBlockText'>{big_script}\
+         </Data></EventData></Event>"
+    );
+    let syslog = format!(
+        "Mar  5 10:11:12 lnx01 pwsh[1]: (7.4.1:9:80) [ScriptBlock_Compile_Detail:a.b.c] \
+         Creating Scriptblock text (1 of 1):#012{big_script}#012#012ScriptBlock ID: x#012Path: "
+    );
+    let odd = format!("{}#", "#01".repeat(n / 3)); // rsyslog escapes that never complete
+    vec![
+        (
+            "nxlog message flagged",
+            positive_with(&[(b"Message", str_val(big_script.as_bytes()))]),
+            true,
+        ),
+        (
+            "message without the words",
+            positive_with(&[(b"Message", str_val(pad(n).as_bytes()))]),
+            false,
+        ),
+        (
+            "xml document",
+            record(&raw_map(&[(b"_raw", str_val(xml.as_bytes()))])),
+            true,
+        ),
+        (
+            "syslog line",
+            record(&raw_map(&[(b"log", str_val(syslog.as_bytes()))])),
+            true,
+        ),
+        (
+            "journald octal noise",
+            record(&raw_map(&[
+                (b"SYSLOG_IDENTIFIER", str_val(b"pwsh")),
+                (
+                    b"MESSAGE",
+                    str_val(format!("(1:2:3) [4104:a] {odd}").as_bytes()),
+                ),
+            ])),
+            false,
+        ),
+        (
+            "binary value, not text",
+            record(&raw_map(&[
+                (b"EventID", int_val(4104)),
+                (b"Message", {
+                    let mut b = Vec::new();
+                    rmp::encode::write_bin(&mut b, big_script.as_bytes()).unwrap();
+                    b
+                }),
+            ])),
+            true,
+        ),
+    ]
+}
+
 #[test]
 fn ten_megabyte_texts_in_every_reader_are_handled_in_linear_time() {
     let inst = plugin().instance(&[("match", "*")]).unwrap();
-    let pad = |n: usize| "A".repeat(n);
-    let make = |n: usize| -> Vec<(&'static str, Vec<u8>, bool)> {
-        let big_script = format!("{}Enter-PSSession -ComputerName x", pad(n));
-        let xml = format!(
-            "<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>\
-             <EventID>4104</EventID><Channel>Microsoft-Windows-PowerShell/Operational</Channel>\
-             <Computer>ws01</Computer></System><EventData><Data Name='ScriptBlockText'>{big_script}\
-             </Data></EventData></Event>"
-        );
-        let syslog = format!(
-            "Mar  5 10:11:12 lnx01 pwsh[1]: (7.4.1:9:80) [ScriptBlock_Compile_Detail:a.b.c] \
-             Creating Scriptblock text (1 of 1):#012{big_script}#012#012ScriptBlock ID: x#012Path: "
-        );
-        let odd = format!("{}#", "#01".repeat(n / 3)); // rsyslog escapes that never complete
-        vec![
-            (
-                "nxlog message flagged",
-                positive_with(&[(b"Message", str_val(big_script.as_bytes()))]),
-                true,
-            ),
-            (
-                "message without the words",
-                positive_with(&[(b"Message", str_val(pad(n).as_bytes()))]),
-                false,
-            ),
-            (
-                "xml document",
-                record(&raw_map(&[(b"_raw", str_val(xml.as_bytes()))])),
-                true,
-            ),
-            (
-                "syslog line",
-                record(&raw_map(&[(b"log", str_val(syslog.as_bytes()))])),
-                true,
-            ),
-            (
-                "journald octal noise",
-                record(&raw_map(&[
-                    (b"SYSLOG_IDENTIFIER", str_val(b"pwsh")),
-                    (
-                        b"MESSAGE",
-                        str_val(format!("(1:2:3) [4104:a] {odd}").as_bytes()),
-                    ),
-                ])),
-                false,
-            ),
-            (
-                "binary value, not text",
-                record(&raw_map(&[
-                    (b"EventID", int_val(4104)),
-                    (b"Message", {
-                        let mut b = Vec::new();
-                        rmp::encode::write_bin(&mut b, big_script.as_bytes()).unwrap();
-                        b
-                    }),
-                ])),
-                true,
-            ),
-        ]
-    };
+    let make = huge_text_records;
     let small = make(10 << 18); // 2.5 MB
     let big = make(10 << 20); // 10 MB
-                              // mode extended reads the script as PowerShell does (tokenizer, command binding):
-                              // the same bounds apply; whether it flags these made-up scripts is not asserted here.
+
+    // mode extended reads the script as PowerShell does (tokenizer, command binding): the
+    // same bounds apply; whether it flags these made-up scripts is not asserted here.
     let extended = plugin()
         .instance(&[("match", "*"), ("mode", "extended")])
         .unwrap();
@@ -364,6 +369,8 @@ fn arrays_and_maps_nested_ten_thousand_deep() {
     run(&inst, &c, "legacy deep");
 }
 
+/// Long because it is a table: one line per encoding of an event id (ints of every width,
+/// floats, strings, EventTime, nested maps), each with the verdict it must get.
 #[test]
 fn odd_ids_where_4104_is_expected() {
     let inst = plugin().instance(&[("match", "*")]).unwrap();

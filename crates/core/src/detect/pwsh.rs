@@ -585,6 +585,30 @@ pub fn fold_strings(expr: &str) -> Option<String> {
 /// function and script-block bodies, and dead code. Linear: each group's end is found
 /// once, and an invocation's arguments skip over nested groups in one step.
 pub fn read(chars: &[char], tokens: &[Token], interesting: &dyn Fn(&str) -> bool) -> Reading {
+    let mut reader = Reader {
+        chars,
+        tokens,
+        close: group_ends(tokens),
+        interesting,
+        r: Reading::default(),
+        expect_cmd: true,
+        piped: false,
+        depth: 0,
+        pending_assign: None,
+        pipeline_prev: None,
+    };
+    for i in 0..tokens.len() {
+        reader.note_code_string(i);
+        if let Some(command) = reader.step(i) {
+            reader.record(i, command);
+        }
+    }
+    reader.r
+}
+
+/// For each opening token, the index of the token that closes it (`tokens.len()` when
+/// unclosed).
+fn group_ends(tokens: &[Token]) -> Vec<usize> {
     let mut close = vec![tokens.len(); tokens.len()];
     let mut stack = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
@@ -598,168 +622,223 @@ pub fn read(chars: &[char], tokens: &[Token], interesting: &dyn Fn(&str) -> bool
             _ => {}
         }
     }
-    let text = |s: usize, e: usize| -> String {
-        chars[s.min(chars.len())..e.min(chars.len())]
-            .iter()
-            .collect()
-    };
-    let mut r = Reading::default();
-    let mut expect_cmd = true;
-    let mut piped = false;
-    let mut depth = 0usize;
-    let mut pending_assign: Option<String> = None;
-    let mut pipeline_prev: Option<usize> = None;
-    let word = |i: usize| match tokens.get(i).map(|t| &t.tok) {
-        Some(Tok::Word(w)) => Some(w.as_str()),
-        _ => None,
-    };
-    let mut i = 0;
-    while i < tokens.len() {
-        let t = &tokens[i];
-        let mut command: Option<(String, usize, bool)> = None; // (name, first arg token, call op)
-        if let Tok::Word(w) = &t.tok {
-            if w.to_ascii_lowercase().starts_with("[scriptblock]::create") {
-                if let (Some(Tok::Open), Some(Tok::Str { text: st, .. })) = (
-                    tokens.get(i + 1).map(|t| &t.tok),
-                    tokens.get(i + 2).map(|t| &t.tok),
-                ) {
-                    r.code_strings.push(st.clone());
-                }
-            }
+    close
+}
+
+/// A command found at a token: its name, its first argument token, and whether it was
+/// invoked with `&` or `.`.
+struct Found {
+    name: String,
+    from: usize,
+    call_op: bool,
+}
+
+/// The state of one left-to-right pass of [`read`] over the tokens.
+struct Reader<'a> {
+    chars: &'a [char],
+    tokens: &'a [Token],
+    close: Vec<usize>,
+    interesting: &'a dyn Fn(&str) -> bool,
+    r: Reading,
+    /// The next word is in command position.
+    expect_cmd: bool,
+    /// The current command follows a `|`.
+    piped: bool,
+    /// Nesting depth of groups and blocks.
+    depth: usize,
+    /// `$v =` waiting for the command or block that gives its value.
+    pending_assign: Option<String>,
+    /// The invocation before the current one in this pipeline.
+    pipeline_prev: Option<usize>,
+}
+
+impl Reader<'_> {
+    fn text(&self, s: usize, e: usize) -> String {
+        let n = self.chars.len();
+        self.chars[s.min(n)..e.min(n)].iter().collect()
+    }
+
+    fn tok(&self, i: usize) -> Option<&Tok> {
+        self.tokens.get(i).map(|t| &t.tok)
+    }
+
+    fn word(&self, i: usize) -> Option<&str> {
+        match self.tok(i) {
+            Some(Tok::Word(w)) => Some(w.as_str()),
+            _ => None,
         }
-        match &t.tok {
+    }
+
+    /// `[scriptblock]::Create('...')`: the literal becomes code to read.
+    fn note_code_string(&mut self, i: usize) {
+        let Some(w) = self.word(i) else { return };
+        if !w.to_ascii_lowercase().starts_with("[scriptblock]::create") {
+            return;
+        }
+        if let (Some(Tok::Open), Some(Tok::Str { text, .. })) = (self.tok(i + 1), self.tok(i + 2)) {
+            self.r.code_strings.push(text.clone());
+        }
+    }
+
+    /// Updates the state for token `i`; the command it starts, if any.
+    fn step(&mut self, i: usize) -> Option<Found> {
+        match &self.tokens[i].tok {
             Tok::Sep(sp) => {
-                expect_cmd = true;
-                piped = *sp == Sep::Pipe;
-                if !piped {
-                    pipeline_prev = None;
+                self.expect_cmd = true;
+                self.piped = *sp == Sep::Pipe;
+                if !self.piped {
+                    self.pipeline_prev = None;
                 }
-                pending_assign = None;
+                self.pending_assign = None;
             }
-            Tok::Open | Tok::OpenBlock => {
-                depth += 1;
-                expect_cmd = true;
-                piped = false;
-                pipeline_prev = None;
-                if let (Some(v), Tok::OpenBlock) = (pending_assign.take(), &t.tok) {
-                    r.deferred.push(Deferred {
-                        from: i,
-                        to: close[i],
-                        trigger: Trigger::Variable(v),
-                    });
-                }
-            }
+            Tok::Open | Tok::OpenBlock => self.open(i),
             Tok::Close => {
-                depth = depth.saturating_sub(1);
-                expect_cmd = false;
+                self.depth = self.depth.saturating_sub(1);
+                self.expect_cmd = false;
             }
-            Tok::Assign => {
-                expect_cmd = true;
-                piped = false;
-                if let Some(Tok::Var(v)) =
-                    i.checked_sub(1).and_then(|p| tokens.get(p)).map(|t| &t.tok)
-                {
-                    let v = v.to_ascii_lowercase();
-                    // a constant value ends the statement right after it
-                    let ends = |k: usize| {
-                        matches!(
-                            tokens.get(k).map(|t| &t.tok),
-                            None | Some(Tok::Sep(_)) | Some(Tok::Close)
-                        )
-                    };
-                    match tokens.get(i + 1).map(|t| &t.tok) {
-                        Some(Tok::Str {
-                            text: st,
-                            expandable,
-                        }) if ends(i + 2) => {
-                            let val = if *expandable && st.contains('$') {
-                                Assigned::Expr(st.clone())
-                            } else {
-                                Assigned::Literal(st.clone())
-                            };
-                            r.assignments.push((v, i, val));
-                        }
-                        Some(Tok::Word(w)) if ends(i + 2) && !interesting(&command_key(w)) => {
-                            r.assignments.push((v, i, Assigned::Literal(w.clone())))
-                        }
-                        Some(Tok::Open) => {
-                            let e = tokens.get(close[i + 1]).map_or(chars.len(), |t| t.end);
-                            r.assignments.push((
-                                v.clone(),
-                                i,
-                                Assigned::Expr(text(tokens[i + 1].start, e)),
-                            ));
-                            pending_assign = Some(v);
-                        }
-                        _ => pending_assign = Some(v),
-                    }
-                }
-            }
-            Tok::Call if expect_cmd => {
-                if let Some(Tok::Var(v)) = tokens.get(i + 1).map(|t| &t.tok) {
-                    r.calls.insert(format!("${}", v.to_ascii_lowercase()));
-                }
-                command = callee(&r, chars, tokens, &close, i + 1).map(|(n, next)| (n, next, true));
-                expect_cmd = false;
-            }
-            Tok::Word(w) if expect_cmd && w == "." => {
-                if let Some(Tok::Var(v)) = tokens.get(i + 1).map(|t| &t.tok) {
-                    r.calls.insert(format!("${}", v.to_ascii_lowercase()));
-                }
-                command = callee(&r, chars, tokens, &close, i + 1).map(|(n, next)| (n, next, true));
-                expect_cmd = false;
-            }
-            Tok::Word(w) if expect_cmd => {
-                let key = command_key(w);
-                r.calls.insert(key.clone());
-                if matches!(key.as_str(), "function" | "filter" | "workflow") {
-                    if let (Some(name), Some(Tok::OpenBlock)) =
-                        (word(i + 1), tokens.get(i + 2).map(|t| &t.tok))
-                    {
-                        r.deferred.push(Deferred {
-                            from: i + 2,
-                            to: close[i + 2],
-                            trigger: Trigger::Function(command_key(name)),
-                        });
-                    }
-                } else if depth == 0
-                    && matches!(key.as_str(), "return" | "exit" | "throw")
-                    && r.dead_from.is_none()
-                {
-                    r.dead_from = Some(i);
-                }
-                command = Some((w.clone(), i + 1, false));
-                expect_cmd = false;
-            }
+            Tok::Assign => self.assign(i),
+            Tok::Call if self.expect_cmd => return self.call_operator(i),
+            Tok::Word(w) if self.expect_cmd && w == "." => return self.call_operator(i),
+            Tok::Word(w) if self.expect_cmd => return Some(self.command_word(i, w.clone())),
             Tok::Var(v) => {
                 // $v.Invoke() / $v.InvokeReturnAsIs() runs a script block
-                if word(i + 1).is_some_and(|w| w.to_ascii_lowercase().starts_with(".invoke")) {
-                    r.calls.insert(format!("${}", v.to_ascii_lowercase()));
+                if self
+                    .word(i + 1)
+                    .is_some_and(|w| w.to_ascii_lowercase().starts_with(".invoke"))
+                {
+                    self.r.calls.insert(format!("${}", v.to_ascii_lowercase()));
                 }
-                expect_cmd = false;
+                self.expect_cmd = false;
             }
-            _ => expect_cmd = false,
+            _ => self.expect_cmd = false,
         }
-        if let Some((name, from, call_op)) = command {
-            if interesting(&command_key(&name)) {
-                let mut inv = collect(&text, tokens, &close, t.start, from, name, piped, call_op);
-                inv.piped_from = if piped { pipeline_prev } else { None };
-                inv.assigned_to = pending_assign.take();
-                inv.token = i;
-                pipeline_prev = Some(r.invocations.len());
-                if let Some(v) = &inv.assigned_to {
-                    r.assignments
-                        .push((v.clone(), i, Assigned::Command(r.invocations.len())));
-                }
-                r.invocations.push(inv);
-            } else {
-                pipeline_prev = None;
-                pending_assign = None;
-            }
-        }
-        i += 1;
+        None
     }
-    r
+
+    /// `(` or `{`: a new statement context; `$v = { ... }` defers the block to `$v`.
+    fn open(&mut self, i: usize) {
+        self.depth += 1;
+        self.expect_cmd = true;
+        self.piped = false;
+        self.pipeline_prev = None;
+        if let (Some(v), Tok::OpenBlock) = (self.pending_assign.take(), &self.tokens[i].tok) {
+            self.r.deferred.push(Deferred {
+                from: i,
+                to: self.close[i],
+                trigger: Trigger::Variable(v),
+            });
+        }
+    }
+
+    /// `$v = value`: a constant value is recorded at once; anything else waits for the
+    /// command or block that follows.
+    fn assign(&mut self, i: usize) {
+        self.expect_cmd = true;
+        self.piped = false;
+        let Some(Tok::Var(v)) = i.checked_sub(1).and_then(|p| self.tok(p)) else {
+            return;
+        };
+        let v = v.to_ascii_lowercase();
+        // a constant value ends the statement right after it
+        let ends = matches!(self.tok(i + 2), None | Some(Tok::Sep(_)) | Some(Tok::Close));
+        match self.tok(i + 1) {
+            Some(Tok::Str { text, expandable }) if ends => {
+                let val = if *expandable && text.contains('$') {
+                    Assigned::Expr(text.clone())
+                } else {
+                    Assigned::Literal(text.clone())
+                };
+                self.r.assignments.push((v, i, val));
+            }
+            Some(Tok::Word(w)) if ends && !(self.interesting)(&command_key(w)) => {
+                let val = Assigned::Literal(w.clone());
+                self.r.assignments.push((v, i, val));
+            }
+            Some(Tok::Open) => {
+                let e = self
+                    .tokens
+                    .get(self.close[i + 1])
+                    .map_or(self.chars.len(), |t| t.end);
+                let val = Assigned::Expr(self.text(self.tokens[i + 1].start, e));
+                self.r.assignments.push((v.clone(), i, val));
+                self.pending_assign = Some(v);
+            }
+            _ => self.pending_assign = Some(v),
+        }
+    }
+
+    /// `& X` or `. X`: X is what runs.
+    fn call_operator(&mut self, i: usize) -> Option<Found> {
+        if let Some(Tok::Var(v)) = self.tok(i + 1) {
+            self.r.calls.insert(format!("${}", v.to_ascii_lowercase()));
+        }
+        self.expect_cmd = false;
+        callee(&self.r, self.chars, self.tokens, &self.close, i + 1).map(|(name, from)| Found {
+            name,
+            from,
+            call_op: true,
+        })
+    }
+
+    /// A word in command position: notes function definitions and top-level exits.
+    fn command_word(&mut self, i: usize, w: String) -> Found {
+        let key = command_key(&w);
+        self.r.calls.insert(key.clone());
+        if matches!(key.as_str(), "function" | "filter" | "workflow") {
+            if let (Some(name), Some(Tok::OpenBlock)) = (self.word(i + 1), self.tok(i + 2)) {
+                let trigger = Trigger::Function(command_key(name));
+                self.r.deferred.push(Deferred {
+                    from: i + 2,
+                    to: self.close[i + 2],
+                    trigger,
+                });
+            }
+        } else if self.depth == 0
+            && matches!(key.as_str(), "return" | "exit" | "throw")
+            && self.r.dead_from.is_none()
+        {
+            self.r.dead_from = Some(i);
+        }
+        self.expect_cmd = false;
+        Found {
+            name: w,
+            from: i + 1,
+            call_op: false,
+        }
+    }
+
+    /// Keeps the invocation at token `i` when it is one `interesting` accepts.
+    fn record(&mut self, i: usize, found: Found) {
+        if !(self.interesting)(&command_key(&found.name)) {
+            self.pipeline_prev = None;
+            self.pending_assign = None;
+            return;
+        }
+        let text = |s: usize, e: usize| self.text(s, e);
+        let start = self.tokens[i].start;
+        let (piped, call_op) = (self.piped, found.call_op);
+        let mut inv = collect(
+            &text,
+            self.tokens,
+            &self.close,
+            start,
+            found.from,
+            found.name,
+            piped,
+            call_op,
+        );
+        inv.piped_from = if piped { self.pipeline_prev } else { None };
+        inv.assigned_to = self.pending_assign.take();
+        inv.token = i;
+        let index = self.r.invocations.len();
+        self.pipeline_prev = Some(index);
+        if let Some(v) = &inv.assigned_to {
+            self.r
+                .assignments
+                .push((v.clone(), i, Assigned::Command(index)));
+        }
+        self.r.invocations.push(inv);
+    }
 }
 
 /// What `& X` / `. X` calls: a word or string, a variable holding a constant name, a
@@ -1108,90 +1187,110 @@ struct Bound {
 /// Binds a session cmdlet's arguments as PowerShell does. None when PowerShell would not
 /// run it: an ambiguous or unknown parameter, a parameter missing its value, or `-?`.
 fn bind_args(inv: &Invocation) -> Option<Bound> {
-    let mut bound: Vec<(&'static str, Option<Arg>)> = Vec::new();
-    let mut positional: Vec<Arg> = Vec::new();
-    let mut readings = Vec::new();
-    let mut k = 0;
-    while k < inv.args.len() {
-        match &inv.args[k] {
-            Arg::Literal(l) if l == "-?" => return None,
-            Arg::Param { name, value } => {
-                if name == "?" {
-                    return None;
-                }
-                let (p, switch) = resolve_param(name).ok()?;
-                if !p.eq_ignore_ascii_case(name) {
-                    readings.push(format!("prefix-or-alias:-{name}"));
-                }
-                if switch {
-                    bound.push((p, None));
-                } else if let Some(v) = value {
-                    readings.push("colon-value".into());
-                    bound.push((p, Some(value_arg(v))));
-                } else {
-                    k += 1;
-                    match inv.args.get(k) {
-                        None | Some(Arg::Param { .. }) => return None,
-                        Some(a) => bound.push((p, Some(a.clone()))),
-                    }
-                }
-            }
-            other => positional.push(other.clone()),
-        }
-        k += 1;
-    }
-    let get = |n: &str| {
-        bound
+    let mut p = bind_params(&inv.args)?;
+    let (transport, target_arg, how) = pick_target(&p, inv.piped);
+    p.readings.push(how);
+    Some(Bound {
+        transport,
+        target: target_arg.as_ref().map_or(Target::Implicit, target_of),
+        readings: p.readings,
+    })
+}
+
+/// Arguments bound to parameters by name, and the positional rest.
+struct Params {
+    named: Vec<(&'static str, Option<Arg>)>,
+    positional: Vec<Arg>,
+    readings: Vec<String>,
+}
+
+impl Params {
+    fn get(&self, n: &str) -> Option<Arg> {
+        self.named
             .iter()
             .find(|(p, _)| *p == n)
             .and_then(|(_, v)| v.clone())
+    }
+
+    fn has(&self, n: &str) -> bool {
+        self.named.iter().any(|(p, _)| *p == n)
+    }
+}
+
+/// Binds named parameters (prefixes and aliases resolved, `-p:value` and `-p value`).
+/// None when PowerShell would refuse the command line.
+fn bind_params(args: &[Arg]) -> Option<Params> {
+    let mut p = Params {
+        named: Vec::new(),
+        positional: Vec::new(),
+        readings: Vec::new(),
     };
-    let has = |n: &str| bound.iter().any(|(p, _)| *p == n);
-    let first_pos = positional.first().cloned();
-    let (transport, target_arg, how) = if let Some(v) =
-        ["VMName", "VMId", "ContainerId"].iter().find(|p| has(p))
-    {
-        (Transport::Vm, get(v), format!("named:{v}"))
-    } else if has("HostName") {
-        (Transport::Ssh, get("HostName"), "named:HostName".into())
-    } else if has("ConnectionUri") {
-        (
-            Transport::WinRmUri,
-            get("ConnectionUri"),
-            "named:ConnectionUri".into(),
-        )
-    } else if let Some(p) = ["Session", "Id", "InstanceId", "Name"]
-        .iter()
-        .find(|p| has(p))
-    {
-        (Transport::Session, get(p), format!("named:{p}"))
-    } else if has("ComputerName") {
-        (
-            Transport::WinRm,
-            get("ComputerName"),
-            "named:ComputerName".into(),
-        )
-    } else if let Some(arg) = first_pos {
+    let mut k = 0;
+    while k < args.len() {
+        match &args[k] {
+            Arg::Literal(l) if l == "-?" => return None,
+            Arg::Param { name, .. } if name == "?" => return None,
+            Arg::Param { name, value } => {
+                let (param, switch) = resolve_param(name).ok()?;
+                if !param.eq_ignore_ascii_case(name) {
+                    p.readings.push(format!("prefix-or-alias:-{name}"));
+                }
+                if switch {
+                    p.named.push((param, None));
+                } else if let Some(v) = value {
+                    p.readings.push("colon-value".into());
+                    p.named.push((param, Some(value_arg(v))));
+                } else {
+                    k += 1;
+                    match args.get(k) {
+                        None | Some(Arg::Param { .. }) => return None,
+                        Some(a) => p.named.push((param, Some(a.clone()))),
+                    }
+                }
+            }
+            other => p.positional.push(other.clone()),
+        }
+        k += 1;
+    }
+    Some(p)
+}
+
+/// The parameter set PowerShell picks: its transport, the argument naming the target,
+/// and how it was read.
+fn pick_target(p: &Params, piped: bool) -> (Transport, Option<Arg>, String) {
+    if let Some(v) = ["VMName", "VMId", "ContainerId"].iter().find(|n| p.has(n)) {
+        return (Transport::Vm, p.get(v), format!("named:{v}"));
+    }
+    let named = [
+        ("HostName", Transport::Ssh),
+        ("ConnectionUri", Transport::WinRmUri),
+        ("Session", Transport::Session),
+        ("Id", Transport::Session),
+        ("InstanceId", Transport::Session),
+        ("Name", Transport::Session),
+        ("ComputerName", Transport::WinRm),
+    ];
+    if let Some((n, t)) = named.into_iter().find(|(n, _)| p.has(n)) {
+        return (t, p.get(n), format!("named:{n}"));
+    }
+    if let Some(arg) = p.positional.first().cloned() {
         // Position 0 is ComputerName, or HostName when only SSH parameters are given; a
         // variable may hold a PSSession instead.
-        let ssh = has("UserName") || has("KeyFilePath") || has("SSHTransport") || has("Subsystem");
+        let ssh = ["UserName", "KeyFilePath", "SSHTransport", "Subsystem"]
+            .iter()
+            .any(|n| p.has(n));
         let t = match (&arg, ssh) {
             (_, true) => Transport::Ssh,
             (Arg::Variable(_), false) => Transport::Session,
             _ => Transport::WinRm,
         };
-        (t, Some(arg), "positional".into())
-    } else if inv.piped {
+        return (t, Some(arg), "positional".into());
+    }
+    if piped {
         (Transport::Session, None, "pipeline-input".into())
     } else {
         (Transport::WinRm, None, "prompted".into())
-    };
-    readings.push(how);
-    Some(Bound {
-        transport,
-        target: target_arg.as_ref().map_or(Target::Implicit, target_of),
-        readings,
-    })
+    }
 }
 
 /// Whether an expression evaluates to this computer's own name: `$env:COMPUTERNAME`
@@ -1433,15 +1532,7 @@ pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
             queue.push((n.clone(), "subexpression-in-string"));
         }
         // Aliases first (a script defines them before it uses them), then the commands.
-        let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
-        let defs = read(&lexed.chars, &lexed.tokens, &alias_cmd);
-        for inv in &defs.invocations {
-            if let Some((a, _)) = alias_definition(inv).filter(|(_, v)| aliases.contains(v)) {
-                if !aliases.contains(&a) {
-                    aliases.push(a);
-                }
-            }
-        }
+        add_script_aliases(&lexed, &mut aliases);
         let interesting = |k: &str| {
             matches!(
                 k,
@@ -1457,77 +1548,112 @@ pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
             reading: &reading,
             own: own_computer,
         };
-        for inv in &reading.invocations {
-            if !resolver.runs(inv.token) {
-                continue;
-            }
-            let name = command_key(&inv.name);
-            match name.as_str() {
-                "invoke-expression" | "iex" => {
-                    for a in &inv.args {
-                        let code = match a {
-                            Arg::Literal(s) => Some(s.clone()),
-                            Arg::Expr(e) => fold_strings(e),
-                            Arg::Variable(v) => match resolver.value_of(v, inv.token) {
-                                Some(Assigned::Literal(l)) => Some(l.clone()),
-                                _ => None,
-                            },
-                            _ => None,
-                        };
-                        if let Some(c) = code {
-                            queue.push((c, "invoke-expression"));
-                        }
+        for inv in reading
+            .invocations
+            .iter()
+            .filter(|i| resolver.runs(i.token))
+        {
+            match invocation_effect(&resolver, inv, &aliases) {
+                Effect::Runs(code) => queue.extend(code),
+                Effect::Session(mut s) => {
+                    if !via.is_empty() {
+                        s.readings.push(format!("via:{via}"));
                     }
+                    out.push(s);
                 }
-                "start-process" | "saps" | "start" => {
-                    let file = inv.args.iter().find_map(|a| match a {
-                        Arg::Literal(l) => Some(l.clone()),
-                        _ => None,
-                    });
-                    if file.as_deref().is_some_and(is_powershell) {
-                        let mut args = Vec::new();
-                        let mut in_list = false;
-                        for a in &inv.args {
-                            match a {
-                                Arg::Param { name, .. } => {
-                                    in_list = "argumentlist"
-                                        .starts_with(&name.to_ascii_lowercase())
-                                        || name.eq_ignore_ascii_case("args");
-                                }
-                                Arg::Literal(l) if in_list => args.push(Arg::Literal(l.clone())),
-                                _ => {}
-                            }
-                        }
-                        if let Some((c, how)) = powershell_args(&args) {
-                            queue.push((c, how));
-                        }
-                    }
-                }
-                "new-pssession" => {}
-                n if is_powershell(n) => {
-                    if let Some((c, how)) = powershell_args(&inv.args) {
-                        queue.push((c, how));
-                    }
-                }
-                n if aliases.iter().any(|a| a == n) => {
-                    let reading = match (n, inv.call_operator) {
-                        (_, true) => "call-operator",
-                        ("enter-pssession", false) => "command",
-                        ("etsn", false) => "alias:etsn",
-                        _ => "script-alias",
-                    };
-                    if let Some(mut s) = resolver.session(inv, reading) {
-                        if !via.is_empty() {
-                            s.readings.push(format!("via:{via}"));
-                        }
-                        out.push(s);
-                    }
-                }
-                _ => {}
+                Effect::Nothing => {}
             }
         }
     }
     out
+}
+
+/// Adds the aliases the code defines (`Set-Alias x etsn`) for a name already in `aliases`.
+fn add_script_aliases(lexed: &Lexed, aliases: &mut Vec<String>) {
+    let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
+    let defs = read(&lexed.chars, &lexed.tokens, &alias_cmd);
+    for inv in &defs.invocations {
+        if let Some((a, _)) = alias_definition(inv).filter(|(_, v)| aliases.contains(v)) {
+            if !aliases.contains(&a) {
+                aliases.push(a);
+            }
+        }
+    }
+}
+
+/// What one invocation that runs does, as far as sessions go.
+enum Effect {
+    /// It runs more code (each piece with the name of how it runs).
+    Runs(Vec<(String, &'static str)>),
+    /// It opens a session.
+    Session(Session),
+    Nothing,
+}
+
+fn invocation_effect(resolver: &Resolver, inv: &Invocation, aliases: &[String]) -> Effect {
+    let name = command_key(&inv.name);
+    let runs = |c: Option<(String, &'static str)>| Effect::Runs(c.into_iter().collect());
+    match name.as_str() {
+        "invoke-expression" | "iex" => Effect::Runs(
+            inv.args
+                .iter()
+                .filter_map(|a| iex_payload(resolver, inv, a))
+                .map(|c| (c, "invoke-expression"))
+                .collect(),
+        ),
+        "start-process" | "saps" | "start" => runs(start_process_payload(inv)),
+        "new-pssession" => Effect::Nothing,
+        n if is_powershell(n) => runs(powershell_args(&inv.args)),
+        n if aliases.iter().any(|a| a == n) => {
+            let reading = match (n, inv.call_operator) {
+                (_, true) => "call-operator",
+                ("enter-pssession", false) => "command",
+                ("etsn", false) => "alias:etsn",
+                _ => "script-alias",
+            };
+            resolver
+                .session(inv, reading)
+                .map_or(Effect::Nothing, Effect::Session)
+        }
+        _ => Effect::Nothing,
+    }
+}
+
+/// The code an `Invoke-Expression` argument holds, when it is a constant.
+fn iex_payload(resolver: &Resolver, inv: &Invocation, arg: &Arg) -> Option<String> {
+    match arg {
+        Arg::Literal(s) => Some(s.clone()),
+        Arg::Expr(e) => fold_strings(e),
+        Arg::Variable(v) => match resolver.value_of(v, inv.token) {
+            Some(Assigned::Literal(l)) => Some(l.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `Start-Process powershell -ArgumentList ...`: the code the child PowerShell runs.
+fn start_process_payload(inv: &Invocation) -> Option<(String, &'static str)> {
+    let file = inv.args.iter().find_map(|a| match a {
+        Arg::Literal(l) => Some(l.clone()),
+        _ => None,
+    });
+    if !file.as_deref().is_some_and(is_powershell) {
+        return None;
+    }
+    let mut args = Vec::new();
+    let mut in_list = false;
+    for a in &inv.args {
+        match a {
+            Arg::Param { name, .. } => {
+                in_list = "argumentlist".starts_with(&name.to_ascii_lowercase())
+                    || name.eq_ignore_ascii_case("args");
+            }
+            Arg::Literal(l) if in_list => args.push(Arg::Literal(l.clone())),
+            _ => {}
+        }
+    }
+    powershell_args(&args)
 }
 
 #[cfg(test)]

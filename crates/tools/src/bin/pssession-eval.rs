@@ -88,6 +88,16 @@ fn analytic(script: &str) -> bool {
 }
 
 fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pssession-eval: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let markdown = args.iter().any(|a| a == "--markdown");
     let check = args.iter().any(|a| a == "--check");
@@ -96,115 +106,123 @@ fn main() -> ExitCode {
         .find(|a| !a.starts_with("--"))
         .cloned()
         .unwrap_or_else(|| "tests/data/corpus/remote_sessions.jsonl".into());
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("pssession-eval: {path}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let plugin = match host_emulator::find_built_plugin()
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let plugin = host_emulator::find_built_plugin()
         .ok_or("plugin not built".to_string())
         .and_then(|p| host_emulator::stage_plugin(&p).map_err(|e| e.to_string()))
-        .and_then(|p| Plugin::load(&p).map_err(|e| e.to_string()))
-    {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("pssession-eval: {e}");
-            return ExitCode::from(2);
-        }
-    };
+        .and_then(|p| Plugin::load(&p).map_err(|e| e.to_string()))?;
     let base = [("match", "*"), ("aggregate", "off"), ("log_level", "error")];
-    let exact = plugin.instance(&[base.as_slice(), &[("mode", "exact")]].concat());
-    let extended = plugin.instance(&[base.as_slice(), &[("mode", "extended")]].concat());
-    let (exact, extended) = match (exact, extended) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("pssession-eval: the plugin did not start:\n{e}");
-            return ExitCode::from(2);
-        }
+    let start = |mode| {
+        plugin
+            .instance(&[base.as_slice(), &[("mode", mode)]].concat())
+            .map_err(|e| format!("the plugin did not start:\n{e}"))
     };
-    let (mut ce, mut cx) = (Counts::default(), Counts::default());
-    let mut per_label: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-    let mut disagreements = Vec::new();
-    let mut misses = Vec::new();
+    let (exact, extended) = (start("exact")?, start("extended")?);
+    let mut tally = Tally::default();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("pssession-eval: {path}: line {}: {e}", n + 1);
-                return ExitCode::from(2);
-            }
-        };
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("{path}: line {}: {e}", n + 1))?;
+        tally.add(&v, &exact, &extended);
+    }
+    tally.print(markdown, &path);
+    let (cx, total) = (tally.extended, tally.total());
+    if check
+        && (!tally.disagreements.is_empty()
+            || cx.recall() < 0.95
+            || cx.precision() < 0.95
+            || total < 150)
+    {
+        eprintln!("pssession-eval: targets not met (extended precision and recall >= 0.95, exact identical to the analytic, >= 150 scripts)");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Both modes' results over the corpus so far.
+#[derive(Default)]
+struct Tally {
+    exact: Counts,
+    extended: Counts,
+    /// label -> (scripts, flagged by exact, flagged by extended)
+    per_label: BTreeMap<String, (u64, u64, u64)>,
+    /// Scripts where `mode exact` and the analytic's search differ.
+    disagreements: Vec<String>,
+    /// Scripts `mode extended` gets wrong.
+    misses: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, v: &Value, exact: &Instance<'_>, extended: &Instance<'_>) {
         let script = v["script"].as_str().unwrap_or("");
+        let id = v["id"].as_str().unwrap_or("?");
         let label = v["label"].as_str().unwrap_or("none").to_string();
         let truth = label == "remote";
-        let e = flagged_remote(&exact, script);
-        let x = flagged_remote(&extended, script);
+        let e = flagged_remote(exact, script);
+        let x = flagged_remote(extended, script);
         if e != analytic(script) {
-            disagreements.push(v["id"].as_str().unwrap_or("?").to_string());
+            self.disagreements.push(id.to_string());
         }
         if x != truth {
-            misses.push(format!(
-                "{} ({label}, extended said {})",
-                v["id"].as_str().unwrap_or("?"),
-                if x { "remote" } else { "not remote" }
-            ));
+            let said = if x { "remote" } else { "not remote" };
+            self.misses
+                .push(format!("{id} ({label}, extended said {said})"));
         }
-        ce.add(truth, e);
-        cx.add(truth, x);
-        let entry = per_label.entry(label).or_default();
+        self.exact.add(truth, e);
+        self.extended.add(truth, x);
+        let entry = self.per_label.entry(label).or_default();
         entry.0 += 1;
         entry.1 += e as u64;
         entry.2 += x as u64;
     }
-    let total = ce.tp + ce.fp + ce.fn_ + ce.tn;
-    if markdown {
-        println!("| mode | precision | recall | TP | FP | FN | TN |");
-        println!("|---|---|---|---|---|---|---|");
-    } else {
-        println!("{total} scripts from {path}");
+
+    fn total(&self) -> u64 {
+        let c = self.exact;
+        c.tp + c.fp + c.fn_ + c.tn
     }
-    for (name, c) in [("exact", ce), ("extended", cx)] {
-        let (p, r) = (c.precision(), c.recall());
-        let (tp, fp, fn_, tn) = (c.tp, c.fp, c.fn_, c.tn);
+
+    fn print(&self, markdown: bool, path: &str) {
+        let total = self.total();
         if markdown {
-            println!("| `{name}` | {p:.3} | {r:.3} | {tp} | {fp} | {fn_} | {tn} |");
+            println!("| mode | precision | recall | TP | FP | FN | TN |");
+            println!("|---|---|---|---|---|---|---|");
         } else {
-            println!(
-                "{name:>9}: precision {p:.3} recall {r:.3} (TP {tp} FP {fp} FN {fn_} TN {tn})"
-            );
+            println!("{total} scripts from {path}");
         }
-    }
-    if markdown {
-        println!();
-        println!("| label | scripts | flagged by `exact` | flagged by `extended` |");
-        println!("|---|---|---|---|");
-        for (l, (n, e, x)) in &per_label {
-            println!("| {l} | {n} | {e} | {x} |");
+        for (name, c) in [("exact", self.exact), ("extended", self.extended)] {
+            let (p, r) = (c.precision(), c.recall());
+            let (tp, fp, fn_, tn) = (c.tp, c.fp, c.fn_, c.tn);
+            if markdown {
+                println!("| `{name}` | {p:.3} | {r:.3} | {tp} | {fp} | {fn_} | {tn} |");
+            } else {
+                println!(
+                    "{name:>9}: precision {p:.3} recall {r:.3} (TP {tp} FP {fp} FN {fn_} TN {tn})"
+                );
+            }
         }
-    } else {
-        for m in &misses {
-            println!("  extended wrong on {m}");
+        if markdown {
+            println!();
+            println!("| label | scripts | flagged by `exact` | flagged by `extended` |");
+            println!("|---|---|---|---|");
+            for (l, (n, e, x)) in &self.per_label {
+                println!("| {l} | {n} | {e} | {x} |");
+            }
+        } else {
+            for m in &self.misses {
+                println!("  extended wrong on {m}");
+            }
         }
-    }
-    println!(
-        "\nexact mode disagrees with the analytic's literal search on {} of {total} scripts{}",
-        disagreements.len(),
-        if disagreements.is_empty() {
+        let d = &self.disagreements;
+        let which = if d.is_empty() {
             String::new()
         } else {
-            format!(": {disagreements:?}")
-        }
-    );
-    if check
-        && (!disagreements.is_empty() || cx.recall() < 0.95 || cx.precision() < 0.95 || total < 150)
-    {
-        eprintln!("pssession-eval: targets not met (extended precision and recall >= 0.95, exact identical to the analytic, >= 150 scripts)");
-        return ExitCode::from(1);
+            format!(": {d:?}")
+        };
+        println!(
+            "\nexact mode disagrees with the analytic's literal search on {} of {total} scripts{which}",
+            d.len()
+        );
     }
-    ExitCode::SUCCESS
 }

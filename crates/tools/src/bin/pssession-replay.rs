@@ -236,16 +236,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<ExitCode, String> {
     host_emulator::echo_logs(args.verbose);
-    // Properties: the config file's section, then -p (replacing same-named values).
-    let mut props = match &args.config {
-        Some(path) => replay::filter_properties_from_config(path).map_err(|e| e.to_string())?,
-        None => Vec::new(),
-    };
-    let cli = parse_properties(&args.properties)?;
-    props.retain(|(k, _)| !cli.iter().any(|(c, _)| c.eq_ignore_ascii_case(k)));
-    props.extend(cli);
-    props.retain(|(k, _)| !k.eq_ignore_ascii_case("match") && !k.eq_ignore_ascii_case("alias"));
-
+    let props = merged_properties(&args)?;
     let sources = replay::expand_inputs(&args.inputs).map_err(|e| e.to_string())?;
     let plugin = load_plugin(args.plugin.as_ref())?;
     let mut all_props: Vec<(&str, &str)> = vec![("match", "*"), ("log_level", "warn")];
@@ -274,33 +265,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
     .map(|c| c.fields)
     .unwrap_or_default();
 
-    let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(
-            std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
-    let total_bytes: u64 = sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
-            Source::Stdin => None,
-        })
-        .sum();
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(total_bytes);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {wide_bar} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = progress_bar(&sources);
     let started = Instant::now();
     let mut run = Run {
         inst,
-        out,
+        out: open_output(args.output.as_ref())?,
         all: args.all,
         pretty: args.pretty,
         closed: false,
@@ -316,60 +285,10 @@ fn run(args: Args) -> Result<ExitCode, String> {
         file: FileStats::default(),
     };
     for src in &sources {
-        progress.set_message(src.to_string());
-        let mut reader = replay::open(src).map_err(|e| e.to_string())?;
-        let mut head = Vec::new();
-        (&mut reader)
-            .take(4096)
-            .read_to_end(&mut head)
-            .map_err(|e| format!("{src}: {e}"))?;
-        let format = match src {
-            // An empty .evtx file is an event log with no events.
-            Source::File(p) if head.is_empty() && p.extension().is_some_and(|e| e == "evtx") => {
-                InputFormat::Evtx
-            }
-            _ => replay::sniff(&head),
-        };
-        run.file = FileStats {
-            name: src.to_string(),
-            format: format.name(),
-            ..FileStats::default()
-        };
-        let counted = CountingReader {
-            inner: std::io::Cursor::new(head).chain(reader),
-            bar: &progress,
-            bytes: 0,
-        };
-        let mut counted = counted;
-        let each = |r: InputRecord| run.push(r);
-        let result = match format {
-            InputFormat::JsonLines => replay::read_json_lines(src, &mut counted, each),
-            InputFormat::Evtx => replay::read_evtx(src, &mut counted, each),
-            InputFormat::Msgpack => replay::read_msgpack(src, &mut counted, each),
-            InputFormat::Text => replay::read_text_lines(src, &mut counted, each),
-        };
-        run.summary.bytes += counted.bytes;
-        result.map_err(|e| e.to_string())?;
-        run.end_file();
+        replay_source(&mut run, src, &progress)?;
     }
     progress.finish_and_clear();
-    // The engine's timer, once more at the end: the rows of everything replayed.
-    run.inst.fire_timers();
-    let rows: Vec<serde_json::Value> = host_emulator::emitted(&emitter)
-        .into_iter()
-        .filter(|e| e.tag == aggregate_tag)
-        .flat_map(|e| chunk_io::decode_chunk(&e.data).unwrap_or_default())
-        .map(|r| r.body)
-        .collect();
-    run.summary.rows = rows.len() as u64;
-    for r in &rows {
-        run.write_json(r);
-    }
-    if let Err(e) = run.out.flush() {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.to_string());
-        }
-    }
+    write_rows(&mut run, &emitter, &aggregate_tag)?;
     let secs = started.elapsed().as_secs_f64();
     match args.format {
         Format::Table => print_table(&run.summary, secs),
@@ -379,6 +298,108 @@ fn run(args: Args) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The filter's properties: the config file's section, then -p (replacing same-named
+/// values); `match` and `alias` belong to the replay, not the filter.
+fn merged_properties(args: &Args) -> Result<Vec<(String, String)>, String> {
+    let mut props = match &args.config {
+        Some(path) => replay::filter_properties_from_config(path).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let cli = parse_properties(&args.properties)?;
+    props.retain(|(k, _)| !cli.iter().any(|(c, _)| c.eq_ignore_ascii_case(k)));
+    props.extend(cli);
+    props.retain(|(k, _)| !k.eq_ignore_ascii_case("match") && !k.eq_ignore_ascii_case("alias"));
+    Ok(props)
+}
+
+fn open_output(path: Option<&PathBuf>) -> Result<Box<dyn Write>, String> {
+    Ok(match path {
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+/// A byte-count progress bar over the input files, shown only on a terminal.
+fn progress_bar(sources: &[Source]) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let total_bytes: u64 = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Source::Stdin => None,
+        })
+        .sum();
+    let bar = ProgressBar::new(total_bytes);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {wide_bar} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Replays one input (its format sniffed from its first bytes) through the plugin.
+fn replay_source(run: &mut Run, src: &Source, progress: &ProgressBar) -> Result<(), String> {
+    progress.set_message(src.to_string());
+    let mut reader = replay::open(src).map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    (&mut reader)
+        .take(4096)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("{src}: {e}"))?;
+    let format = match src {
+        // An empty .evtx file is an event log with no events.
+        Source::File(p) if head.is_empty() && p.extension().is_some_and(|e| e == "evtx") => {
+            InputFormat::Evtx
+        }
+        _ => replay::sniff(&head),
+    };
+    run.file = FileStats {
+        name: src.to_string(),
+        format: format.name(),
+        ..FileStats::default()
+    };
+    let mut counted = CountingReader {
+        inner: std::io::Cursor::new(head).chain(reader),
+        bar: progress,
+        bytes: 0,
+    };
+    let each = |r: InputRecord| run.push(r);
+    let result = match format {
+        InputFormat::JsonLines => replay::read_json_lines(src, &mut counted, each),
+        InputFormat::Evtx => replay::read_evtx(src, &mut counted, each),
+        InputFormat::Msgpack => replay::read_msgpack(src, &mut counted, each),
+        InputFormat::Text => replay::read_text_lines(src, &mut counted, each),
+    };
+    run.summary.bytes += counted.bytes;
+    result.map_err(|e| e.to_string())?;
+    run.end_file();
+    Ok(())
+}
+
+/// Fires the engine's timer once more (the rows of everything replayed) and writes the
+/// rows the emitter received under `aggregate_tag`.
+fn write_rows(run: &mut Run, emitter: &str, aggregate_tag: &str) -> Result<(), String> {
+    run.inst.fire_timers();
+    let rows: Vec<serde_json::Value> = host_emulator::emitted(emitter)
+        .into_iter()
+        .filter(|e| e.tag == aggregate_tag)
+        .flat_map(|e| chunk_io::decode_chunk(&e.data).unwrap_or_default())
+        .map(|r| r.body)
+        .collect();
+    run.summary.rows = rows.len() as u64;
+    for r in &rows {
+        run.write_json(r);
+    }
+    match run.out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
 }
 
 /// Counts bytes read for the progress bar and the throughput.
