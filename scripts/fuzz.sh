@@ -77,7 +77,9 @@ for t in "${TARGETS[@]}"; do
   elif grep -q 'failed to build fuzz script' "$log"; then
     result="BUILD FAILED -- see fuzz/$log"
     status=1
-    result="CRASH (exit $rc): $(ls -t "artifacts/$t" | head -1) -- see fuzz/$log"
+  else
+    artifact=$(ls -t "artifacts/$t" 2>/dev/null | head -1 || true)
+    result="CRASH (exit $rc): ${artifact:+fuzz/artifacts/$t/$artifact} -- see fuzz/$log"
     status=1
   fi
   printf '%-14s %12s %8s %s\n' "$t" "${runs:-?}" "${secs:-$SECONDS_EACH}" "$result"
