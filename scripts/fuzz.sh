@@ -2,31 +2,68 @@
 # Fuzzing with cargo-fuzz / libFuzzer (ASan + debug assertions).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     run each target for SECONDS (default 60)
+#   scripts/fuzz.sh --totals                  executions so far, per target, from the ledger
 #   SEED=1 scripts/fuzz.sh ...                regenerate the seed corpora first
+#   FUZZ_CORPUS=DIR                           corpora and ledger (default fuzz/corpus)
 #
 # Targets (fuzz/fuzz_targets/): filter_chunk (arbitrary chunk through the pure filter: default,
 # reassemble on, mode extended, bare detector), shapes (record body -> shape reader),
 # xml_event (XmlWinEventLog parser), syslog_line (PowerShell-on-Linux readers), pwsh_script
 # (mode extended's PowerShell tokenizer and Enter-PSSession binding), ffi_entry (the real
-# cb_init / cb_filter of the registration, in-process, host functions exported by the fuzz
-# binary).
+# cb_init / cb_filter / timers / cb_exit through the host emulator: each input is a whole
+# history of a fresh instance, so every finding replays alone), properties (the property
+# parser and start-up), state_file (the aggregate's state file, read and restored).
+#
+# Campaigns resume: each target's corpus (FUZZ_CORPUS/<target>/, outside git) grows from run
+# to run, and every run appends a line to FUZZ_CORPUS/ledger.tsv (date, target, executions,
+# seconds, coverage, features, result); --totals sums it.
 #
 # Toolchain: cargo-fuzz needs nightly rustc flags (-Zsanitizer=address). A nightly toolchain
 # is used when rustup has one; otherwise the stable toolchain with RUSTC_BOOTSTRAP=1, which
-# accepts the same -Z flags (the stable compiler is a nightly with those gated off).
-#
-# Corpora are generated into fuzz/corpus/<target>/ (git-ignored) from
-# tests/data/labelled/*.jsonl, samples/demo.jsonl and, when present, ../shared/data (EVTX
-# events as winevtlog records and XML documents, OTRF JSON lines). Crashes are written to
-# fuzz/artifacts/<target>/ (git-ignored); logs to fuzz/artifacts/<target>.log. Every crash
-# found becomes a regression test in tests/hostile.rs. Exit status 1 if any target crashed.
+# accepts the same -Z flags. Crashes are written to fuzz/artifacts/<target>/ (git-ignored);
+# logs to fuzz/artifacts/<target>.log. Every crash found becomes a regression test.
+# Exit status 1 if any target crashed or failed to build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+CORPUS=$(mkdir -p "${FUZZ_CORPUS:-fuzz/corpus}" && cd "${FUZZ_CORPUS:-fuzz/corpus}" && pwd)
+LEDGER=$CORPUS/ledger.tsv
+
+ALL_TARGETS=(filter_chunk shapes xml_event syslog_line pwsh_script ffi_entry properties state_file)
+
+# Per target: the longest input (smaller inputs run faster; each reader's hostile sizes are
+# covered by tests/hostile.rs) and the dictionary.
+max_len() {
+  case $1 in
+    properties) echo 2048 ;;
+    pwsh_script|state_file|syslog_line) echo 8192 ;;
+    *) echo 16384 ;;
+  esac
+}
+dict() {
+  case $1 in
+    pwsh_script) echo dict/pwsh.dict ;;
+    properties) echo dict/properties.dict ;;
+    state_file) echo dict/state.dict ;;
+    *) echo dict/msgpack.dict ;;
+  esac
+}
+
+totals() {
+  [ -f "$LEDGER" ] || { echo "no ledger at $LEDGER yet"; return; }
+  awk -F'\t' '{ runs[$2] += $3; secs[$2] += $4; cov[$2] = $5; ft[$2] = $6; last[$2] = $1 }
+    END { printf "%-14s %14s %9s %7s %8s %s\n", "target", "executions", "seconds", "cov", "features", "last run"
+          for (t in runs) printf "%-14s %14d %9d %7s %8s %s\n", t, runs[t], secs[t], cov[t], ft[t], last[t] }' \
+    "$LEDGER" | sort
+}
+
+if [ "${1:-}" = --totals ]; then
+  totals
+  exit 0
+fi
 
 SECONDS_EACH=${1:-60}
 shift || true
-ALL_TARGETS=(filter_chunk shapes xml_event syslog_line pwsh_script ffi_entry)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -42,46 +79,57 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-# Seed corpora: generated once (or with SEED=1).
-if [ "${SEED:-0}" = 1 ] || [ ! -d fuzz/corpus/filter_chunk ]; then
-  echo "== generating seed corpora into fuzz/corpus/"
-  rm -rf fuzz/corpus
+# Seed corpora: generated once (or with SEED=1), added to what earlier campaigns kept.
+if [ "${SEED:-0}" = 1 ] || [ ! -d "$CORPUS/filter_chunk" ]; then
+  echo "== generating seed corpora into $CORPUS"
   shared=""
   [ -d ../shared/data ] && shared=$(cd ../shared/data && pwd)
   # the main crate's lock file pins the same versions (the build reuses them)
   [ -f fuzz/seedgen/Cargo.lock ] || cp Cargo.lock fuzz/seedgen/Cargo.lock
   cargo run --quiet --manifest-path fuzz/seedgen/Cargo.toml \
-    --target-dir "${SEEDGEN_TARGET_DIR:-fuzz/seedgen/target}" -- "$ROOT" "$ROOT/fuzz/corpus" $shared
+    --target-dir "${SEEDGEN_TARGET_DIR:-fuzz/seedgen/target}" -- "$ROOT" "$CORPUS" $shared
 fi
 
 cd fuzz
 # -a: debug assertions (overflow checks) on; release (optimised) is cargo-fuzz's default.
-# `cargo fuzz run` rebuilds too, so the source must compile for the whole run.
-"${FUZZ[@]}" build -a
+if ! "${FUZZ[@]}" build -a >artifacts.build.log 2>&1; then
+  tail -30 artifacts.build.log
+  echo "BUILD FAILED -- see fuzz/artifacts.build.log"
+  exit 1
+fi
 mkdir -p artifacts
 status=0
-printf '%-14s %12s %8s %s\n' target executions seconds result
+printf '%-14s %12s %8s %7s %8s %s\n' target executions seconds cov features result
 for t in "${TARGETS[@]}"; do
-  mkdir -p "corpus/$t" "artifacts/$t"
+  mkdir -p "$CORPUS/$t" "artifacts/$t"
   log="artifacts/$t.log"
+  before=$(ls "artifacts/$t" | wc -l)
   set +e
-  "${FUZZ[@]}" run -a "$t" "corpus/$t" -- \
-    -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=4096 -max_len=65536 \
-    -print_final_stats=1 >"$log" 2>&1
+  "${FUZZ[@]}" run -a "$t" "$CORPUS/$t" -- \
+    -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=4096 \
+    -max_len="$(max_len "$t")" -dict="$(dict "$t")" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | awk '{s+=$1} END {print s+0}' || true)
+  last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
+  cov=$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$last")
+  ft=$(sed -nE 's/.*ft: ([0-9]+).*/\1/p' <<<"$last")
   secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
   if [ $rc -eq 0 ]; then
     result=ok
   elif grep -q 'failed to build fuzz script' "$log"; then
     result="BUILD FAILED -- see fuzz/$log"
     status=1
+  elif [ "$(ls "artifacts/$t" | wc -l)" -gt "$before" ]; then
+    artifact=$(ls -t "artifacts/$t" | head -1)
+    result="CRASH (exit $rc): fuzz/artifacts/$t/$artifact -- see fuzz/$log"
+    status=1
   else
-    artifact=$(ls -t "artifacts/$t" 2>/dev/null | head -1 || true)
-    result="CRASH (exit $rc): ${artifact:+fuzz/artifacts/$t/$artifact} -- see fuzz/$log"
+    result="FAILED to run (exit $rc) -- see fuzz/$log"
     status=1
   fi
-  printf '%-14s %12s %8s %s\n' "$t" "${runs:-?}" "${secs:-$SECONDS_EACH}" "$result"
+  printf '%-14s %12s %8s %7s %8s %s\n' "$t" "${runs:-0}" "${secs:-$SECONDS_EACH}" "${cov:-?}" "${ft:-?}" "$result"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${runs:-0}" "${secs:-$SECONDS_EACH}" \
+    "${cov:-}" "${ft:-}" "${result%% *}" >>"$LEDGER"
 done
 exit $status

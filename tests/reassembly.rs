@@ -226,3 +226,62 @@ fn linux_and_winevtlog_parts_reassemble_too() {
     let out = decode(&inst.filter(&chunk, "win").chunk);
     assert_eq!(out[1].body["pssession"]["parts"], 2);
 }
+
+/// The fuzzer's `ffi_entry` finding (`../shared/fuzz/ffi_entry-reassemble-tail.bin`): its
+/// target kept one instance across inputs, so a block opened by an earlier input completed
+/// in a chunk that ends in bytes that are not records. The filter appended the late flag
+/// after the chunk's records and before that tail, as it promises; the target's oracle
+/// expected the tail right after the input's last record. The cause was the oracle.
+#[test]
+fn a_late_flag_goes_after_the_records_and_before_an_undecodable_tail() {
+    let inst = plugin()
+        .instance_in(
+            pssession_host_emulator::Placement::OutputProcessor,
+            &[
+                ("match", "*"),
+                ("reassemble", "on"),
+                ("reassemble_max_blocks", "1"),
+            ],
+        )
+        .unwrap();
+    // block A: parts 1 and 2 of 3 (the command and its -ComputerName), left open
+    let a = parts("ws01", "blk-a", 3, 2);
+    let first = chunk_of(&a[..2], 1.7e9, Layout::CURRENT);
+    assert!(!inst.filter(&first, "win").modified(), "an open block");
+    // block B opens in a chunk that ends in bytes that are not records: A is pushed out by
+    // the one-block bound and judged as it stood, on a copy of its last part
+    let b = parts("ws01", "blk-b", 2, 0);
+    let tail: &[u8] = &[0x92, 0xc1, 0x05, 0xc1];
+    let mut second = chunk_of(&b[..1], 1.7e9 + 1.0, Layout::CURRENT);
+    let records_end = second.len();
+    second.extend_from_slice(tail);
+    let out = inst.filter(&second, "win").chunk;
+    // read with the independent decoder, not the plugin's reader
+    let (ins, in_end) = pssession_oracle::values(&second);
+    let (outs, out_end) = pssession_oracle::values(&out);
+    assert_eq!((ins.len(), in_end), (1, records_end));
+    assert_eq!(outs.len(), 2, "B's part, then A's late flag");
+    assert_eq!(outs[0].raw, ins[0].raw, "B's part is untouched");
+    let late = rmpv::decode::read_value(&mut outs[1].body().expect("a map body")).unwrap();
+    let field = |k: &str| {
+        late.as_map()
+            .and_then(|m| m.iter().find(|(n, _)| n.as_str() == Some(k)))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        field("ScriptBlockId")
+            .and_then(|v| v.as_str().map(String::from))
+            .as_deref(),
+        Some("blk-a")
+    );
+    let ns = field("pssession").expect("flagged: the plugin's namespace is there");
+    assert!(
+        format!("{ns}").contains("\"reassembly\": \"bound\""),
+        "judged at the bound: {ns}"
+    );
+    assert_eq!(&out[out_end..], tail, "the tail still ends the chunk");
+    assert!(
+        !out[ins[0].raw.len()..].starts_with(tail),
+        "the old oracle's assumption (tail right after the input's records) does not hold"
+    );
+}

@@ -1,199 +1,169 @@
-//! The real C entry point: arbitrary bytes as a chunk through `cb_filter` of the
-//! `filter_pssession_plugin` registration, called in-process with the host functions of
-//! the emulator exported from this binary (`--export-dynamic`, see build.rs), exactly as
-//! Fluent Bit calls it. Two instances: the defaults (aggregate on; no chunk I/O context
-//! here, so rows fall back to being appended to chunks) and `reassemble on`,
-//! `schema splunk`, `aggregate off`.
+//! The real C entry points (`cb_init`, `cb_filter`, the timers, `cb_exit`) of the
+//! `filter_pssession_plugin` registration, called in-process through the host emulator
+//! (its host functions are exported from this binary, see build.rs) exactly as Fluent Bit
+//! calls them.
 //!
-//! Checks: the return code is NOTOUCH with no buffer, or MODIFIED with a malloc'd buffer
-//! that holds every input record in order (unflagged ones byte for byte, flagged ones
-//! keeping their header and every original key and value), followed by the undecodable
-//! tail of the input as it was; for the default instance, the buffer starts with exactly
-//! what the pure detector makes of the chunk.
+//! Every input is a whole, replayable history (see [`Script`]): the options of a fresh
+//! instance, then a sequence of chunks with engine events between them (timers firing, a
+//! stop). Nothing carries over from one input to the next, so a finding replays alone.
+//!
+//! Checks, for every chunk: the return code is NOTOUCH with no buffer or MODIFIED with a
+//! malloc'd one (the emulator checks the buffer); the output holds every input record in
+//! order (unflagged ones byte for byte, flagged ones keeping their header and every
+//! original key and value, read by the independent oracle), then whole records the plugin
+//! appended (late reassembled flags, aggregate rows), then the input's undecodable tail
+//! exactly as it came; without reassembly, the records are exactly what the pure detector
+//! makes of the chunk. After the stop: the emulator saw no fault, and everything the plugin
+//! emitted decodes as whole records.
 #![no_main]
-
-mod common;
 
 pssession_host_emulator::export_host_symbols!();
 
-use flb_filter_pssession::ffi::{
-    filter_pssession_plugin, flb_config, flb_filter_instance, flb_input_instance, FLB_FILTER_LOGS,
-    FLB_FILTER_MODIFIED, FLB_FILTER_NOTOUCH, FLB_LOG_ERROR,
-};
+use flb_filter_pssession::ffi::filter_pssession_plugin;
 use libfuzzer_sys::fuzz_target;
 use pssession_core::config::Config;
 use pssession_core::filter::{Detector, Outcome};
-use pssession_host_emulator::headers::{flb_kv, mk_list};
-use pssession_host_emulator::EmuFilterInstance;
-use std::ffi::{c_char, c_void};
-use std::ptr::{addr_of_mut, null_mut};
-use std::sync::OnceLock;
+use pssession_host_emulator::{self as host_emulator, headers, Instance, Plugin};
+use std::collections::HashMap;
+use std::ptr::addr_of;
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// `flb_sds_t`: a 16-byte header (len, alloc) before the NUL-terminated bytes. Leaked: the
-/// instances live as long as the process.
-fn sds(s: &str) -> *mut c_char {
-    let mut v = Vec::with_capacity(17 + s.len());
-    v.extend_from_slice(&(s.len() as u64).to_ne_bytes());
-    v.extend_from_slice(&(s.len() as u64).to_ne_bytes());
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
-    let p = Box::leak(v.into_boxed_slice()).as_mut_ptr();
-    // SAFETY: within the leaked buffer.
-    unsafe { p.add(16) as *mut c_char }
-}
+/// Separates chunks in an input; the byte after it says what the engine does next.
+const SEPARATOR: &[u8] = b"\xc1\xc1\xc1";
+/// Most chunks read from one input (the rest of the input is the last chunk).
+const MAX_CHUNKS: usize = 12;
 
-struct Started {
-    ins: usize,
-    ctx: usize,
-    config: usize,
-}
-
-/// Builds a filter instance laid out as Fluent Bit's, with these properties, and runs
-/// `cb_init` on it.
-fn start(id: i32, props: &[(&str, &str)]) -> Started {
-    let plugin = addr_of_mut!(filter_pssession_plugin);
-    let mut name = [0 as c_char; 32];
-    for (i, b) in format!("pssession.{id}").bytes().enumerate() {
-        name[i] = b as c_char;
-    }
-    let ins = Box::leak(Box::new(EmuFilterInstance {
-        event_type: FLB_FILTER_LOGS,
-        id,
-        log_level: FLB_LOG_ERROR,
-        log_suppress_interval: 0,
-        name,
-        alias: null_mut(),
-        match_: c"*".as_ptr() as *mut c_char,
-        match_regex: null_mut(),
-        parent_processor: null_mut(),
-        context: null_mut(),
-        data: null_mut(),
-        p: plugin as *mut pssession_host_emulator::headers::flb_filter_plugin,
-        properties: mk_list {
-            prev: null_mut(),
-            next: null_mut(),
-        },
-        config_map: null_mut(),
-        _head: mk_list {
-            prev: null_mut(),
-            next: null_mut(),
-        },
-        cmt: null_mut(),
-        cmt_records: null_mut(),
-        cmt_bytes: null_mut(),
-        cmt_add_records: null_mut(),
-        cmt_drop_records: null_mut(),
-        cmt_drop_bytes: null_mut(),
-        metrics: null_mut(),
-        notification_channel: -1,
-        config: null_mut(),
-    }));
-    let head: *mut mk_list = &mut ins.properties;
-    ins.properties.prev = head;
-    ins.properties.next = head;
-    for (k, v) in props {
-        let kv = Box::leak(Box::new(flb_kv {
-            key: sds(k),
-            val: sds(v),
-            _head: mk_list {
-                prev: null_mut(),
-                next: null_mut(),
-            },
-        }));
-        // SAFETY: mk_list_add on the ring built above.
-        unsafe {
-            let node: *mut mk_list = &mut kv._head;
-            let last = (*head).prev;
-            (*node).prev = last;
-            (*node).next = head;
-            (*last).next = node;
-            (*head).prev = node;
-        }
-    }
-    // An opaque flb_config with no chunk I/O context in it.
-    let config = Box::leak(Box::new([0u64; 512])) as *mut [u64; 512] as *mut flb_config;
-    let ins_ptr = ins as *mut EmuFilterInstance as *mut flb_filter_instance;
-    // SAFETY: reading the registration's callback pointer.
-    let cb_init = unsafe { (*plugin).cb_init }.expect("cb_init");
-    let ret = cb_init(ins_ptr, config, null_mut());
-    assert_eq!(ret, 0, "cb_init failed for {props:?}");
-    assert!(!ins.context.is_null(), "cb_init set no context");
-    Started {
-        ins: ins_ptr as usize,
-        ctx: ins.context as usize,
-        config: config as usize,
-    }
-}
-
-struct Fixture {
-    default: Started,
-    reassembling: Started,
-    detector: Detector,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| Fixture {
-        default: start(0, &[]),
-        reassembling: start(
-            1,
-            &[
-                ("reassemble", "on"),
-                ("schema", "splunk"),
-                ("aggregate", "off"),
-                ("exclude_user", "^nobody$"),
-                ("exclude_user", "(?i)svc_"),
-            ],
-        ),
-        detector: Detector::new(Config::default()),
+fn plugin() -> &'static Plugin {
+    static P: OnceLock<Plugin> = OnceLock::new();
+    P.get_or_init(|| {
+        let reg = addr_of!(filter_pssession_plugin) as *const headers::flb_filter_plugin;
+        // SAFETY: the registration is a static of the plugin linked into this binary, laid
+        // out by the same headers the emulator's copy of them describes.
+        unsafe { Plugin::linked(reg, "pssession") }.expect("registration accepted")
     })
 }
 
-/// Calls cb_filter as flb_filter_do does; the returned buffer is copied, then free()d.
-fn call(s: &Started, data: &[u8]) -> Option<Vec<u8>> {
-    static SOURCE: u64 = 0;
-    let mut out_buf: *mut c_void = null_mut();
-    let mut out_size = 0usize;
-    // SAFETY: reading the registration's callback pointer.
-    let cb = unsafe { (*addr_of_mut!(filter_pssession_plugin)).cb_filter }.expect("cb_filter");
-    let code = cb(
-        data.as_ptr() as *const c_void,
-        data.len(),
-        c"fuzz.tag".as_ptr(),
-        8,
-        &mut out_buf,
-        &mut out_size,
-        s.ins as *mut flb_filter_instance,
-        &SOURCE as *const u64 as *mut flb_input_instance,
-        s.ctx as *mut c_void,
-        s.config as *mut flb_config,
-    );
-    match code {
-        FLB_FILTER_NOTOUCH => {
-            assert!(
-                out_buf.is_null(),
-                "NOTOUCH with a buffer: Fluent Bit would leak it"
-            );
-            None
+/// One input, read as a history: byte 0 and 1 pick the instance's options, the rest is
+/// chunks split at [`SEPARATOR`], each followed by an engine step.
+struct Script<'a> {
+    properties: Vec<(&'static str, &'static str)>,
+    steps: Vec<(&'a [u8], Step)>,
+}
+
+/// What the engine does after a chunk, from the byte after its separator.
+#[derive(Clone, Copy, Default)]
+struct Step {
+    /// The interval and tick timers fire.
+    fire_timers: bool,
+    /// Shutdown or reload: ingestion stops and the grace period runs (last chunk only).
+    stop: bool,
+}
+
+impl<'a> Script<'a> {
+    fn parse(data: &'a [u8]) -> Script<'a> {
+        let (opts, rest) = match data {
+            [a, b, rest @ ..] => ([*a, *b], rest),
+            _ => ([0, 0], data),
+        };
+        let mut steps = Vec::new();
+        let mut rest = rest;
+        while let Some(at) = find(rest, SEPARATOR).filter(|_| steps.len() + 1 < MAX_CHUNKS) {
+            let op = rest.get(at + SEPARATOR.len()).copied().unwrap_or(0);
+            let step = Step {
+                fire_timers: op & 1 != 0,
+                stop: false,
+            };
+            steps.push((&rest[..at], step));
+            rest = rest.get(at + SEPARATOR.len() + 1..).unwrap_or(&[]);
         }
-        FLB_FILTER_MODIFIED => {
-            assert!(!out_buf.is_null(), "MODIFIED without a buffer");
-            // SAFETY: the plugin hands over out_size bytes at out_buf, malloc'd.
-            let out =
-                unsafe { std::slice::from_raw_parts(out_buf as *const u8, out_size) }.to_vec();
-            // SAFETY: Fluent Bit frees it with free(); so do we.
-            unsafe { libc::free(out_buf) };
-            Some(out)
+        let last = Step {
+            fire_timers: opts[1] & 0x80 != 0,
+            stop: opts[0] & 0x80 != 0,
+        };
+        steps.push((rest, last));
+        Script {
+            properties: properties(opts),
+            steps,
         }
-        other => panic!("cb_filter returned {other}"),
     }
 }
 
-/// Every input record is in `out`, in order: unflagged byte for byte, flagged ones with
-/// their header and every original entry; then the input's undecodable tail.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The options every other fuzz target varies, one bit each, so every combination with
+/// `reassemble on` is reachable.
+fn properties(opts: [u8; 2]) -> Vec<(&'static str, &'static str)> {
+    let table: [(u8, u8, &[(&str, &str)]); 14] = [
+        (
+            0,
+            0x01,
+            &[("reassemble", "on"), ("reassemble_max_blocks", "4")],
+        ),
+        (0, 0x02, &[("mode", "extended")]),
+        (0, 0x04, &[("aggregate", "off")]),
+        (0, 0x08, &[("schema", "splunk")]),
+        (0, 0x10, &[("aggregate_mode", "cumulative")]),
+        (0, 0x20, &[("max_keys", "2")]),
+        (0, 0x40, &[("flush_interval", "1s")]),
+        (1, 0x01, &[("alert_tag", "alerts.pssession")]),
+        (
+            1,
+            0x02,
+            &[("exclude_user", "^nobody$"), ("exclude_user", "(?i)svc_")],
+        ),
+        (1, 0x04, &[("local_sessions", "flag")]),
+        (1, 0x08, &[("transport_risk", "ssh=60,session=50")]),
+        (1, 0x10, &[("max_message_bytes", "1K")]),
+        (
+            1,
+            0x20,
+            &[("reassemble_max_bytes", "1K"), ("reassemble_timeout", "1")],
+        ),
+        (1, 0x40, &[("namespace", "ps")]),
+    ];
+    let mut props = vec![("match", "*"), ("log_level", "off")];
+    for (byte, bit, set) in table {
+        if opts[byte as usize] & bit != 0 {
+            props.extend_from_slice(set);
+        }
+    }
+    props
+}
+
+/// The pure detector configured as the instance, when its output depends on the chunk
+/// alone (no reassembly state). Kept per set of options: a detector without reassembly
+/// holds no state, so sharing it keeps every input replayable alone.
+fn detector_for(props: &[(&'static str, &'static str)]) -> Option<Arc<Detector>> {
+    type Cache = Mutex<HashMap<Vec<(&'static str, &'static str)>, Option<Arc<Detector>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    cache
+        .entry(props.to_vec())
+        .or_insert_with(|| {
+            let config = Config::from_properties(|name| {
+                props
+                    .iter()
+                    .filter(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+                    .collect()
+            })
+            .ok()?;
+            config
+                .reassembly
+                .is_none()
+                .then(|| Arc::new(Detector::new(config)))
+        })
+        .clone()
+}
+
+/// Every input record is in `out`, in order, kept; whatever follows them is whole records;
+/// the input's undecodable tail ends `out` exactly as it came.
 fn check_structure(input: &[u8], out: &[u8], what: &str) {
     let (ins, in_end) = pssession_oracle::values(input);
-    let (outs, _) = pssession_oracle::values(out);
+    let (outs, out_end) = pssession_oracle::values(out);
     assert!(outs.len() >= ins.len(), "{what}: records lost");
     for (a, b) in ins.iter().zip(&outs) {
         if a.raw != b.raw {
@@ -204,41 +174,69 @@ fn check_structure(input: &[u8], out: &[u8], what: &str) {
             );
         }
     }
-    if in_end < input.len() {
-        let after = ins.last().map_or(0, |_| {
-            let last = &outs[ins.len() - 1];
-            last.offset + last.raw.len()
-        });
+    assert_eq!(
+        &out[out_end..],
+        &input[in_end..],
+        "{what}: the undecodable tail is not what ends the chunk"
+    );
+}
+
+/// The records part of the pure detector's output for this chunk.
+fn expected_records(detector: &Detector, chunk: &[u8], tag: &str) -> Vec<u8> {
+    let want = detector.filter_chunk_at(chunk, tag, 0.0);
+    let out: &[u8] = match &want.outcome {
+        Outcome::NoTouch => chunk,
+        Outcome::Modified(b) => b,
+    };
+    let (_, end) = pssession_oracle::values(out);
+    out[..end].to_vec()
+}
+
+fn run_chunk(inst: &Instance<'_>, detector: Option<&Detector>, chunk: &[u8], i: usize) {
+    let tag = "fuzz.tag";
+    let call = inst.filter(chunk, tag);
+    let what = format!("chunk {i}");
+    if call.modified() {
+        check_structure(chunk, &call.chunk, &what);
+    }
+    if let Some(d) = detector {
+        let records = expected_records(d, chunk, tag);
         assert!(
-            out[after..].starts_with(&input[in_end..]),
-            "{what}: undecodable tail not kept"
+            call.chunk.starts_with(&records),
+            "{what}: the ABI's records differ from the pure detector's"
         );
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let f = fixture();
-    let want = f.detector.filter_chunk(data);
-    match call(&f.default, data) {
-        None => assert_eq!(
-            want.outcome,
-            Outcome::NoTouch,
-            "flagged by the core, not the ABI"
-        ),
-        Some(out) => {
-            let expected: &[u8] = match &want.outcome {
-                Outcome::NoTouch => data,
-                Outcome::Modified(b) => b,
-            };
-            // Rows appended when a flush is due come after the chunk.
-            assert!(
-                out.starts_with(expected),
-                "ABI output differs from the core's"
-            );
-            check_structure(data, &out, "default");
+    let script = Script::parse(data);
+    let detector = detector_for(&script.properties);
+    // every option in the table is valid, alone and together
+    let mut inst = match plugin().instance(&script.properties) {
+        Ok(inst) => inst,
+        Err(e) => panic!("cb_init refused {:?}: {e}", script.properties),
+    };
+    for (i, (chunk, step)) in script.steps.iter().enumerate() {
+        run_chunk(&inst, detector.as_deref(), chunk, i);
+        if step.fire_timers {
+            inst.fire_timers();
+        }
+        if step.stop {
+            inst.stop_ingestion();
+            inst.grace();
         }
     }
-    if let Some(out) = call(&f.reassembling, data) {
-        check_structure(data, &out, "reassemble");
+    let faults = inst.faults();
+    drop(inst); // cb_exit
+    assert!(faults.is_empty(), "the engine saw: {faults:?}");
+    let (emitted, lost) = host_emulator::take_all_emitted();
+    host_emulator::clear_logs();
+    for e in emitted.iter().chain(&lost) {
+        let (_, end) = pssession_oracle::values(&e.data);
+        assert_eq!(
+            end,
+            e.data.len(),
+            "emitted bytes that are not whole records"
+        );
     }
 });

@@ -69,6 +69,14 @@ fn record_log(line: LogLine) {
     }
 }
 
+/// Forgets every logged line (a fuzz target calls this after each input: what a run
+/// allocates, it frees, so LeakSanitizer's per-run check stays quiet and cheap).
+pub fn clear_logs() {
+    if let Ok(mut l) = LOGS.lock() {
+        l.clear();
+    }
+}
+
 /// Every logged line that mentions `needle` (an instance name, say).
 pub fn logs_containing(needle: &str) -> Vec<LogLine> {
     LOGS.lock()
@@ -138,7 +146,8 @@ pub struct MapEntry {
 
 /// A loaded plugin: the library and the host's copy of its registration.
 pub struct Plugin {
-    _lib: libloading::Library,
+    /// The loaded library; None for a registration linked into this process.
+    _lib: Option<libloading::Library>,
     reg: Box<flb_filter_plugin>,
     pub name: String,
     pub path: PathBuf,
@@ -184,6 +193,32 @@ impl Plugin {
             // flb_plugin_load: memcpy(filter, symbol, sizeof(struct flb_filter_plugin))
             Box::new(std::ptr::read(p))
         };
+        Plugin::registered(Some(lib.into()), reg, name, path)
+    }
+
+    /// The registration of a plugin linked into this process (the fuzz targets), checked
+    /// and copied as [`load`](Self::load) does after `dlsym`.
+    ///
+    /// # Safety
+    /// `reg` points to a `struct flb_filter_plugin` that lives as long as the process,
+    /// laid out as this process's Fluent Bit headers say.
+    pub unsafe fn linked(reg: *const flb_filter_plugin, name: &str) -> Result<Plugin, EmuError> {
+        if reg.is_null() {
+            return Err(EmuError::Load("registration is NULL".into()));
+        }
+        // SAFETY: the caller's promise; memcpy as flb_plugin_load does.
+        let reg = Box::new(unsafe { std::ptr::read(reg) });
+        let path = PathBuf::from(format!("(linked) flb-filter_{name}.so"));
+        Plugin::registered(None, reg, name.to_string(), &path)
+    }
+
+    /// The checks Fluent Bit makes of a registration before it uses it.
+    fn registered(
+        lib: Option<libloading::Library>,
+        reg: Box<flb_filter_plugin>,
+        name: String,
+        path: &Path,
+    ) -> Result<Plugin, EmuError> {
         let reg_name = if reg.name.is_null() {
             String::new()
         } else {
@@ -206,7 +241,7 @@ impl Plugin {
         let config_map =
             read_config_map(reg.config_map as *const u8, HostLayout::of_this_process());
         Ok(Plugin {
-            _lib: lib.into(),
+            _lib: lib,
             reg,
             name,
             path: path.to_path_buf(),
@@ -933,7 +968,14 @@ impl Drop for Instance<'_> {
         INPUTS
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|i| i.owner != id);
+            .retain(|i| {
+                if i.owner == id {
+                    // SAFETY: every input handle is a Box<u64> made by input_new or
+                    // configured_input, and leaves the registry (and is freed) once.
+                    drop(unsafe { Box::from_raw(i.handle as *mut u64) });
+                }
+                i.owner != id
+            });
         for kv in self.kvs() {
             // SAFETY: made by push_kv; released once.
             unsafe {
@@ -1111,8 +1153,10 @@ pub mod host {
                     .into(),
             );
         }
+        // Fluent Bit numbers the instances of a plugin in the order they are created.
+        static NEXT_EMITTER: AtomicI32 = AtomicI32::new(0);
+        let id = NEXT_EMITTER.fetch_add(1, Ordering::Relaxed);
         let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
-        let id = inputs.len();
         let handle = Box::into_raw(Box::new(id as u64)) as *mut c_void;
         inputs.push(EmuInput {
             handle: handle as usize,
@@ -1462,6 +1506,15 @@ pub fn emitted(emitter: &str) -> Vec<Emitted> {
         .filter(|e| e.emitter == emitter)
         .cloned()
         .collect()
+}
+
+/// Everything any emitter received and lost so far, taken out of the record (a fuzz
+/// target calls this after each input, so what a run allocates, it frees).
+pub fn take_all_emitted() -> (Vec<Emitted>, Vec<Emitted>) {
+    let take = |all: &Mutex<Vec<Emitted>>| {
+        std::mem::take(&mut *all.lock().unwrap_or_else(|p| p.into_inner()))
+    };
+    (take(&EMITTED), take(&LOST))
 }
 
 /// Records handed to this emitter while it was paused (never delivered).

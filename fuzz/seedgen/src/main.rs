@@ -78,6 +78,33 @@ struct Seeds {
     xml: Corpus,
     syslog: Corpus,
     pwsh: Corpus,
+    properties: Corpus,
+    state: Corpus,
+}
+
+/// The `ffi_entry` target's separator between the chunks of one history.
+const FFI_SEPARATOR: &[u8] = b"\xc1\xc1\xc1";
+
+/// An `ffi_entry` input: two option bytes, then the chunks, each followed by the separator
+/// and an engine step (1: the timers fire).
+fn ffi_history(options: [u8; 2], chunks: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = options.to_vec();
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(FFI_SEPARATOR);
+            out.push((i % 2) as u8);
+        }
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+/// Option bytes spread over the seeds, so each option is on in some of them.
+fn options_for(i: usize) -> [u8; 2] {
+    [
+        (i.wrapping_mul(37) % 128) as u8,
+        (i.wrapping_mul(11) % 128) as u8,
+    ]
 }
 
 impl Seeds {
@@ -86,7 +113,7 @@ impl Seeds {
         let layout = layouts[i % layouts.len()];
         let c = chunk(&[body], layout);
         self.chunks.add(prefix, &c);
-        self.ffi.add(prefix, &c);
+        self.ffi.add(prefix, &ffi_history(options_for(i), &[c]));
         self.shapes.add(prefix, &body_bytes(body));
         for s in strings_of(body, &["_raw", "log", "message", "Message"]) {
             if s.trim_start().starts_with('<') {
@@ -121,9 +148,26 @@ fn main() {
         xml: Corpus::new(&root, "xml_event"),
         syslog: Corpus::new(&root, "syslog_line"),
         pwsh: Corpus::new(&root, "pwsh_script"),
+        properties: Corpus::new(&root, "properties"),
+        state: Corpus::new(&root, "state_file"),
     };
+    let mut i = seed_labelled_and_demo(&mut s, &repo);
+    seed_properties(&mut s, &repo);
+    seed_state(&mut s);
+    match args.get(3).map(PathBuf::from).filter(|p| p.is_dir()) {
+        Some(shared) => {
+            seed_findings(&mut s, &shared.join("../fuzz"));
+            seed_real(&mut s, &shared, &mut i);
+        }
+        None => eprintln!("seedgen: no shared data dir; labelled and demo seeds only"),
+    }
+    report(&s);
+}
 
-    // Labelled records and the demo samples: every one, alone and all of a file in one chunk.
+/// Every labelled record and demo sample alone, each file's records in one chunk, and
+/// each file's records as a history of one-record chunks with reassembly on (the parts
+/// of a script block arrive in separate chunks). Returns the next seed number.
+fn seed_labelled_and_demo(s: &mut Seeds, repo: &Path) -> usize {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo.join("tests/data/labelled"))
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -138,7 +182,16 @@ fn main() {
         }
         let all = chunk(&bodies, Layout::CURRENT);
         s.chunks.add("labelled-all", &all);
-        s.ffi.add("labelled-all", &all);
+        s.ffi.add("labelled-all", &ffi_history([0, 0], &[all]));
+        let one_each: Vec<Vec<u8>> = bodies
+            .iter()
+            .take(11)
+            .map(|b| chunk(&[b], Layout::CURRENT))
+            .collect();
+        s.ffi
+            .add("labelled-history", &ffi_history([0x01, 0], &one_each));
+        s.ffi
+            .add("labelled-history", &ffi_history([0x43, 0x81], &one_each));
     }
     let demo = jsonl(&repo.join("samples/demo.jsonl"));
     for b in &demo {
@@ -148,13 +201,102 @@ fn main() {
     let demo_refs: Vec<&Value> = demo.iter().collect();
     s.chunks
         .add("demo-all", &chunk(&demo_refs, Layout::CURRENT));
+    i
+}
 
-    // Real data: EVTX events as winevtlog records and as XML documents; OTRF JSON lines.
-    let Some(shared) = args.get(3).map(PathBuf::from).filter(|p| p.is_dir()) else {
-        eprintln!("seedgen: no shared data dir; labelled and demo seeds only");
-        report(&s);
+/// Property lines: each property with its default, and the filter sections of the shipped
+/// classic configs.
+fn seed_properties(s: &mut Seeds, repo: &Path) {
+    for p in pssession_core::config::PROPERTIES {
+        if let Some(d) = p.default {
+            s.properties
+                .add("default", format!("{} {d}\n", p.name).as_bytes());
+        }
+    }
+    let mut confs: Vec<PathBuf> = std::fs::read_dir(repo.join("fluent-bit-conf"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    confs.sort();
+    for c in confs
+        .iter()
+        .filter(|c| c.extension().is_some_and(|e| e == "conf"))
+    {
+        let text = std::fs::read_to_string(c).unwrap_or_default();
+        for section in text.split('[').filter(|x| x.contains("pssession")) {
+            s.properties.add("conf", section.as_bytes());
+        }
+    }
+}
+
+/// State files as the plugin writes them, and near misses.
+fn seed_state(s: &mut Seeds) {
+    let row = |msg: &str, count: u64| {
+        serde_json::json!({
+            "EventCode": 4104, "Message": msg, "ComputerName": "ws01.corp.contoso.com",
+            "User": "CORP\\alice", "count": count, "firstTime": 1.7e9, "lastTime": 1.7e9 + 5.0,
+            "window_start": 1.7e9 - 60.0,
+        })
+        .to_string()
+    };
+    let a = row("Enter-PSSession -ComputerName dc01", 3);
+    let b = row("etsn dc02", 1);
+    s.state.add("rows", format!("{a}\n{b}\n").as_bytes());
+    s.state
+        .add("repeat", format!("{a}\n{a}\n{a}\n{a}\n").as_bytes());
+    s.state.add("big-count", row("x", u64::MAX).as_bytes());
+    s.state.add("truncated", &a.as_bytes()[..a.len() / 2]);
+    s.state.add("empty", b"");
+}
+
+/// Inputs that once failed a target (../shared/fuzz/<target>-*.bin), as seeds of that
+/// target; the old `ffi_entry` findings were one chunk, so they get default options.
+fn seed_findings(s: &mut Seeds, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(bytes) = std::fs::read(e.path()) else {
+            continue;
+        };
+        if name.starts_with("ffi_entry-") {
+            s.ffi
+                .add("finding", &ffi_history([0x01, 0], &[bytes.clone()]));
+            s.chunks.add("finding", &bytes);
+        }
+    }
+}
+
+/// Real data: EVTX events as winevtlog records and as XML documents; OTRF JSON lines.
+fn seed_real(s: &mut Seeds, shared: &Path, i: &mut usize) {
+    let (real_bodies, xml_docs) = read_real(shared);
+    // A spread of the real records, PowerShell 4104 ones first.
+    let step = (real_bodies.len() / REAL_PER_TARGET).max(1);
+    let ps: Vec<&Value> = real_bodies
+        .iter()
+        .filter(|b| b.to_string().contains("4104"))
+        .take(REAL_PER_TARGET / 4)
+        .collect();
+    for b in ps
+        .iter()
+        .copied()
+        .chain(real_bodies.iter().step_by(step))
+        .take(REAL_PER_TARGET)
+    {
+        s.record("real", b, *i);
+        *i += 1;
+    }
+    for pair in real_bodies.chunks(8).take(40) {
+        let refs: Vec<&Value> = pair.iter().collect();
+        s.chunks.add("real-multi", &chunk(&refs, Layout::CURRENT));
+    }
+    for d in xml_docs.iter().take(REAL_PER_TARGET) {
+        s.xml.add("evtx", d.as_bytes());
+    }
+}
+
+/// The records of ../shared/data (PowerShell 4104 ones first) and some XML documents.
+fn read_real(shared: &Path) -> (Vec<Value>, Vec<String>) {
     let mut real_bodies: Vec<Value> = Vec::new();
     let mut xml_docs: Vec<String> = Vec::new();
     let mut evtx_files: Vec<PathBuf> = std::fs::read_dir(shared.join("evtx"))
@@ -181,64 +323,47 @@ fn main() {
         .unwrap_or_default();
     otrf.sort();
     for f in &otrf {
-        let Ok(file) = std::fs::File::open(f) else {
-            continue;
-        };
-        let Ok(mut zip) = zip::ZipArchive::new(file) else {
-            continue;
-        };
-        for k in 0..zip.len() {
-            let mut text = String::new();
-            if zip
-                .by_index(k)
-                .and_then(|mut e| Ok(e.read_to_string(&mut text)?))
-                .is_err()
-            {
-                continue;
-            }
-            for l in text.lines().take(300) {
-                if let Ok(v) = serde_json::from_str::<Value>(l) {
-                    if v.is_object() {
-                        real_bodies.push(v);
-                    }
-                }
-            }
-        }
+        real_bodies.extend(otrf_records(f));
     }
-    // A spread of the real records, PowerShell 4104 ones first.
     real_bodies.sort_by_key(|b| {
         let id = b.get("EventID").map(|v| v.to_string()).unwrap_or_default();
         !id.contains("4104")
     });
-    let step = (real_bodies.len() / REAL_PER_TARGET).max(1);
-    let ps: Vec<&Value> = real_bodies
-        .iter()
-        .filter(|b| b.to_string().contains("4104"))
-        .take(REAL_PER_TARGET / 4)
-        .collect();
-    for b in ps
-        .iter()
-        .copied()
-        .chain(real_bodies.iter().step_by(step))
-        .take(REAL_PER_TARGET)
-    {
-        s.record("real", b, i);
-        i += 1;
+    (real_bodies, xml_docs)
+}
+
+/// The first 300 JSON records of each file in an OTRF zip.
+fn otrf_records(f: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let Ok(file) = std::fs::File::open(f) else {
+        return out;
+    };
+    let Ok(mut zip) = zip::ZipArchive::new(file) else {
+        return out;
+    };
+    for k in 0..zip.len() {
+        let mut text = String::new();
+        if zip
+            .by_index(k)
+            .and_then(|mut e| Ok(e.read_to_string(&mut text)?))
+            .is_err()
+        {
+            continue;
+        }
+        out.extend(
+            text.lines()
+                .take(300)
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(Value::is_object),
+        );
     }
-    for pair in real_bodies.chunks(8).take(40) {
-        let refs: Vec<&Value> = pair.iter().collect();
-        s.chunks.add("real-multi", &chunk(&refs, Layout::CURRENT));
-    }
-    for d in xml_docs.iter().take(REAL_PER_TARGET) {
-        s.xml.add("evtx", d.as_bytes());
-    }
-    report(&s);
+    out
 }
 
 fn report(s: &Seeds) {
     eprintln!(
         "seedgen: filter_chunk {}, ffi_entry {}, shapes {}, xml_event {}, syslog_line {}, \
-         pwsh_script {}",
-        s.chunks.n, s.ffi.n, s.shapes.n, s.xml.n, s.syslog.n, s.pwsh.n
+         pwsh_script {}, properties {}, state_file {}",
+        s.chunks.n, s.ffi.n, s.shapes.n, s.xml.n, s.syslog.n, s.pwsh.n, s.properties.n, s.state.n
     );
 }
