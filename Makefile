@@ -1,6 +1,7 @@
 # flb-pssession: build, test and try the Fluent Bit filter plugin.
 #   make demo     build, then run the shipped samples through the plugin
 #   make test     every test (unit, integration through the .so, header), then lint
+#   make check    make test, then the fuzz smoke where a nightly toolchain is installed (CI)
 CARGO      ?= cargo
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -8,7 +9,7 @@ SO         := target/release/flb-filter_pssession.so
 REPLAY     := target/release/pssession-replay
 FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
 
-.PHONY: build test lint bench demo eval fuzz valgrind e2e install header clean
+.PHONY: build test check lint bench demo eval fuzz fuzz-smoke tsan asan valgrind e2e install header clean
 
 # The plugin, stripped of debug info (kept beside it in $(SO).debug, linked by
 # .gnu_debuglink for gdb and perf), and the tools.
@@ -21,6 +22,15 @@ build:
 test:
 	$(CARGO) test --locked --workspace
 	$(MAKE) lint
+
+# What CI runs (.ci/run): every test, then each fuzz target for 30 s where the machine has a
+# nightly toolchain (cargo-fuzz needs its -Z flags).
+check: test
+	@if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then \
+	  $(MAKE) fuzz-smoke; \
+	else \
+	  echo "== no nightly toolchain: fuzz smoke skipped (rustup toolchain install nightly)"; \
+	fi
 
 lint:
 	$(CARGO) fmt --all --check
@@ -35,11 +45,25 @@ bench: build
 fuzz:
 	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 
+# What CI runs: each target for 30 s from the seed corpus (only where a nightly toolchain
+# is installed; see .ci/run).
+fuzz-smoke:
+	scripts/fuzz.sh 30
+
 # A real fluent-bit (FLUENT_BIT=/path, else the one on PATH) through the placements,
 # features and stops users run, outputs checked (tests/e2e/e2e.py; not part of `make test`,
 # since CI has no Fluent Bit). E2E_ARGS: e.g. --quick, --no-valgrind, --only filter.
 e2e: build
 	python3 tests/e2e/e2e.py --plugin $(SO) $(if $(FLUENT_BIT),--fluent-bit $(FLUENT_BIT)) $(E2E_ARGS)
+
+# The multi-threaded suites (callbacks on 4 threads, the timer against callbacks, reloads,
+# threaded input processors) under ThreadSanitizer, the plugin .so built the same way.
+tsan:
+	scripts/sanitize.sh thread
+
+# Every suite that loads the plugin, under AddressSanitizer and LeakSanitizer.
+asan:
+	scripts/sanitize.sh address
 
 # The integration suites that load the plugin, under valgrind memcheck.
 valgrind:

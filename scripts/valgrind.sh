@@ -9,7 +9,7 @@
 # Release build (debug = 1 in Cargo.toml, so frames have file:line): a debug build is too
 # slow under valgrind for the 10 MB and 100 000-chunk tests. The tests scale their time
 # bounds by PSSESSION_TIME_SCALE and skip RSS bounds / run fewer chunks when
-# PSSESSION_UNDER_VALGRIND is set.
+# PSSESSION_UNDER_TOOL is set.
 #
 # valgrind: --leak-check=full --error-exitcode=1 (definite and possible leaks count as
 # errors). Suppressions: scripts/valgrind.supp, written by this script, each justified there.
@@ -31,18 +31,6 @@ SUPP=$OUT/valgrind.supp
 
 # Suppressions, each with its reason. Rust symbols are matched demangled.
 cat > "$SUPP" <<'SUPP'
-# The host emulator (test side, not the plugin) allocates an 8-byte handle per emitter
-# input in `flb_input_new` and never frees it in `flb_input_instance_destroy` (it only
-# removes it from its list). Fluent Bit's real flb_input_instance_destroy frees the
-# instance. A host-side leak of the test harness, reported separately; not the plugin's.
-{
-   emulator-input-handle
-   Memcheck:Leak
-   match-leak-kinds: definite
-   fun:malloc
-   ...
-   fun:*host_emulator*host*input_new*
-}
 # Rust std: the handle of the current thread (an Arc kept in a thread-local, created on
 # first use, e.g. by the test harness's channels) is reported "possibly lost" at exit: the
 # TLS slot points inside the allocation, not at its start. Not the plugin's (std, in the
@@ -86,7 +74,7 @@ for line in open(sys.argv[1]):
         print(m["target"]["name"], m["executable"])
 PY
 
-export PSSESSION_TIME_SCALE=100 PSSESSION_UNDER_VALGRIND=1
+export PSSESSION_TIME_SCALE=100 PSSESSION_UNDER_TOOL=1
 plugin_errors=0
 host_errors=0
 printf '%-22s %8s %8s %10s %s\n' test errors plugin "def.lost" result

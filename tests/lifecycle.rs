@@ -5,8 +5,8 @@
 //!   small chunks: the debug build runs the whole file in seconds) gives exact counts in
 //!   its exit summary and the same bytes on every call.
 //!
-//! Under valgrind (scripts/valgrind.sh sets `PSSESSION_UNDER_VALGRIND=1`) RSS means nothing
-//! (valgrind's own memory) and is not asserted, and the threads run a tenth of the chunks;
+//! Under valgrind or a sanitizer (`PSSESSION_UNDER_TOOL=1`) RSS means nothing
+//! (the tool's own memory) and is not asserted, and the threads run a tenth of the chunks;
 //! valgrind's leak check takes the place of the RSS bound.
 
 mod common;
@@ -36,8 +36,10 @@ fn part(id: &str, n: u32, total: u32, text: &str) -> Value {
            "ScriptBlockId": id, "ScriptBlockText": text})
 }
 
+/// Under valgrind or a sanitizer (scripts/valgrind.sh and scripts/sanitize.sh set it): RSS
+/// is the tool's, and everything runs several times slower.
 fn under_valgrind() -> bool {
-    std::env::var_os("PSSESSION_UNDER_VALGRIND").is_some()
+    std::env::var_os("PSSESSION_UNDER_TOOL").is_some()
 }
 
 /// Resident set size in bytes, from /proc/self/statm.

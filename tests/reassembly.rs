@@ -285,3 +285,59 @@ fn a_late_flag_goes_after_the_records_and_before_an_undecodable_tail() {
         "the old oracle's assumption (tail right after the input's records) does not hold"
     );
 }
+
+/// Every input a fuzz target once failed on (`tests/data/fuzz/`, kept byte for byte), fed
+/// after a chunk that leaves a block open, to instances with and without reassembly, as a
+/// filter and as an output processor (where late flags are appended): every input record
+/// comes out in order, anything appended is whole records, and an undecodable tail still
+/// ends the chunk.
+#[test]
+fn fuzz_findings_replay_clean_after_open_blocks() {
+    use pssession_host_emulator::Placement;
+    let mut files: Vec<_> = std::fs::read_dir("tests/data/fuzz")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no findings kept");
+    let opening = chunk_of(
+        &parts("ws01", "blk-open", 3, 2)[..2],
+        1.7e9,
+        Layout::CURRENT,
+    );
+    let settings: [&[(&str, &str)]; 3] = [
+        &[("match", "*")],
+        &[
+            ("match", "*"),
+            ("reassemble", "on"),
+            ("reassemble_max_blocks", "1"),
+        ],
+        &[
+            ("match", "*"),
+            ("mode", "extended"),
+            ("reassemble_max_blocks", "1"),
+        ],
+    ];
+    for file in &files {
+        let finding = std::fs::read(file).unwrap();
+        for props in settings {
+            for placement in [Placement::Filter, Placement::OutputProcessor] {
+                let what = format!("{} {props:?} {placement:?}", file.display());
+                let inst = plugin().instance_in(placement, props).unwrap();
+                inst.filter(&opening, "win");
+                let out = inst.filter(&finding, "win").chunk;
+                let (ins, in_end) = pssession_oracle::values(&finding);
+                let (outs, out_end) = pssession_oracle::values(&out);
+                assert!(outs.len() >= ins.len(), "{what}: records lost");
+                for (a, b) in ins.iter().zip(&outs) {
+                    assert!(
+                        a.raw == b.raw
+                            || matches!((a.body(), b.body()), (Some(x), Some(y)) if pssession_oracle::keeps_original(x, y)),
+                        "{what}: a record changed"
+                    );
+                }
+                assert_eq!(&out[out_end..], &finding[in_end..], "{what}: tail");
+            }
+        }
+    }
+}
