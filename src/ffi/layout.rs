@@ -8,8 +8,11 @@
 //! before it is followed. When nothing fits, the feature that needs it is turned off with
 //! a warning; nothing is guessed and memory is never scanned.
 
-use super::{flb_config, flb_filter_instance, flb_filter_plugin, host_symbol, PLUGIN_NAME};
+use super::{
+    filter_pssession_plugin, flb_config, flb_filter_instance, flb_filter_plugin, host_symbol,
+};
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr::addr_of;
 
 /// `FLB_PLUGIN_INPUT` and `FLB_PLUGIN_OUTPUT` of flb_plugin.h (the same in every release).
 const FLB_PLUGIN_INPUT: c_int = 1;
@@ -38,15 +41,20 @@ pub const FILTER_INSTANCE: [FilterInstanceOffsets; 2] = [
 ];
 
 /// The variant of `struct flb_filter_instance` this instance has: the one whose `p` field
-/// is this plugin's registration (its `name` is our very string).
+/// is this plugin's registration (its `name` is our very string: the pointer our own
+/// registration holds, since a Rust `const` has no one address; sanitizer builds keep
+/// each use of it apart).
 pub fn filter_instance_offsets(ins: *mut flb_filter_instance) -> Option<FilterInstanceOffsets> {
+    // SAFETY: reading one field of our own registration, which only the load-time
+    // constructor writes (its config_map), before any callback runs.
+    let our_name = unsafe { (*addr_of!(filter_pssession_plugin)).name };
     FILTER_INSTANCE.into_iter().find(|o| {
         // SAFETY: both offsets lie inside the instance in every release and variant; the
         // plugin pointer read there is only followed when it is non-null, and then only
         // its `name` (the copy Fluent Bit made of our registration) is compared.
         unsafe {
             let plugin = *((ins as *const u8).add(o.p) as *const *const flb_filter_plugin);
-            !plugin.is_null() && (*plugin).name == PLUGIN_NAME.as_ptr()
+            !plugin.is_null() && (*plugin).name == our_name
         }
     })
 }
