@@ -51,9 +51,9 @@ dict() {
 
 totals() {
   [ -f "$LEDGER" ] || { echo "no ledger at $LEDGER yet"; return; }
+  printf "%-14s %14s %9s %7s %8s %s\n" target executions seconds cov features "last run"
   awk -F'\t' '{ runs[$2] += $3; secs[$2] += $4; cov[$2] = $5; ft[$2] = $6; last[$2] = $1 }
-    END { printf "%-14s %14s %9s %7s %8s %s\n", "target", "executions", "seconds", "cov", "features", "last run"
-          for (t in runs) printf "%-14s %14d %9d %7s %8s %s\n", t, runs[t], secs[t], cov[t], ft[t], last[t] }' \
+    END { for (t in runs) printf "%-14s %14d %9d %7s %8s %s\n", t, runs[t], secs[t], cov[t], ft[t], last[t] }' \
     "$LEDGER" | sort
 }
 

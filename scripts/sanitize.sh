@@ -47,7 +47,8 @@ so=$dir/$host/release/libflb_filter_pssession.so
 staged=$dir/plugin/flb-filter_pssession.so
 mkdir -p "$(dirname "$staged")"
 cp "$so" "$staged"
-if ! nm -D "$staged" | grep -q " U __${kind:0:1}san_"; then
+# (the symbol list is read whole: grep -q would end the pipe early and fail it)
+if ! grep -q " U __${kind:0:1}san_" <<<"$(nm -D "$staged")"; then
   echo "the plugin .so is not instrumented for $kind" >&2
   exit 1
 fi
@@ -57,6 +58,20 @@ for t in "${tests[@]}"; do args+=(--test "$t"); done
 export PSSESSION_PLUGIN=$PWD/$staged PSSESSION_UNDER_TOOL=1 PSSESSION_TIME_SCALE=20
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="detect_leaks=1 halt_on_error=1 ${ASAN_OPTIONS:-}"
+test=(cargo +nightly test -Zbuild-std --target "$host" --target-dir "$dir" --release --locked)
+
+# First, proof that this build reports a bug: a planted one must fail its test.
+echo "== canary: a planted bug must be reported"
+if PSSESSION_SANITIZER=$kind "${test[@]}" --test sanitizer_canary -- --ignored \
+  >"$dir/canary.log" 2>&1; then
+  echo "the $kind sanitizer did not report the planted bug: the runs below would prove nothing" >&2
+  exit 1
+fi
+grep -q "${kind^}Sanitizer" "$dir/canary.log" || {
+  echo "the canary failed, but not by a $kind sanitizer report: see $dir/canary.log" >&2
+  exit 1
+}
+echo "   reported, as it must be"
+
 echo "== running ${tests[*]} under the ${kind} sanitizer (plugin: $staged)"
-cargo +nightly test -Zbuild-std --target "$host" --target-dir "$dir" --release --locked \
-  "${args[@]}" -- --test-threads=2
+"${test[@]}" "${args[@]}" -- --test-threads=2

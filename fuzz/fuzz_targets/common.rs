@@ -7,9 +7,37 @@
 use pssession_core::filter::{ChunkResult, Outcome};
 use pssession_oracle::{keeps_original, values};
 
+/// An input chunk, read once by the oracle for every check made of it.
+pub struct Input<'a> {
+    data: &'a [u8],
+    records: Vec<pssession_oracle::Value<'a>>,
+    end: usize,
+}
+
+impl<'a> Input<'a> {
+    pub fn read(data: &'a [u8]) -> Input<'a> {
+        let (records, end) = values(data);
+        Input { data, records, end }
+    }
+
+    /// Checks one chunk result against the input.
+    pub fn check(&self, res: &ChunkResult, what: &str) {
+        check_read(self.data, &self.records, self.end, res, what)
+    }
+}
+
 /// Checks one chunk result against its input.
 pub fn check(input: &[u8], res: &ChunkResult, what: &str) {
-    let (ins, in_end) = values(input);
+    Input::read(input).check(res, what)
+}
+
+fn check_read(
+    input: &[u8],
+    ins: &[pssession_oracle::Value<'_>],
+    in_end: usize,
+    res: &ChunkResult,
+    what: &str,
+) {
     assert_eq!(
         res.stats.records,
         ins.len() as u64,

@@ -1,6 +1,9 @@
 //! Arbitrary bytes as a Fluent Bit chunk through the pure filter: a default instance, one
 //! with `reassemble on`, one in `mode extended` (PowerShell tokenizer, reassembly on by
 //! default there), and the bare detector. See common.rs for the invariants.
+//!
+//! The instances are made afresh for every input (reassembly keeps open blocks from one
+//! chunk to the next), so a finding replays alone; `ffi_entry` fuzzes whole histories.
 #![no_main]
 
 mod common;
@@ -11,16 +14,15 @@ use pssession_core::filter::Detector;
 use pssession_core::instance::{FilterInstance, RowSink};
 use std::sync::OnceLock;
 
-struct Targets {
-    plain: FilterInstance,
-    reassembling: FilterInstance,
-    extended: FilterInstance,
-    detector: Detector,
+struct Configs {
+    plain: Config,
+    reassembling: Config,
+    extended: Config,
 }
 
-fn targets() -> &'static Targets {
-    static T: OnceLock<Targets> = OnceLock::new();
-    T.get_or_init(|| {
+fn configs() -> &'static Configs {
+    static C: OnceLock<Configs> = OnceLock::new();
+    C.get_or_init(|| {
         let mut reasm = Config::default();
         reasm.reassembly = Some(ReassemblySettings {
             timeout_secs: 30.0,
@@ -30,22 +32,26 @@ fn targets() -> &'static Targets {
         let mut ext = reasm.clone();
         ext.mode = Mode::Extended;
         ext.flag_local_sessions = true;
-        Targets {
-            extended: FilterInstance::new(ext, RowSink::Timer, "fuzz".into(), 0.0),
-            plain: FilterInstance::new(Config::default(), RowSink::Timer, "fuzz".into(), 0.0),
-            reassembling: FilterInstance::new(reasm, RowSink::Timer, "fuzz".into(), 0.0),
-            detector: Detector::new(Config::default()),
+        Configs {
+            plain: Config::default(),
+            reassembling: reasm,
+            extended: ext,
         }
     })
 }
 
+fn instance(config: &Config) -> FilterInstance {
+    FilterInstance::new(config.clone(), RowSink::Timer, "fuzz".into(), 0.0)
+}
+
 fuzz_target!(|data: &[u8]| {
-    let t = targets();
+    let c = configs();
+    let input = common::Input::read(data);
     let now = 1.7e9;
-    let a = t.plain.process_tagged(data, "fuzz", now, false);
-    common::check(data, &a.result, "instance");
-    let b = t.reassembling.process_tagged(data, "fuzz", now, false);
-    common::check(data, &b.result, "reassemble on");
+    let a = instance(&c.plain).process_tagged(data, "fuzz", now, false);
+    input.check(&a.result, "instance");
+    let b = instance(&c.reassembling).process_tagged(data, "fuzz", now, false);
+    input.check(&b.result, "reassemble on");
     for l in &b.late {
         assert!(!l.record.is_empty(), "late flag without a record");
         let (recs, end) = pssession_oracle::values(&l.record);
@@ -54,9 +60,9 @@ fuzz_target!(|data: &[u8]| {
             "late record decodes"
         );
     }
-    let e = t.extended.process_tagged(data, "fuzz", now, false);
-    common::check(data, &e.result, "mode extended");
-    let c = t.detector.filter_chunk(data);
-    common::check(data, &c, "detector");
-    assert_eq!(c.outcome, a.result.outcome, "detector and instance agree");
+    let e = instance(&c.extended).process_tagged(data, "fuzz", now, false);
+    input.check(&e.result, "mode extended");
+    let d = Detector::new(c.plain.clone()).filter_chunk(data);
+    input.check(&d, "detector");
+    assert_eq!(d.outcome, a.result.outcome, "detector and instance agree");
 });

@@ -48,12 +48,19 @@ impl Default for Rules {
 }
 
 impl Rules {
+    /// The needles' automaton is built once per process and shared (a clone is a reference
+    /// count): every instance, reload and fuzz input after the first starts without it.
     pub fn new() -> Rules {
-        let needles = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(NEEDLES)
-            .unwrap_or_else(|e| unreachable!("two constant needles always build: {e}"));
+        static NEEDLES_AC: std::sync::OnceLock<AhoCorasick> = std::sync::OnceLock::new();
+        let needles = NEEDLES_AC
+            .get_or_init(|| {
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(NEEDLES)
+                    .unwrap_or_else(|e| unreachable!("two constant needles always build: {e}"))
+            })
+            .clone();
         Rules { needles }
     }
 
