@@ -58,7 +58,8 @@ for t in "${tests[@]}"; do args+=(--test "$t"); done
 export PSSESSION_PLUGIN=$PWD/$staged PSSESSION_UNDER_TOOL=1 PSSESSION_TIME_SCALE=20
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="detect_leaks=1 halt_on_error=1 ${ASAN_OPTIONS:-}"
-test=(cargo +nightly test -Zbuild-std --target "$host" --target-dir "$dir" --release --locked)
+test=(cargo +nightly test -Zbuild-std --target "$host" --target-dir "$dir" --release --locked
+  --features sanitize-tests)
 
 # First, proof that this build reports a bug: a planted one must fail its test.
 echo "== canary: a planted bug must be reported"
