@@ -111,7 +111,8 @@ fn properties(opts: [u8; 2]) -> Vec<(&'static str, &'static str)> {
         (
             1,
             0x02,
-            &[("exclude_user", "^nobody$"), ("exclude_user", "(?i)svc_")],
+            // anchored literals: a case-insensitive pattern costs a regex compile per input
+            &[("exclude_user", "^nobody$"), ("exclude_computer", "^lab-")],
         ),
         (1, 0x04, &[("local_sessions", "flag")]),
         (1, 0x08, &[("transport_risk", "ssh=60,session=50")]),
