@@ -36,8 +36,8 @@ ALL_TARGETS=(filter_chunk shapes xml_event syslog_line pwsh_script ffi_entry pro
 max_len() {
   case $1 in
     properties) echo 2048 ;;
-    pwsh_script|state_file|syslog_line) echo 8192 ;;
-    *) echo 16384 ;;
+    pwsh_script|state_file|syslog_line) echo 4096 ;;
+    *) echo 8192 ;;
   esac
 }
 dict() {
