@@ -18,18 +18,29 @@ fuzz_target!(|data: &[u8]| {
     for t in &lexed.tokens {
         assert!(t.start <= t.end, "token ends before it starts: {t:?}");
         assert!(t.end <= lexed.chars.len(), "token past the text: {t:?}");
-        assert!(t.start >= end, "tokens overlap or go back: {t:?} after {end}");
+        assert!(
+            t.start >= end,
+            "tokens overlap or go back: {t:?} after {end}"
+        );
         end = t.end;
     }
     for n in &lexed.nested {
         assert!(n.len() < text.len(), "nested code as long as its text");
     }
     let first = pwsh::sessions(&text, None);
-    assert_eq!(first, pwsh::sessions(&text, None), "the same script read twice");
+    assert_eq!(
+        first,
+        pwsh::sessions(&text, None),
+        "the same script read twice"
+    );
     let own = "zz-not-in-script-0";
     if !text.to_ascii_lowercase().contains(own) {
         let with_own = pwsh::sessions(&text, Some(own));
-        assert_eq!(first.len(), with_own.len(), "a computer name the script never names");
+        assert_eq!(
+            first.len(),
+            with_own.len(),
+            "a computer name the script never names"
+        );
     }
     let _ = pwsh::command_key(&text);
 });
