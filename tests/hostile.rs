@@ -224,8 +224,18 @@ fn ten_megabyte_texts_in_every_reader_are_handled_in_linear_time() {
         .unwrap();
     for (inst, mode) in [(&inst, "exact"), (&extended, "extended")] {
         for ((what, s, want), (_, b, _)) in small.iter().zip(&big) {
-            let (fs, ts) = run(inst, s, what);
-            let (fb, tb) = run(inst, b, what);
+            let (fs, mut ts) = run(inst, s, what);
+            let (fb, mut tb) = run(inst, b, what);
+            // A busy machine can stall one call: when the ratio looks wrong, measure both
+            // sizes twice more and keep the fastest of each (what the code costs, not the
+            // scheduler). A quiet machine never takes this path.
+            for _ in 0..2 {
+                if tb <= ts * 10 + Duration::from_millis(300) * time_scale() {
+                    break;
+                }
+                ts = ts.min(run(inst, s, what).1);
+                tb = tb.min(run(inst, b, what).1);
+            }
             eprintln!("{mode} {what}: 2.5 MB {ts:?}, 10 MB {tb:?}");
             if mode == "exact" {
                 assert_eq!((fs > 0, fb > 0), (*want, *want), "{what}: flagged");
