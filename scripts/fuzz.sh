@@ -3,6 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     run each target for SECONDS (default 60)
 #   scripts/fuzz.sh --totals                  executions so far, per target, from the ledger
+#   scripts/fuzz.sh --markdown                the same as the README's table
 #   SEED=1 scripts/fuzz.sh ...                regenerate the seed corpora first
 #   FUZZ_CORPUS=DIR                           corpora and ledger (default fuzz/corpus)
 #
@@ -57,10 +58,23 @@ totals() {
     "$LEDGER" | sort
 }
 
-if [ "${1:-}" = --totals ]; then
-  totals
-  exit 0
-fi
+# The README's table: per target, executions, time, coverage and the date of the last run.
+totals_markdown() {
+  [ -f "$LEDGER" ] || { echo "no ledger at $LEDGER yet"; return; }
+  echo "| target | executions | CPU time | coverage (edges / features) | last run |"
+  echo "|---|---|---|---|---|"
+  awk -F'\t' '{ runs[$2] += $3; secs[$2] += $4; cov[$2] = $5; ft[$2] = $6; last[$2] = substr($1, 1, 10) }
+    function commas(n,   s, out) { s = sprintf("%d", n); out = ""
+      while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+      return s out }
+    END { for (t in runs) printf "| `%s` | %s | %d min | %s / %s | %s |\n", t, commas(runs[t]), secs[t] / 60, cov[t], ft[t], last[t] }' \
+    "$LEDGER" | sort
+}
+
+case "${1:-}" in
+  --totals) totals; exit 0 ;;
+  --markdown) totals_markdown; exit 0 ;;
+esac
 
 SECONDS_EACH=${1:-60}
 shift || true

@@ -3,9 +3,8 @@
 //!
 //! Checks: never a panic; tokens lie inside the text, in order, without overlap; the code
 //! found inside strings is shorter than the text it came from (so reading it terminates);
-//! reading the same script twice gives the same sessions; a session found without a
-//! computer name of our own stays found when the reader is told one that the script does
-//! not mention.
+//! a session found without a computer name of our own stays found when the reader is told
+//! one that the script does not mention.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,11 +27,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(n.len() < text.len(), "nested code as long as its text");
     }
     let first = pwsh::sessions(&text, None);
-    assert_eq!(
-        first,
-        pwsh::sessions(&text, None),
-        "the same script read twice"
-    );
     let own = "zz-not-in-script-0";
     if !text.to_ascii_lowercase().contains(own) {
         let with_own = pwsh::sessions(&text, Some(own));
