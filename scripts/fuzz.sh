@@ -61,7 +61,7 @@ totals() {
 # The README's table: per target, executions, time, coverage and the date of the last run.
 totals_markdown() {
   [ -f "$LEDGER" ] || { echo "no ledger at $LEDGER yet"; return; }
-  echo "| target | executions | CPU time | coverage (edges / features) | last run |"
+  echo "| target | executions | time fuzzed | coverage (edges / features) | last run |"
   echo "|---|---|---|---|---|"
   awk -F'\t' '{ runs[$2] += $3; secs[$2] += $4; cov[$2] = $5; ft[$2] = $6; last[$2] = substr($1, 1, 10) }
     function commas(n,   s, out) { s = sprintf("%d", n); out = ""
