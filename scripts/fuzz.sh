@@ -150,14 +150,14 @@ for t in "${TARGETS[@]}"; do
     -max_len="$(max_len "$t")" -dict="$(dict "$t")" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | awk '{s+=$1} END {print s+0}' || true)
-  last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
+  runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | awk '{s+=$1} END {print s+0}' || true)
+  last=$(grep -aE '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
   cov=$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$last")
   ft=$(sed -nE 's/.*ft: ([0-9]+).*/\1/p' <<<"$last")
-  secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
+  secs=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
   if [ $rc -eq 0 ]; then
     result=ok
-  elif grep -q 'failed to build fuzz script' "$log"; then
+  elif grep -aq 'failed to build fuzz script' "$log"; then
     result="BUILD FAILED -- see fuzz/$log"
     status=1
   elif [ "$(ls "artifacts/$t" | wc -l)" -gt "$before" ]; then

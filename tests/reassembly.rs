@@ -286,7 +286,7 @@ fn a_late_flag_goes_after_the_records_and_before_an_undecodable_tail() {
     );
 }
 
-/// Every input a fuzz target once failed on (`tests/data/fuzz/`, kept byte for byte), fed
+/// Every input `ffi_entry` once failed on (`tests/data/fuzz/ffi_entry/`, byte for byte), fed
 /// after a chunk that leaves a block open, to instances with and without reassembly, as a
 /// filter and as an output processor (where late flags are appended): every input record
 /// comes out in order, anything appended is whole records, and an undecodable tail still
@@ -294,7 +294,7 @@ fn a_late_flag_goes_after_the_records_and_before_an_undecodable_tail() {
 #[test]
 fn fuzz_findings_replay_clean_after_open_blocks() {
     use pssession_host_emulator::Placement;
-    let mut files: Vec<_> = std::fs::read_dir("tests/data/fuzz")
+    let mut files: Vec<_> = std::fs::read_dir("tests/data/fuzz/ffi_entry")
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
