@@ -152,6 +152,7 @@ fn main() {
         state: Corpus::new(&root, "state_file"),
     };
     let mut i = seed_labelled_and_demo(&mut s, &repo);
+    seed_kept_findings(&mut s, &repo.join("tests/data/fuzz"));
     seed_properties(&mut s, &repo);
     seed_state(&mut s);
     match args.get(3).map(PathBuf::from).filter(|p| p.is_dir()) {
@@ -246,6 +247,27 @@ fn seed_state(s: &mut Seeds) {
     s.state.add("big-count", row("x", u64::MAX).as_bytes());
     s.state.add("truncated", &a.as_bytes()[..a.len() / 2]);
     s.state.add("empty", b"");
+}
+
+/// The findings kept in the repo (tests/data/fuzz/<target>/), each a seed of its target:
+/// the `ffi_entry` ones are chunks (tests/reassembly.rs replays them as such), given here
+/// with reassembly on; the `state_file` ones are state files.
+fn seed_kept_findings(s: &mut Seeds, dir: &Path) {
+    let read = |target: &str| -> Vec<Vec<u8>> {
+        std::fs::read_dir(dir.join(target))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for chunk in read("ffi_entry") {
+        s.ffi.add("kept", &ffi_history([0x01, 0], &[chunk]));
+    }
+    for state in read("state_file") {
+        s.state.add("kept", &state);
+    }
 }
 
 /// Inputs that once failed a target (../shared/fuzz/<target>-*.bin), as seeds of that
