@@ -966,7 +966,7 @@ fn restore_state(ctx: &Context, path: &str, now: f64) {
             if let Err(e) = state_file::remove(path) {
                 ctx.log(FLB_LOG_WARN, &format!("cannot remove {path}: {e}"));
             }
-            let n: u64 = rows.iter().map(|r| r.count).sum();
+            let n = aggregate::total_count(&rows);
             ctx.log(
                 FLB_LOG_INFO,
                 &format!(

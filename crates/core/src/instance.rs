@@ -70,7 +70,7 @@ pub struct RowTally {
 impl RowTally {
     fn add(&self, rows: &[Row]) {
         self.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-        let n: u64 = rows.iter().map(|r| r.count).sum();
+        let n = crate::aggregate::total_count(rows);
         self.records.fetch_add(n, Ordering::Relaxed);
     }
 

@@ -199,12 +199,19 @@ impl Aggregate {
     pub fn restore(&mut self, row: &Row, now: f64) -> Vec<Row> {
         let early = self.add((*row.key).clone(), row.first_time, now);
         if let Some(s) = self.rows.get_mut(&*row.key) {
-            s.count += row.count.saturating_sub(1);
+            // a state file is read, not trusted: absurd counts saturate, never wrap
+            s.count = s.count.saturating_add(row.count.saturating_sub(1));
             s.last_time = s.last_time.max(row.last_time);
         }
         self.window_start = self.window_start.min(row.window_start);
         early
     }
+}
+
+/// The records these rows count (saturating: counts read from a state file can be
+/// anything).
+pub fn total_count(rows: &[Row]) -> u64 {
+    rows.iter().fold(0u64, |n, r| n.saturating_add(r.count))
 }
 
 /// Rows as JSON lines, for the state file kept across restarts and reloads.
