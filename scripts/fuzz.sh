@@ -143,6 +143,7 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$CORPUS/$t" "artifacts/$t"
   log="artifacts/$t.log"
   before=$(ls "artifacts/$t" | wc -l)
+  started=$(date +%s)
   set +e
   # shellcheck disable=SC2046
   "${FUZZ[@]}" run $(fuzz_args "$t") "$t" "$CORPUS/$t" -- \
@@ -155,6 +156,8 @@ for t in "${TARGETS[@]}"; do
   cov=$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$last")
   ft=$(sed -nE 's/.*ft: ([0-9]+).*/\1/p' <<<"$last")
   secs=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
+  # a crash ends the run early, without that line: the wall time of the run instead
+  [ -n "$secs" ] || secs=$(( $(date +%s) - started ))
   if [ $rc -eq 0 ]; then
     result=ok
   elif grep -aq 'failed to build fuzz script' "$log"; then
@@ -168,8 +171,8 @@ for t in "${TARGETS[@]}"; do
     result="FAILED to run (exit $rc) -- see fuzz/$log"
     status=1
   fi
-  printf '%-14s %12s %8s %7s %8s %s\n' "$t" "${runs:-0}" "${secs:-$SECONDS_EACH}" "${cov:-?}" "${ft:-?}" "$result"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${runs:-0}" "${secs:-$SECONDS_EACH}" \
+  printf '%-14s %12s %8s %7s %8s %s\n' "$t" "${runs:-0}" "$secs" "${cov:-?}" "${ft:-?}" "$result"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${runs:-0}" "$secs" \
     "${cov:-}" "${ft:-}" "${result%% *}" >>"$LEDGER"
 done
 exit $status
