@@ -19,29 +19,20 @@
 
 pssession_host_emulator::export_host_symbols!();
 
-use flb_filter_pssession::ffi::filter_pssession_plugin;
+mod linked;
+
 use libfuzzer_sys::fuzz_target;
+use linked::plugin;
 use pssession_core::config::Config;
 use pssession_core::filter::{Detector, Outcome};
-use pssession_host_emulator::{self as host_emulator, headers, Instance, Plugin};
+use pssession_host_emulator::Instance;
 use std::collections::HashMap;
-use std::ptr::addr_of;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Separates chunks in an input; the byte after it says what the engine does next.
 const SEPARATOR: &[u8] = b"\xc1\xc1\xc1";
 /// Most chunks read from one input (the rest of the input is the last chunk).
 const MAX_CHUNKS: usize = 12;
-
-fn plugin() -> &'static Plugin {
-    static P: OnceLock<Plugin> = OnceLock::new();
-    P.get_or_init(|| {
-        let reg = addr_of!(filter_pssession_plugin) as *const headers::flb_filter_plugin;
-        // SAFETY: the registration is a static of the plugin linked into this binary, laid
-        // out by the same headers the emulator's copy of them describes.
-        unsafe { Plugin::linked(reg, "pssession") }.expect("registration accepted")
-    })
-}
 
 /// One input, read as a history: byte 0 and 1 pick the instance's options, the rest is
 /// chunks split at [`SEPARATOR`], each followed by an engine step.
@@ -230,8 +221,7 @@ fuzz_target!(|data: &[u8]| {
     let faults = inst.faults();
     drop(inst); // cb_exit
     assert!(faults.is_empty(), "the engine saw: {faults:?}");
-    let (emitted, lost) = host_emulator::take_all_emitted();
-    host_emulator::clear_logs();
+    let (emitted, lost) = linked::end_run();
     for e in emitted.iter().chain(&lost) {
         let (_, end) = pssession_oracle::values(&e.data);
         assert_eq!(

@@ -9,22 +9,13 @@
 
 pssession_host_emulator::export_host_symbols!();
 
-use flb_filter_pssession::ffi::filter_pssession_plugin;
+mod linked;
+
 use libfuzzer_sys::fuzz_target;
+use linked::plugin;
 use pssession_core::chunk_io::{json_to_msgpack, push_record, Layout};
 use pssession_core::config::{find_property, Config};
-use pssession_host_emulator::{headers, Plugin};
-use std::ptr::addr_of;
 use std::sync::OnceLock;
-
-fn plugin() -> &'static Plugin {
-    static P: OnceLock<Plugin> = OnceLock::new();
-    P.get_or_init(|| {
-        let reg = addr_of!(filter_pssession_plugin) as *const headers::flb_filter_plugin;
-        // SAFETY: the registration is a static of the plugin linked into this binary.
-        unsafe { Plugin::linked(reg, "pssession") }.expect("registration accepted")
-    })
-}
 
 /// A chunk holding one record the analytic flags.
 fn positive() -> &'static [u8] {
@@ -92,7 +83,6 @@ fuzz_target!(|data: &[u8]| {
             let _ = inst.filter(positive(), "fuzz");
             let faults = inst.faults();
             drop(inst);
-            pssession_host_emulator::take_all_emitted();
             assert!(faults.is_empty(), "{faults:?}");
         }
         Err(e) => {
@@ -116,6 +106,5 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    // what this run logged, it frees (LeakSanitizer's per-run check stays quiet)
-    pssession_host_emulator::clear_logs();
+    linked::end_run();
 });

@@ -10,26 +10,17 @@
 
 pssession_host_emulator::export_host_symbols!();
 
-use flb_filter_pssession::ffi::filter_pssession_plugin;
+mod linked;
+
 use libfuzzer_sys::fuzz_target;
+use linked::plugin;
 use pssession_core::aggregate::{rows_from_state, rows_to_state, total_count};
 use pssession_core::config::Config;
 use pssession_core::instance::{FilterInstance, RowSink};
-use pssession_host_emulator::{headers, Plugin};
 use std::path::PathBuf;
-use std::ptr::addr_of;
 use std::sync::OnceLock;
 
 const NOW: f64 = 1.7e9;
-
-fn plugin() -> &'static Plugin {
-    static P: OnceLock<Plugin> = OnceLock::new();
-    P.get_or_init(|| {
-        let reg = addr_of!(filter_pssession_plugin) as *const headers::flb_filter_plugin;
-        // SAFETY: the registration is a static of the plugin linked into this binary.
-        unsafe { Plugin::linked(reg, "pssession") }.expect("registration accepted")
-    })
-}
 
 /// A private folder for the state file, on tmpfs when there is one (fsync is free there).
 fn folder() -> &'static PathBuf {
@@ -100,8 +91,7 @@ fn through_plugin(data: &[u8]) {
         .expect("a bad state file never stops start-up");
     let faults = inst.faults();
     drop(inst);
-    pssession_host_emulator::take_all_emitted();
-    pssession_host_emulator::clear_logs();
+    linked::end_run();
     assert!(faults.is_empty(), "{faults:?}");
     let _ = std::fs::remove_file(&path);
 }
