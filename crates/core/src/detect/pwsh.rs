@@ -58,6 +58,14 @@ pub struct Token {
     pub end: usize,
 }
 
+/// `s` starts with the ASCII `prefix`, ignoring ASCII case (no lowercase copy: the reader
+/// asks this of every word).
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 fn is_dash(c: char) -> bool {
     matches!(c, '-' | '\u{2013}' | '\u{2014}' | '\u{2015}')
 }
@@ -672,7 +680,7 @@ impl Reader<'_> {
     /// `[scriptblock]::Create('...')`: the literal becomes code to read.
     fn note_code_string(&mut self, i: usize) {
         let Some(w) = self.word(i) else { return };
-        if !w.to_ascii_lowercase().starts_with("[scriptblock]::create") {
+        if !starts_with_ignore_case(w, "[scriptblock]::create") {
             return;
         }
         if let (Some(Tok::Open), Some(Tok::Str { text, .. })) = (self.tok(i + 1), self.tok(i + 2)) {
@@ -704,7 +712,7 @@ impl Reader<'_> {
                 // $v.Invoke() / $v.InvokeReturnAsIs() runs a script block
                 if self
                     .word(i + 1)
-                    .is_some_and(|w| w.to_ascii_lowercase().starts_with(".invoke"))
+                    .is_some_and(|w| starts_with_ignore_case(w, ".invoke"))
                 {
                     self.r.calls.insert(format!("${}", v.to_ascii_lowercase()));
                 }
