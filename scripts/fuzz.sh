@@ -127,6 +127,14 @@ fuzz_args() {
   echo "-a -s $san --target-dir $(target_dir "$san")"
 }
 
+# The lines of a failed run's log that say why: the panic and its message, the sanitizer's
+# report and summary, libFuzzer's verdict, and the input's bytes (base64, to replay).
+cause() {
+  grep -aE -A3 "panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|^SUMMARY:" "$1" \
+    | grep -avE '^\s+#?[0-9]+:? |^\s+at ' | head -20 | sed 's/^/    | /'
+  grep -aE -m1 '^Base64: ' "$1" | cut -c1-2000 | sed 's/^/    | /' || true
+}
+
 cd fuzz
 # -a: debug assertions (overflow checks) on; release (optimised) is cargo-fuzz's default.
 for san in $(for t in "${TARGETS[@]}"; do sanitizer "$t"; done | sort -u); do
@@ -172,6 +180,8 @@ for t in "${TARGETS[@]}"; do
     status=1
   fi
   printf '%-14s %12s %8s %7s %8s %s\n' "$t" "${runs:-0}" "$secs" "${cov:-?}" "${ft:-?}" "$result"
+  # the cause, where whoever reads only this output (a CI log) can see it
+  [ $rc -eq 0 ] || cause "$log"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${runs:-0}" "$secs" \
     "${cov:-}" "${ft:-}" "${result%% *}" >>"$LEDGER"
 done

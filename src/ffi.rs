@@ -1192,7 +1192,8 @@ extern "C" fn cb_exit(context: *mut c_void, _config: *mut flb_config) -> c_int {
             ctx.log(
                 FLB_LOG_ERROR,
                 &format!(
-                    "{waiting} alert copies or flagged script blocks could not be handed to                      Fluent Bit before it stopped (their originals went on flagged)"
+                    "{waiting} alert copies or flagged script blocks could not be handed to \
+                     Fluent Bit before it stopped (their originals went on flagged)"
                 ),
             );
         }

@@ -3,8 +3,8 @@
 //! reads the file from a private folder on tmpfs, `cb_exit` writes the rows back).
 //!
 //! Checks: never a panic; rows the reader accepts round-trip through the writer unchanged;
-//! a restored instance with room for 3 keys gives back every count it took (kept or
-//! pushed out early); through the plugin, no file, however bad, stops start-up or makes
+//! a restored instance with room for 3 keys (and for 64 bytes of Message) gives back every
+//! count it took (kept or pushed out early); through the plugin, no file, however bad, stops start-up or makes
 //! the engine see a fault.
 #![no_main]
 
@@ -59,20 +59,24 @@ fn pure(text: &str) {
             );
         }
     }
-    let mut config = Config::default();
-    if let Some(a) = config.aggregate.as_mut() {
-        a.max_keys = 3;
+    // room for 3 keys, and for 3 keys or 64 bytes of Message (rows leave early, alone too)
+    for max_message_bytes in [None, Some(64)] {
+        let mut config = Config::default();
+        if let Some(a) = config.aggregate.as_mut() {
+            a.max_keys = 3;
+            a.max_message_bytes = max_message_bytes.unwrap_or(a.max_message_bytes);
+        }
+        let inst = FilterInstance::new(config, RowSink::Timer, "fuzz".into(), NOW);
+        inst.restore(&rows, NOW);
+        let out = inst.on_exit(NOW);
+        assert!(out.len() <= rows.len(), "more rows out than restored");
+        // counts saturate (a state file can hold anything), on both sides alike
+        assert_eq!(
+            total_count(&rows),
+            total_count(&out),
+            "counts lost or invented in restore ({max_message_bytes:?})"
+        );
     }
-    let inst = FilterInstance::new(config, RowSink::Timer, "fuzz".into(), NOW);
-    inst.restore(&rows, NOW);
-    let out = inst.on_exit(NOW);
-    assert!(out.len() <= rows.len(), "more rows out than restored");
-    // counts saturate (a state file can hold anything), on both sides alike
-    assert_eq!(
-        total_count(&rows),
-        total_count(&out),
-        "counts lost or invented in restore"
-    );
 }
 
 fn through_plugin(data: &[u8]) {

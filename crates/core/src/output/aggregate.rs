@@ -94,7 +94,8 @@ impl Aggregate {
             if let Some(k) = self.by_age.remove(&slot.seq) {
                 self.by_age.insert(seq, k);
             }
-            slot.count += 1;
+            // a restored count can already be at the top: saturate, never wrap or panic
+            slot.count = slot.count.saturating_add(1);
             slot.first_time = slot.first_time.min(time);
             slot.last_time = slot.last_time.max(time);
             slot.seq = seq;
@@ -197,11 +198,18 @@ impl Aggregate {
     /// Puts back a row restored from a state file (its count merges into any live row of
     /// the same key). Returns rows the bounds force out at once.
     pub fn restore(&mut self, row: &Row, now: f64) -> Vec<Row> {
-        let early = self.add((*row.key).clone(), row.first_time, now);
+        let mut early = self.add((*row.key).clone(), row.first_time, now);
+        // a state file is read, not trusted: absurd counts saturate, never wrap
+        let rest = row.count.saturating_sub(1);
+        let merge = |count: &mut u64, last_time: &mut f64| {
+            *count = count.saturating_add(rest);
+            *last_time = last_time.max(row.last_time);
+        };
         if let Some(s) = self.rows.get_mut(&*row.key) {
-            // a state file is read, not trusted: absurd counts saturate, never wrap
-            s.count = s.count.saturating_add(row.count.saturating_sub(1));
-            s.last_time = s.last_time.max(row.last_time);
+            merge(&mut s.count, &mut s.last_time);
+        } else if let Some(e) = early.iter_mut().rev().find(|e| e.key == row.key) {
+            // a row over the Message bound on its own left at once: with its whole count
+            merge(&mut e.count, &mut e.last_time);
         }
         self.window_start = self.window_start.min(row.window_start);
         early
@@ -350,6 +358,39 @@ mod tests {
             computer: c.into(),
             user: "u".into(),
         }
+    }
+
+    fn restored(k: Key, count: u64) -> Row {
+        Row {
+            key: Arc::new(k),
+            count,
+            first_time: 100.0,
+            last_time: 105.0,
+            window_start: 90.0,
+            window_end: 110.0,
+            reason: "restored",
+        }
+    }
+
+    #[test]
+    fn a_saturated_restored_count_stays_saturated_when_its_key_comes_again() {
+        let mut agg = Aggregate::new(AggregateMode::Tumbling, 10, 1 << 20, 100.0);
+        assert!(agg.restore(&restored(key("a"), u64::MAX), 110.0).is_empty());
+        assert!(agg.restore(&restored(key("a"), u64::MAX), 110.0).is_empty());
+        assert!(agg.add(key("a"), 107.0, 110.0).is_empty());
+        let rows = agg.flush(120.0, "interval");
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].count, rows[0].last_time), (u64::MAX, 107.0));
+    }
+
+    #[test]
+    fn a_restored_row_over_the_message_bound_leaves_at_once_with_its_whole_count() {
+        let mut agg = Aggregate::new(AggregateMode::Tumbling, 10, 8, 100.0);
+        let early = agg.restore(&restored(key("a"), 7), 110.0);
+        assert_eq!(early.len(), 1);
+        assert_eq!((early[0].count, early[0].reason), (7, "max_message_bytes"));
+        assert_eq!(early[0].last_time, 105.0);
+        assert!(agg.is_empty());
     }
 
     #[test]
