@@ -6,8 +6,9 @@
 #   scripts/fuzz.sh --markdown                the same as the README's table
 #   SEED=1 scripts/fuzz.sh ...                regenerate the seed corpora first
 #   FUZZ_CORPUS=DIR                           corpora and ledger (default fuzz/corpus)
-#   FUZZ_SANITIZER=none                       long campaigns of the pure-core targets
-#                                             without ASan (about 4x the executions)
+#   FUZZ_SANITIZER=none                       long campaigns without ASan (4x to 10x the
+#                                             executions); replay their corpora under ASan:
+#   scripts/fuzz.sh --asan-replay [TARGET...] every corpus input once, under ASan
 #
 # Targets (fuzz/fuzz_targets/): filter_chunk (arbitrary chunk through the pure filter: default,
 # reassemble on, mode extended, bare detector), shapes (record body -> shape reader),
@@ -19,7 +20,9 @@
 #
 # Campaigns resume: each target's corpus (FUZZ_CORPUS/<target>/, outside git) grows from run
 # to run, and every run appends a line to FUZZ_CORPUS/ledger.tsv (date, target, executions,
-# seconds, coverage, features, result); --totals sums it.
+# seconds, coverage, features, result, sanitizer); --totals sums it. Rows from before the
+# sanitizer column count as ASan for the FFI targets (they always ran under it then) and as
+# unknown (not ASan) for the others.
 #
 # Toolchain: cargo-fuzz needs nightly rustc flags (-Zsanitizer=address). A nightly toolchain
 # is used when rustup has one; otherwise the stable toolchain with RUSTC_BOOTSTRAP=1, which
@@ -52,34 +55,47 @@ dict() {
   esac
 }
 
+# awk: per target, executions (all, and under ASan), seconds, the last coverage and date.
+SUM_LEDGER='
+  function asan(   s) { s = $8; if (s == "") s = ($2 ~ /^(ffi_entry|properties|state_file)$/) ? "address" : "?"
+    return s == "address" }
+  { runs[$2] += $3; if (asan()) aruns[$2] += $3; secs[$2] += $4; cov[$2] = $5; ft[$2] = $6; last[$2] = $1 }'
+
 totals() {
   [ -f "$LEDGER" ] || { echo "no ledger at $LEDGER yet"; return; }
-  printf "%-14s %14s %9s %7s %8s %s\n" target executions seconds cov features "last run"
-  awk -F'\t' '{ runs[$2] += $3; secs[$2] += $4; cov[$2] = $5; ft[$2] = $6; last[$2] = $1 }
-    END { for (t in runs) printf "%-14s %14d %9d %7s %8s %s\n", t, runs[t], secs[t], cov[t], ft[t], last[t] }' \
+  printf "%-14s %14s %14s %9s %7s %8s %s\n" target executions "under ASan" seconds cov features "last run"
+  awk -F'\t' "$SUM_LEDGER"'
+    END { for (t in runs) printf "%-14s %14d %14d %9d %7s %8s %s\n", t, runs[t], aruns[t], secs[t], cov[t], ft[t], last[t] }' \
     "$LEDGER" | sort
 }
 
 # The README's table: per target, executions, time, coverage and the date of the last run.
 totals_markdown() {
   [ -f "$LEDGER" ] || { echo "no ledger at $LEDGER yet"; return; }
-  echo "| target | executions | time fuzzed | coverage (edges / features) | last run |"
-  echo "|---|---|---|---|---|"
-  awk -F'\t' '{ runs[$2] += $3; secs[$2] += $4; cov[$2] = $5; ft[$2] = $6; last[$2] = substr($1, 1, 10) }
+  echo "| target | executions | of which under ASan | time fuzzed | coverage (edges / features) | last run |"
+  echo "|---|---|---|---|---|---|"
+  awk -F'\t' "$SUM_LEDGER"'
     function commas(n,   s, out) { s = sprintf("%d", n); out = ""
       while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
       return s out }
-    END { for (t in runs) printf "| `%s` | %s | %d min | %s / %s | %s |\n", t, commas(runs[t]), secs[t] / 60, cov[t], ft[t], last[t] }' \
+    END { for (t in runs) printf "| `%s` | %s | %s | %d min | %s / %s | %s |\n", t, commas(runs[t]), commas(aruns[t]), secs[t] / 60, cov[t], ft[t], substr(last[t], 1, 10) }' \
     "$LEDGER" | sort
 }
 
 case "${1:-}" in
   --totals) totals; exit 0 ;;
   --markdown) totals_markdown; exit 0 ;;
+  --asan-replay) ASAN_REPLAY=1; shift ;;
 esac
 
-SECONDS_EACH=${1:-60}
-shift || true
+if [ "${ASAN_REPLAY:-0}" = 1 ]; then
+  # each corpus input once (-runs=0 stops after the corpus is read and run)
+  RUN_LIMIT=(-runs=0)
+else
+  SECONDS_EACH=${1:-60}
+  shift || true
+  RUN_LIMIT=(-max_total_time="$SECONDS_EACH")
+fi
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -106,17 +122,15 @@ if [ "${SEED:-0}" = 1 ] || [ ! -d "$CORPUS/filter_chunk" ]; then
     --target-dir "${SEEDGEN_TARGET_DIR:-fuzz/seedgen/target}" -- "$ROOT" "$CORPUS" $shared
 fi
 
-# The sanitizer of a target's build. The FFI targets (unsafe code: the plugin's and the
-# emulator's) always run under ASan. The pure-core targets read through a crate that forbids
-# unsafe code, so FUZZ_SANITIZER=none may trade ASan's view of their dependencies (memchr,
-# aho-corasick, regex, quick-xml) for about 4x the executions in long campaigns; the CI
-# smoke keeps ASan. Each sanitizer builds in its own target dir (no rebuild thrash):
-# fuzz/target (ASan, cargo-fuzz's default), fuzz/target-none.
+# The sanitizer of the build: ASan unless FUZZ_SANITIZER says otherwise. Long campaigns may
+# run without it (FUZZ_SANITIZER=none: 4x the executions for the pure targets, 10x for the
+# FFI ones, whose per-run cost is mostly ASan's bookkeeping); panics, debug assertions and
+# the targets' own checks still stop them, and --asan-replay then runs every input the
+# campaign kept under ASan, so a memory error on any input that reached new code is still
+# seen. The CI smoke always runs under ASan. Each sanitizer builds in its own target dir (no
+# rebuild thrash): fuzz/target (ASan, cargo-fuzz's default), fuzz/target-none.
 sanitizer() {
-  case $1 in
-    ffi_entry|properties|state_file) echo address ;;
-    *) echo "${FUZZ_SANITIZER:-address}" ;;
-  esac
+  if [ "${ASAN_REPLAY:-0}" = 1 ]; then echo address; else echo "${FUZZ_SANITIZER:-address}"; fi
 }
 target_dir() {
   if [ "$1" = address ]; then echo target; else echo "target-$1"; fi
@@ -155,7 +169,7 @@ for t in "${TARGETS[@]}"; do
   set +e
   # shellcheck disable=SC2046
   "${FUZZ[@]}" run $(fuzz_args "$t") "$t" "$CORPUS/$t" -- \
-    -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=4096 \
+    "${RUN_LIMIT[@]}" -timeout=20 -rss_limit_mb=4096 \
     -max_len="$(max_len "$t")" -dict="$(dict "$t")" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
@@ -182,7 +196,7 @@ for t in "${TARGETS[@]}"; do
   printf '%-14s %12s %8s %7s %8s %s\n' "$t" "${runs:-0}" "$secs" "${cov:-?}" "${ft:-?}" "$result"
   # the cause, where whoever reads only this output (a CI log) can see it
   [ $rc -eq 0 ] || cause "$log"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${runs:-0}" "$secs" \
-    "${cov:-}" "${ft:-}" "${result%% *}" >>"$LEDGER"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${runs:-0}" "$secs" \
+    "${cov:-}" "${ft:-}" "${result%% *}" "$(sanitizer "$t")" >>"$LEDGER"
 done
 exit $status
