@@ -9,6 +9,7 @@
 
 mod doors;
 pub mod layout;
+mod metrics;
 mod state_file;
 
 use doors::{Door, EmitterHost};
@@ -423,6 +424,10 @@ struct Context {
     /// The thread `cb_init` ran on: for a filter, the engine's.
     engine_thread: libc::pthread_t,
     internal_errors: AtomicU64,
+    /// Alert copies Fluent Bit accepted (under `alert_tag`).
+    alerts_delivered: AtomicU64,
+    /// The series on Fluent Bit's metrics endpoint, where this Fluent Bit allows them.
+    metrics: Option<metrics::Metrics>,
     /// Unix second of the last rate-limited error line.
     last_error_log: AtomicU64,
     errors_since_log: AtomicU64,
@@ -555,6 +560,7 @@ impl Context {
         let here = !in_filter || self.door.takes_from_filter() || self.on_engine_thread();
         if here && self.may_deliver() && self.door.deliver(tag, record) {
             self.lock_copies().delivered += 1;
+            self.count_alert(tag);
             return;
         }
         let mut q = self.lock_copies();
@@ -568,6 +574,51 @@ impl Context {
         }
         q.bytes += record.len();
         q.waiting.push_back((tag.to_string(), record.to_vec()));
+    }
+
+    /// Counts a record Fluent Bit accepted when it went out under `alert_tag`.
+    fn count_alert(&self, tag: &str) {
+        if self.filter.config().alert_tag.as_deref() == Some(tag) {
+            self.alerts_delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the series on Fluent Bit's metrics endpoint from the counters.
+    fn publish_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            m.publish(|w| self.metric_value(w));
+        }
+    }
+
+    /// The value of one series, from the counters (each series reads one monotonic count,
+    /// or a gauge).
+    fn metric_value(&self, w: metrics::What) -> u64 {
+        use metrics::{RowOutcome, What};
+        let c = &self.filter.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let rows = |d: RowDoor| c.door(d).0;
+        match w {
+            What::Records => load(&c.records),
+            What::Events => load(&c.candidates),
+            What::Flagged(None) => load(&c.flagged),
+            What::Flagged(Some(t)) => load(&c.flagged_by_transport[t.map_or(5, |t| t.index())]),
+            What::Excluded => load(&c.excluded),
+            What::AlertsEmitted => load(&self.alerts_delivered),
+            What::Rows(RowOutcome::Delivered) => {
+                rows(RowDoor::Emitter) + rows(RowDoor::Reinjected) + rows(RowDoor::Appended)
+            }
+            What::Rows(RowOutcome::Saved) => rows(RowDoor::StateFile),
+            What::Rows(RowOutcome::Logged) => rows(RowDoor::Log),
+            What::Rows(RowOutcome::Early) => load(&c.rows_early),
+            What::AggregateKeys => self.filter.aggregate_keys() as u64,
+            What::OpenBlocks => self
+                .filter
+                .detector
+                .reassembly_state()
+                .map_or(0, |r| r.open_blocks as u64),
+            What::InternalErrors => load(&self.internal_errors),
+            What::ChunksModified => load(&c.chunks_modified),
+        }
     }
 
     fn lock_copies(&self) -> std::sync::MutexGuard<'_, CopyQueue> {
@@ -584,6 +635,7 @@ impl Context {
             if !self.door.deliver(tag, rec) {
                 break;
             }
+            self.count_alert(tag);
             q.bytes -= rec.len();
             q.delivered += 1;
             q.waiting.pop_front();
@@ -873,6 +925,8 @@ fn start(
         // SAFETY: pthread_self has no preconditions.
         engine_thread: unsafe { libc::pthread_self() },
         internal_errors: AtomicU64::new(0),
+        alerts_delivered: AtomicU64::new(0),
+        metrics: open_metrics(&host, ins, config),
         last_error_log: AtomicU64::new(0),
         errors_since_log: AtomicU64::new(0),
         last_early_log: AtomicU64::new(0),
@@ -882,6 +936,7 @@ fn start(
     if let Some(path) = &state_file {
         restore_state(&ctx, path, now);
     }
+    ctx.publish_metrics();
     let raw = Box::into_raw(ctx);
     // SAFETY: `raw` stays valid until cb_exit, which stops the timer first.
     let ctx = unsafe { &*raw };
@@ -913,6 +968,29 @@ fn start(
     unsafe { (host.set_context)(ins, raw as *mut c_void) };
     ctx.log(FLB_LOG_INFO, &format!("started: {summary}"));
     Ok(())
+}
+
+/// The instance's series on Fluent Bit's metrics endpoint, or None with one warning saying
+/// why this Fluent Bit runs the plugin without them.
+fn open_metrics(
+    host: &Host,
+    ins: *mut flb_filter_instance,
+    config: *mut flb_config,
+) -> Option<metrics::Metrics> {
+    let name = instance_name(host, ins);
+    let extended = property_values(host, ins, "mode")
+        .last()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("extended"));
+    metrics::Metrics::open(ins, config, &name, extended)
+        .map_err(|why| {
+            log(
+                host,
+                ins,
+                FLB_LOG_WARN,
+                &format!("running without metrics: {why}"),
+            )
+        })
+        .ok()
 }
 
 fn start_summary(cfg: &Config, placement: &Placement, door: &Door) -> String {
@@ -1000,6 +1078,14 @@ fn on_context(data: *mut c_void, what: &str, f: impl FnOnce(&Context)) {
             panic_text(&*p)
         ));
     }
+    publish_metrics(ctx);
+}
+
+/// [`Context::publish_metrics`] behind the panic boundary.
+fn publish_metrics(ctx: &Context) {
+    if ctx.metrics.is_some() && catch_unwind(AssertUnwindSafe(|| ctx.publish_metrics())).is_err() {
+        ctx.internal_errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The interval timer: the window's rows leave.
@@ -1072,21 +1158,19 @@ extern "C" fn cb_filter(
     // SAFETY: Fluent Bit passes a readable chunk of `bytes` bytes, valid for this call.
     let chunk = unsafe { std::slice::from_raw_parts(data as *const u8, bytes) };
     let tag = tag_text(tag, tag_len);
-    let output = catch_unwind(AssertUnwindSafe(|| filter_chunk(ctx, chunk, &tag)));
-    let output = match output {
-        Ok(o) => o,
+    let ret = match catch_unwind(AssertUnwindSafe(|| filter_chunk(ctx, chunk, &tag))) {
+        Ok(Some(out)) => hand_back(ctx, &out, out_buf, out_size),
+        Ok(None) => FLB_FILTER_NOTOUCH,
         Err(p) => {
             ctx.error_rate_limited(&format!(
                 "internal error, chunk of {bytes} bytes passed on unchanged: {}",
                 panic_text(&*p)
             ));
-            return FLB_FILTER_NOTOUCH;
+            FLB_FILTER_NOTOUCH
         }
     };
-    let Some(out) = output else {
-        return FLB_FILTER_NOTOUCH;
-    };
-    hand_back(ctx, &out, out_buf, out_size)
+    publish_metrics(ctx);
+    ret
 }
 
 /// Filters one chunk and sends what it produced for other streams; returns the chunk to

@@ -43,6 +43,7 @@ fn example_configs_use_known_properties() {
         "placements/input-processor.yaml",
         "placements/output-processor.yaml",
         "placements/batch.yaml",
+        "metrics.yaml",
     ] {
         let text = read(&format!("fluent-bit-conf/{f}"));
         let mut in_pssession = false;

@@ -17,8 +17,8 @@ use std::mem::offset_of;
 /// What `offsetof` said for one release.
 struct Release {
     tag: &'static str,
-    /// flb_filter_instance: parent_processor, p, properties
-    filter_instance: [usize; 3],
+    /// flb_filter_instance: parent_processor, p, properties, cmt, config
+    filter_instance: [usize; 5],
     /// flb_processor_unit: stage, ctx, parent
     unit: [usize; 3],
     /// flb_processor: data, source_plugin_type, config
@@ -34,7 +34,7 @@ struct Release {
 const RELEASES: &[Release] = &[
     Release {
         tag: "v3.2.10",
-        filter_instance: [72, 96, 104],
+        filter_instance: [72, 96, 104, 144, 208],
         unit: [16, 24, 104],
         processor: [72, 80, 88],
         config: [80, 88, 1032, 1040],
@@ -43,7 +43,7 @@ const RELEASES: &[Release] = &[
     },
     Release {
         tag: "v4.0.14",
-        filter_instance: [72, 96, 104],
+        filter_instance: [72, 96, 104, 144, 208],
         unit: [16, 24, 112],
         processor: [88, 96, 104],
         config: [80, 88, 1032, 1040],
@@ -52,7 +52,7 @@ const RELEASES: &[Release] = &[
     },
     Release {
         tag: "v4.2.8",
-        filter_instance: [72, 96, 104],
+        filter_instance: [72, 96, 104, 144, 208],
         unit: [16, 24, 112],
         processor: [88, 96, 104],
         config: [80, 88, 1040, 1048],
@@ -61,7 +61,7 @@ const RELEASES: &[Release] = &[
     },
     Release {
         tag: "v5.0.2",
-        filter_instance: [72, 96, 104],
+        filter_instance: [72, 96, 104, 144, 208],
         unit: [16, 24, 112],
         processor: [88, 96, 152],
         config: [80, 88, 1040, 1048],
@@ -70,7 +70,7 @@ const RELEASES: &[Release] = &[
     },
     Release {
         tag: "v5.0.3",
-        filter_instance: [72, 96, 104],
+        filter_instance: [72, 96, 104, 144, 208],
         unit: [16, 24, 112],
         processor: [88, 96, 152],
         config: [80, 88, 1040, 1048],
@@ -79,7 +79,7 @@ const RELEASES: &[Release] = &[
     },
     Release {
         tag: "v5.1.1",
-        filter_instance: [72, 96, 104],
+        filter_instance: [72, 96, 104, 144, 208],
         unit: [16, 24, 112],
         processor: [88, 96, 152],
         config: [80, 88, 1192, 1200],
@@ -94,7 +94,7 @@ fn the_plugin_reads_what_each_release_header_says() {
     for r in RELEASES {
         let fi = FILTER_INSTANCE[0];
         assert_eq!(
-            [fi.parent_processor, fi.p, fi.properties],
+            [fi.parent_processor, fi.p, fi.properties, fi.cmt, fi.config],
             r.filter_instance,
             "{}: flb_filter_instance",
             r.tag
@@ -155,7 +155,9 @@ fn the_emulator_plays_5_1_1_and_3_2_10_as_their_headers_say() {
         [
             offset_of!(emu::flb_filter_instance, parent_processor),
             offset_of!(emu::flb_filter_instance, p),
-            offset_of!(emu::flb_filter_instance, properties)
+            offset_of!(emu::flb_filter_instance, properties),
+            offset_of!(emu::flb_filter_instance, cmt),
+            offset_of!(emu::flb_filter_instance, config)
         ],
         r51.filter_instance
     );

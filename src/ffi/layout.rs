@@ -25,6 +25,11 @@ pub struct FilterInstanceOffsets {
     pub parent_processor: usize,
     pub p: usize,
     pub properties: usize,
+    /// `struct cmt *cmt`, followed by its five counters.
+    pub cmt: usize,
+    /// `struct flb_config *config`, the last field (with `FLB_HAVE_METRICS`; 8 less
+    /// without, where `struct flb_metrics *metrics` is left out).
+    pub config: usize,
 }
 
 pub const FILTER_INSTANCE: [FilterInstanceOffsets; 2] = [
@@ -32,11 +37,15 @@ pub const FILTER_INSTANCE: [FilterInstanceOffsets; 2] = [
         parent_processor: 72,
         p: 96,
         properties: 104,
+        cmt: 144,
+        config: 208,
     },
     FilterInstanceOffsets {
         parent_processor: 64,
         p: 88,
         properties: 96,
+        cmt: 136,
+        config: 200,
     },
 ];
 
@@ -57,6 +66,37 @@ pub fn filter_instance_offsets(ins: *mut flb_filter_instance) -> Option<FilterIn
             !plugin.is_null() && (*plugin).name == our_name
         }
     })
+}
+
+/// `ins->cmt`, the instance's cmetrics context, where it can be vouched for: at the offset
+/// of the release table (after `properties`, `config_map` and `_head`; then its five
+/// counters, `metrics`, `notification_channel` and `config`; identical from 3.2 to 5.1,
+/// see `tests/layouts.rs`). It is trusted only when the instance's `config` field is the
+/// very config Fluent Bit passed to `cb_init`, and `cmt` and `cmt_records` are set.
+pub fn filter_instance_cmt(
+    ins: *mut flb_filter_instance,
+    config: *mut flb_config,
+    fi: FilterInstanceOffsets,
+) -> Result<*mut c_void, &'static str> {
+    // with FLB_HAVE_METRICS (on in every release build), then without
+    let config_offs = [fi.config, fi.config - 8];
+    // SAFETY: `ins` is the live instance of the verified variant; every offset read is
+    // inside `struct flb_filter_instance` of 3.2 to 5.1 (its `config` field is the last).
+    unsafe {
+        let base = ins as *const c_void;
+        if !config_offs
+            .iter()
+            .any(|&o| read_at::<*mut flb_config>(base, o) == config)
+        {
+            return Err("the instance's config field is not where 3.2 to 5.1 keep it");
+        }
+        let cmt: *mut c_void = read_at(base, fi.cmt);
+        let records: *mut c_void = read_at(base, fi.cmt + 8);
+        if cmt.is_null() || records.is_null() {
+            return Err("the instance has no cmetrics context");
+        }
+        Ok(cmt)
+    }
 }
 
 /// Offsets in `struct flb_processor_unit` and `struct flb_processor` of one family of

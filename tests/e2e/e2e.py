@@ -14,7 +14,10 @@ valgrind. Every run's outputs are read back and checked:
 - accounting: the `count`s of the rows delivered to outputs, plus those saved to the
   state file, plus those written to the log, equal the flagged records;
 - with alert_tag, one alert copy per flagged record;
-- the plugin's exit lines agree with what reached the outputs.
+- the plugin's exit lines agree with what reached the outputs;
+- its series on Fluent Bit's metrics endpoint are there at 0 from start-up, then equal to
+  what came out (flagged, records read, alert copies, rows), and start again from 0 after
+  a hot reload.
 
 Standard library only. Exit status 0 when every run passed, 1 otherwise, 2 when no
 fluent-bit could be found.
@@ -137,6 +140,9 @@ def config(case, d):
     service = ["flush: 1", "grace: 3", "log_level: info"]
     if case["stop"] == "reload":
         service.append("hot_reload: on")
+    if case.get("metrics_port"):
+        service += ["http_server: on", "http_listen: 127.0.0.1",
+                    "http_port: %d" % case["metrics_port"]]
     return (
         "service:\n" + yaml_list(service, 2)
         + "plugins:\n  - %s\n" % PLUGIN
@@ -364,6 +370,163 @@ def refusal(fb):
     return d, [] if ok else ["alert_tag in an output processor was not refused clearly"]
 
 
+OUR_SERIES = ("records_total", "events_total", "flagged_total", "excluded_total",
+              "alerts_emitted_total", "aggregate_rows_total", "aggregate_keys",
+              "reassembly_open_blocks", "internal_errors_total", "chunks_modified_total")
+
+
+def scrape(port):
+    """Fluent Bit's Prometheus endpoint as [(name, {label: value}, value)], or None."""
+    import urllib.request
+    try:
+        url = "http://127.0.0.1:%d/api/v2/metrics/prometheus" % port
+        text = urllib.request.urlopen(url, timeout=2).read().decode()
+    except OSError:
+        return None
+    out = []
+    for line in text.splitlines():
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)', line)
+        if not m or line.startswith("#"):
+            continue
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out.append((m.group(1), labels, float(m.group(3))))
+    return out
+
+
+def ours(series, what):
+    """Sum of our series `what` (all label sets)."""
+    name = "fluentbit_filter_pssession_" + what
+    return sum(v for n, _, v in series if n == name)
+
+
+def input_records(series, prefix):
+    return sum(v for n, l, v in series
+               if n == "fluentbit_input_records_total" and l.get("name", "").startswith(prefix))
+
+
+def settled(port, timeout=15):
+    """A scrape of our series that two scrapes a second apart agree on."""
+    last = None
+    end = time.time() + timeout
+    while time.time() < end:
+        cur = scrape(port)
+        if cur is not None and cur == last:
+            return cur
+        last = cur
+        time.sleep(1)
+    return last or []
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics_case(placement, fb):
+    """Our series on Fluent Bit's own endpoint: every one there at 0 before any record,
+    then equal to what came out; after a hot reload (input processor) the new instance
+    starts again from 0."""
+    stop = "reload" if placement == "input" else "sigterm"
+    case = dict(placement=placement, alert_tag=placement != "output", aggregate=True,
+                stop=stop, metrics_port=free_port())
+    port = case["metrics_port"]
+    d = tempfile.mkdtemp(prefix="pssession-e2e-")
+    for sub in ("in", "out", "state"):
+        os.makedirs(os.path.join(d, sub), mode=0o700)
+    conf = os.path.join(d, "fluent-bit.yaml")
+    with open(conf, "w") as f:
+        f.write(config(case, d))
+    infile = os.path.join(d, "in", "events.jsonl")
+    open(infile, "w").close()
+    log = open(os.path.join(d, "fluent-bit.log"), "w")
+    proc = subprocess.Popen([fb, "-c", conf], stdout=log, stderr=subprocess.STDOUT, cwd=d)
+    problems = []
+    try:
+        problems = check_metrics(case, d, proc, infile)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                problems.append("did not stop")
+        log.close()
+    if proc.returncode not in (0, None):
+        problems.append("exit status %s" % proc.returncode)
+    return d, problems
+
+
+def check_metrics(case, d, proc, infile):
+    port = case["metrics_port"]
+    problems = []
+    if not wait_for(lambda: scrape(port) is not None, 20):
+        return ["the metrics endpoint never answered"]
+    start = scrape(port)
+    for what in OUR_SERIES:
+        names = [(n, l) for n, l, _ in start if n == "fluentbit_filter_pssession_" + what]
+        if not names:
+            problems.append("%s not there at start-up" % what)
+        elif any(not l.get("name", "").startswith("pssession") for _, l in names):
+            problems.append("%s: name label %r" % (what, names[0][1]))
+    if ours(start, "flagged_total") != 0:
+        problems.append("flagged_total not 0 at start-up")
+    data = records(POSITIVES, NEGATIVES)
+    with open(infile, "a") as f:
+        for line, _ in data:
+            f.write(line + "\n")
+    out = os.path.join(d, "out")
+    wait_for(lambda: count_lines(os.path.join(out, "records.out")) >= len(data), 30)
+    if case["alert_tag"]:
+        wait_for(lambda: len(read_json_lines(os.path.join(out, "alerts.out"))) >= POSITIVES, 15)
+    time.sleep(2.5)  # a flush interval of rows, and one of the output
+    series = settled(port)
+    if os.environ.get("E2E_SHOW_METRICS"):
+        print("\n".join("%s %s %s" % x for x in series if "pssession" in x[0]))
+    events = [b for b in read_json_lines(os.path.join(out, "records.out")) if not is_row(b)]
+    flagged = sum(1 for b in events if is_flagged(b))
+    if ours(series, "flagged_total") != flagged:
+        problems.append("flagged_total %d, %d flagged in the output"
+                        % (ours(series, "flagged_total"), flagged))
+    seen = ours(series, "records_total")
+    if case["placement"].startswith("input"):
+        # the tail input's own count also holds the rows and copies re-injected into it
+        want = len(data)
+    elif case["placement"] == "filter":
+        want = input_records(series, "tail.") + input_records(series, "dummy.")
+    else:
+        want = None
+    if want is not None and seen != want:
+        problems.append("records_total %d, the inputs it filters read %d" % (seen, want))
+    if seen < len(data):
+        problems.append("records_total %d < %d records written" % (seen, len(data)))
+    if case["alert_tag"]:
+        alerts = len(read_json_lines(os.path.join(out, "alerts.out")))
+        if ours(series, "alerts_emitted_total") != alerts:
+            problems.append("alerts_emitted_total %d, alert output holds %d"
+                            % (ours(series, "alerts_emitted_total"), alerts))
+    rows = [b for b in read_json_lines(os.path.join(out, "rows.out")) if is_row(b)]
+    rows += [b for b in events if is_row(b)]
+    delivered = sum(v for n, l, v in series if n.endswith("aggregate_rows_total")
+                    and l.get("outcome") == "delivered")
+    if case["placement"] != "output" and delivered != len(rows):
+        problems.append("aggregate_rows_total{delivered} %d, rows output holds %d"
+                        % (delivered, len(rows)))
+    if ours(series, "internal_errors_total") != 0:
+        problems.append("internal errors")
+    if case["stop"] == "reload":
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(4)
+        after = settled(port)
+        if ours(after, "records_total") != 0 or not any(
+                n.startswith("fluentbit_filter_pssession_") for n, _, _ in after):
+            problems.append("after a reload records_total is %d, not a new series at 0"
+                            % ours(after, "records_total"))
+    return problems
+
+
 def name(case):
     s = "%s alert_tag=%s aggregate=%s stop=%s" % (
         case["placement"], "on" if case["alert_tag"] else "off",
@@ -394,6 +557,9 @@ def main():
     cases_by_label = {name(c): c for c in matrix(a.quick)}
     runs = [(name(c), lambda c=c: run_case(c, a.fluent_bit)[:2]) for c in matrix(a.quick)]
     runs.append(("output alert_tag=on: refused at start-up", lambda: refusal(a.fluent_bit)))
+    for placement in ("filter", "input", "input-threaded", "output"):
+        runs.append(("metrics: %s" % placement,
+                     lambda p=placement: metrics_case(p, a.fluent_bit)))
     if not a.no_valgrind and shutil.which("valgrind"):
         c = dict(placement="filter", alert_tag=True, aggregate=True, stop="sigterm")
         runs.append(("valgrind: " + name(c), lambda c=c: run_case(c, a.fluent_bit, True)[:2]))

@@ -47,6 +47,10 @@ pub struct ChunkStats {
     /// Records already enriched by a pssession filter (an alert copy or an aggregate row
     /// coming back through a broad Match): passed on unjudged.
     pub own: u64,
+    /// Flagged records of `mode extended` by the transport of their first session that
+    /// counts (indexed by [`Transport::index`](crate::pwsh::Transport::index)), and last
+    /// those without a session the reader could name.
+    pub flagged_by_transport: [u64; 6],
 }
 
 /// A flagged record, ready to be written.
@@ -205,7 +209,7 @@ impl Detector {
                             &view,
                             &self.config,
                         );
-                        self.count(v, stats)
+                        self.count(v, ext.as_ref(), stats)
                             .then(|| self.flagged(&view, rec, lossy(&script), Some(info), ext))
                     }
                 };
@@ -215,12 +219,13 @@ impl Detector {
         let (v, ext) =
             self.rules
                 .judge_script(view.script_text(), view.part_text(), &view, &self.config);
-        self.count(v, stats)
+        self.count(v, ext.as_ref(), stats)
             .then(|| self.flagged(&view, rec, text, None, ext))
     }
 
-    /// Counts a verdict; true when flagged.
-    fn count(&self, v: Verdict, stats: &mut ChunkStats) -> bool {
+    /// Counts a verdict (and, in `mode extended`, the transport it read); true when
+    /// flagged.
+    fn count(&self, v: Verdict, ext: Option<&ExtendedFinding>, stats: &mut ChunkStats) -> bool {
         match v {
             Verdict::NoMatch => false,
             Verdict::Excluded => {
@@ -229,6 +234,10 @@ impl Detector {
             }
             Verdict::Flagged => {
                 stats.flagged += 1;
+                if let Some(e) = ext {
+                    let i = e.relevant().next().map_or(5, |s| s.transport.index());
+                    stats.flagged_by_transport[i] += 1;
+                }
                 true
             }
         }
@@ -252,7 +261,7 @@ impl Detector {
             let (v, ext) =
                 self.rules
                     .judge_script(Some(&r.script), Some(&r.script), &view, &self.config);
-            if !self.count(v, stats) {
+            if !self.count(v, ext.as_ref(), stats) {
                 continue;
             }
             let info = Reassembled {
@@ -332,6 +341,7 @@ impl Detector {
         let (mut late, expired_stats) = self.expire_blocks(now);
         stats.flagged += expired_stats.flagged;
         stats.excluded += expired_stats.excluded;
+        stats.flagged_by_transport = expired_stats.flagged_by_transport;
         let mut pos = 0;
         let mut records_end = chunk.len();
         while pos < chunk.len() {

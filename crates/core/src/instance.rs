@@ -105,6 +105,11 @@ pub struct Counters {
     /// Records this instance (or another) already enriched, passed on unjudged.
     pub own: AtomicU64,
     pub chunks_modified: AtomicU64,
+    /// Flagged records of `mode extended` by transport ([`Transport::index`]), and last
+    /// those without a session the reader could name.
+    ///
+    /// [`Transport::index`]: crate::pwsh::Transport::index
+    pub flagged_by_transport: [AtomicU64; 6],
     /// Rows pushed out of the aggregate by max_keys or max_message_bytes.
     pub rows_early: AtomicU64,
     /// Rows read back from the state file at start-up.
@@ -160,6 +165,11 @@ impl FilterInstance {
         }
     }
 
+    /// Rows the aggregate keeps now (0 without an aggregate).
+    pub fn aggregate_keys(&self) -> usize {
+        self.lock().map_or(0, |st| st.agg.len())
+    }
+
     pub fn config(&self) -> &Config {
         &self.detector.config
     }
@@ -179,6 +189,11 @@ impl FilterInstance {
         c.flagged.fetch_add(st.flagged, Ordering::Relaxed);
         c.excluded.fetch_add(st.excluded, Ordering::Relaxed);
         c.own.fetch_add(st.own, Ordering::Relaxed);
+        for (n, c) in st.flagged_by_transport.iter().zip(&c.flagged_by_transport) {
+            if *n > 0 {
+                c.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Counts flagged records in the aggregate; rows pushed out by its bounds wait in the

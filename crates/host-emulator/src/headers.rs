@@ -270,6 +270,8 @@ const _: () = {
     assert!(offset_of!(flb_filter_instance, parent_processor) == 72);
     assert!(offset_of!(flb_filter_instance, p) == 96);
     assert!(offset_of!(flb_filter_instance, properties) == 104);
+    assert!(offset_of!(flb_filter_instance, cmt) == 144);
+    assert!(offset_of!(flb_filter_instance, config) == 208);
     assert!(offset_of!(flb_config_head, is_shutting_down) == 80);
     assert!(offset_of!(flb_config_head, flush) == 88);
     assert!(std::mem::size_of::<flb_config_map<CONFIG_MAP_VALUE_CURRENT>>() == 104);

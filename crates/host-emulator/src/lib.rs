@@ -9,6 +9,7 @@
 //!
 //! Used by the tests and the replay CLI; the plugin never calls into this module.
 
+pub mod cmetrics;
 pub mod engine;
 pub mod headers;
 
@@ -314,6 +315,7 @@ impl Plugin {
             return Err(EmuError::Init(lines));
         }
         inst.initialized = true;
+        cmetrics::started(inst.ffi.cmt as usize);
         Ok(inst)
     }
 
@@ -336,18 +338,25 @@ impl Plugin {
         for (i, b) in inst_name.bytes().take(31).enumerate() {
             ffi.name[i] = b as c_char;
         }
+        // flb_filter_init: the instance's cmetrics context and Fluent Bit's own counters
+        let (cmt, cmt_records) = cmetrics::create_context(id);
+        ffi.cmt = cmt as *mut c_void;
+        ffi.cmt_records = cmt_records as *mut c_void;
         let worker = match placement {
             Placement::InputProcessor { threaded: true, .. } => {
                 Some(Worker::start(&format!("flb-in-tail.{id}-w0")))
             }
             _ => None,
         };
+        let config = EmuConfig::new(HostLayout::of_this_process());
+        // flb_filter_new: `ins->config = config`
+        ffi.config = config.as_ptr() as *mut c_void;
         Instance {
             plugin: self,
             ffi,
             strings: Vec::new(),
             initialized: false,
-            config: EmuConfig::new(HostLayout::of_this_process()),
+            config,
             placement,
             parent: ProcessorParent::None,
             source: Instance::filter_source() as usize,
@@ -687,6 +696,26 @@ impl<'p> Instance<'p> {
         }
     }
 
+    /// Every series on the instance's cmetrics context (Fluent Bit's own filter counters,
+    /// which the emulator leaves at no value, and the plugin's), as a scrape shows them.
+    pub fn metrics(&self) -> Vec<cmetrics::Series> {
+        cmetrics::series_of(self.ffi.cmt as usize)
+    }
+
+    /// The value of the series `name` (the full name, e.g.
+    /// `fluentbit_filter_pssession_records_total`) whose labels include `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.metrics()
+            .into_iter()
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+            })
+            .map(|s| s.value)
+    }
+
     /// Faults the real engine would have shown for this instance (crash or lost record).
     pub fn faults(&self) -> Vec<String> {
         engine::faults_about(&format!("[owner:{}]", self.ffi.id))
@@ -988,6 +1017,8 @@ impl Drop for Instance<'_> {
             // SAFETY: made by CString::into_raw in keep().
             unsafe { drop(CString::from_raw(s as *mut c_char)) };
         }
+        // flb_filter_instance_destroy: cmt_destroy(ins->cmt)
+        cmetrics::destroy_context(self.ffi.cmt as usize);
     }
 }
 
@@ -1568,10 +1599,17 @@ macro_rules! export_host_symbols {
         $crate::export_host_symbols!(@base);
         $crate::export_host_symbols!(@emitter);
         $crate::export_host_symbols!(@current);
+        $crate::export_host_symbols!(@metrics);
+    };
+    (no_metrics) => {
+        $crate::export_host_symbols!(@base);
+        $crate::export_host_symbols!(@emitter);
+        $crate::export_host_symbols!(@current);
     };
     (legacy) => {
         $crate::export_host_symbols!(@base);
         $crate::export_host_symbols!(@emitter);
+        $crate::export_host_symbols!(@metrics);
         #[no_mangle]
         #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
         pub static service_configs: $crate::headers::ServiceConfigs<4> =
@@ -1583,6 +1621,77 @@ macro_rules! export_host_symbols {
     (no_emitter) => {
         $crate::export_host_symbols!(@base);
         $crate::export_host_symbols!(@current);
+        $crate::export_host_symbols!(@metrics);
+    };
+    (@metrics) => {
+        #[no_mangle]
+        #[allow(clippy::missing_safety_doc)] // cmetrics' C prototype is the contract
+        pub unsafe extern "C" fn cmt_counter_create(
+            cmt: *mut ::std::ffi::c_void,
+            ns: *mut ::std::ffi::c_char,
+            subsystem: *mut ::std::ffi::c_char,
+            name: *mut ::std::ffi::c_char,
+            help: *mut ::std::ffi::c_char,
+            label_count: ::std::ffi::c_int,
+            label_keys: *mut *mut ::std::ffi::c_char,
+        ) -> *mut ::std::ffi::c_void {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe {
+                $crate::cmetrics::create(
+                    false,
+                    cmt,
+                    [ns, subsystem, name, help],
+                    label_count,
+                    label_keys,
+                )
+            }
+        }
+        #[no_mangle]
+        #[allow(clippy::missing_safety_doc)] // cmetrics' C prototype is the contract
+        pub unsafe extern "C" fn cmt_gauge_create(
+            cmt: *mut ::std::ffi::c_void,
+            ns: *mut ::std::ffi::c_char,
+            subsystem: *mut ::std::ffi::c_char,
+            name: *mut ::std::ffi::c_char,
+            help: *mut ::std::ffi::c_char,
+            label_count: ::std::ffi::c_int,
+            label_keys: *mut *mut ::std::ffi::c_char,
+        ) -> *mut ::std::ffi::c_void {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe {
+                $crate::cmetrics::create(
+                    true,
+                    cmt,
+                    [ns, subsystem, name, help],
+                    label_count,
+                    label_keys,
+                )
+            }
+        }
+        #[no_mangle]
+        #[allow(clippy::missing_safety_doc)] // cmetrics' C prototype is the contract
+        pub unsafe extern "C" fn cmt_counter_set(
+            counter: *mut ::std::ffi::c_void,
+            _timestamp: u64,
+            val: f64,
+            labels_count: ::std::ffi::c_int,
+            label_vals: *mut *mut ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::cmetrics::set(false, counter, val, labels_count, label_vals) }
+        }
+        #[no_mangle]
+        #[allow(clippy::missing_safety_doc)] // cmetrics' C prototype is the contract
+        pub unsafe extern "C" fn cmt_gauge_set(
+            gauge: *mut ::std::ffi::c_void,
+            _timestamp: u64,
+            val: f64,
+            labels_count: ::std::ffi::c_int,
+            label_vals: *mut *mut ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::cmetrics::set(true, gauge, val, labels_count, label_vals) }
+        }
     };
     (@current) => {
         #[no_mangle]

@@ -1015,6 +1015,20 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Every transport, in the order of [`index`](Self::index).
+    pub const ALL: [Transport; 5] = [
+        Transport::WinRm,
+        Transport::WinRmUri,
+        Transport::Ssh,
+        Transport::Session,
+        Transport::Vm,
+    ];
+
+    /// Its position in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Transport::WinRm => "winrm",
