@@ -9,7 +9,7 @@ SO         := target/release/flb-filter_pssession.so
 REPLAY     := target/release/pssession-replay
 FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
 
-.PHONY: build test check lint bench demo eval fuzz fuzz-smoke tsan asan valgrind e2e install header clean
+.PHONY: build test check lint bench bench-engine demo eval fuzz fuzz-smoke tsan asan valgrind e2e install header clean
 
 # The plugin, stripped of debug info (kept beside it in $(SO).debug, linked by
 # .gnu_debuglink for gdb and perf), and the tools.
@@ -41,6 +41,12 @@ lint:
 bench: build
 	$(CARGO) bench --locked --bench filter
 	$(CARGO) bench --locked --bench memory
+
+# The plugin inside a real Fluent Bit (FLUENT_BIT or PATH): tail -> filter -> null over
+# 300 000 real events, against passthrough and a Lua filter (scripts/bench_engine.py;
+# BENCH_RECORDS, BENCH_RUNS to change the size).
+bench-engine: build
+	FLUENT_BIT=$(FLUENT_BIT) BENCH_PLUGIN=$(SO) python3 scripts/bench_engine.py
 
 # Each cargo-fuzz target for FUZZ_SECONDS (default 60); needs a nightly toolchain or
 # RUSTC_BOOTSTRAP (see scripts/fuzz.sh).

@@ -551,6 +551,10 @@ def main():
               "fluent-bit on PATH (CI has none: `make test` never needs it)", file=sys.stderr)
         return 2
     PLUGIN = os.path.abspath(a.plugin)
+    if os.path.basename(PLUGIN) != "flb-filter_pssession.so":
+        print("Fluent Bit loads a filter only from a file named flb-filter_<name>.so, not %s"
+              % PLUGIN, file=sys.stderr)
+        return 2
     version = subprocess.run([a.fluent_bit, "--version"], capture_output=True,
                              text=True).stdout.split("\n")[0]
     print("== %s, plugin %s" % (version, PLUGIN))
