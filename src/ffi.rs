@@ -601,7 +601,7 @@ impl Context {
             What::Records => load(&c.records),
             What::Events => load(&c.candidates),
             What::Flagged(None) => load(&c.flagged),
-            What::Flagged(Some(t)) => load(&c.flagged_by_transport[t.map_or(5, |t| t.index())]),
+            What::Flagged(Some(t)) => load(&c.flagged_by_transport[t.index()]),
             What::Excluded => load(&c.excluded),
             What::AlertsEmitted => load(&self.alerts_delivered),
             What::Rows(RowOutcome::Delivered) => {
@@ -611,11 +611,7 @@ impl Context {
             What::Rows(RowOutcome::Logged) => rows(RowDoor::Log),
             What::Rows(RowOutcome::Early) => load(&c.rows_early),
             What::AggregateKeys => self.filter.aggregate_keys() as u64,
-            What::OpenBlocks => self
-                .filter
-                .detector
-                .reassembly_state()
-                .map_or(0, |r| r.open_blocks as u64),
+            What::OpenBlocks => self.filter.detector.open_blocks() as u64,
             What::InternalErrors => load(&self.internal_errors),
             What::ChunksModified => load(&c.chunks_modified),
         }
@@ -722,7 +718,7 @@ fn placement_name(p: &Placement) -> &'static str {
     match p {
         Placement::Filter => "filter",
         Placement::InputProcessor { .. } => "input processor",
-        Placement::OutputProcessor => "output processor",
+        Placement::OutputProcessor { .. } => "output processor",
         Placement::UnknownProcessor(_) => "processor of unknown parent",
     }
 }
@@ -772,7 +768,7 @@ fn open_door(site: &Site<'_>, placement: &Placement, cfg: &Config) -> Result<Doo
                 append,
             })
         }
-        Placement::OutputProcessor => Err(NoDoor::Unavailable(
+        Placement::OutputProcessor { .. } => Err(NoDoor::Unavailable(
             "an output processor's records go only to its output".into(),
         )),
         Placement::UnknownProcessor(why) => Err(NoDoor::Unavailable(why.into())),
@@ -782,7 +778,7 @@ fn open_door(site: &Site<'_>, placement: &Placement, cfg: &Config) -> Result<Doo
 /// The one start-up line for `alert_tag` where no door can carry a copy under another tag.
 fn alert_tag_refusal(placement: &Placement, why: &str) -> String {
     let instead = match placement {
-        Placement::OutputProcessor => {
+        Placement::OutputProcessor { .. } => {
             "put pssession in the pipeline's filters or in the processors of the input, or \
              route alerts with rewrite_tag on $event['kind'] there"
         }
@@ -851,7 +847,7 @@ fn choose_door(site: &Site<'_>, placement: &Placement, cfg: &Config) -> Result<D
         }
         Err(NoDoor::Unavailable(why)) => {
             let level = match placement {
-                Placement::OutputProcessor => FLB_LOG_INFO,
+                Placement::OutputProcessor { .. } => FLB_LOG_INFO,
                 _ => FLB_LOG_WARN,
             };
             let line = format!(
@@ -913,6 +909,7 @@ fn start(
         .map(|a| a.flush_interval_ms);
     let tick = sink == RowSink::Timer;
     let now = unix_now();
+    let metrics = open_metrics(&host, ins, config, &placement, &cfg);
     let ctx = Box::new(Context {
         host,
         ins,
@@ -926,7 +923,7 @@ fn start(
         engine_thread: unsafe { libc::pthread_self() },
         internal_errors: AtomicU64::new(0),
         alerts_delivered: AtomicU64::new(0),
-        metrics: open_metrics(&host, ins, config),
+        metrics,
         last_error_log: AtomicU64::new(0),
         errors_since_log: AtomicU64::new(0),
         last_early_log: AtomicU64::new(0),
@@ -976,12 +973,13 @@ fn open_metrics(
     host: &Host,
     ins: *mut flb_filter_instance,
     config: *mut flb_config,
+    placement: &Placement,
+    cfg: &Config,
 ) -> Option<metrics::Metrics> {
     let name = instance_name(host, ins);
-    let extended = property_values(host, ins, "mode")
-        .last()
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("extended"));
-    metrics::Metrics::open(ins, config, &name, extended)
+    let parent = parent_name(placement);
+    let extended = cfg.mode == config::Mode::Extended;
+    metrics::Metrics::open(ins, config, &name, &parent, extended)
         .map_err(|why| {
             log(
                 host,
@@ -991,6 +989,29 @@ fn open_metrics(
             )
         })
         .ok()
+}
+
+/// The name (or alias) of the input or output a processor belongs to; empty for a
+/// pipeline filter, or where this Fluent Bit does not say.
+fn parent_name(placement: &Placement) -> String {
+    type NameFn = unsafe extern "C" fn(*mut c_void) -> *const c_char;
+    let (getter, ins) = match placement {
+        Placement::InputProcessor { input, .. } => (c"flb_input_name", *input),
+        Placement::OutputProcessor { output } => (c"flb_output_name", *output),
+        _ => return String::new(),
+    };
+    let Ok(f) = resolve::<NameFn>(getter) else {
+        return String::new();
+    };
+    // SAFETY: `ins` is the live input or output instance the placement check followed to
+    // (checked against this instance and this config); the name is NUL-terminated and
+    // lives as long as the instance, and is copied at once.
+    let p = unsafe { f(ins) };
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: as above.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
 fn start_summary(cfg: &Config, placement: &Placement, door: &Door) -> String {
@@ -1083,8 +1104,14 @@ fn on_context(data: *mut c_void, what: &str, f: impl FnOnce(&Context)) {
 
 /// [`Context::publish_metrics`] behind the panic boundary.
 fn publish_metrics(ctx: &Context) {
-    if ctx.metrics.is_some() && catch_unwind(AssertUnwindSafe(|| ctx.publish_metrics())).is_err() {
-        ctx.internal_errors.fetch_add(1, Ordering::Relaxed);
+    if ctx.metrics.is_none() {
+        return;
+    }
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| ctx.publish_metrics())) {
+        ctx.error_rate_limited(&format!(
+            "internal error publishing metrics: {}",
+            panic_text(&*p)
+        ));
     }
 }
 
@@ -1233,7 +1260,12 @@ fn log_bounds(ctx: &Context) {
 }
 
 /// Copies the output chunk into a malloc'd buffer Fluent Bit frees with free().
-fn hand_back(ctx: &Context, out: Vec<u8>, out_buf: *mut *mut c_void, out_size: *mut usize) -> c_int {
+fn hand_back(
+    ctx: &Context,
+    out: Vec<u8>,
+    out_buf: *mut *mut c_void,
+    out_size: *mut usize,
+) -> c_int {
     if out.is_empty() {
         // never: the filter drops no record; an empty Vec has no allocation to hand over
         ctx.error_rate_limited("internal error: an empty chunk out; passed on unchanged");
@@ -1283,6 +1315,9 @@ extern "C" fn cb_exit(context: *mut c_void, _config: *mut flb_config) -> c_int {
             );
         }
         ctx.log(FLB_LOG_INFO, &exit_summary(&ctx));
+        // the rows saved or logged just now: for whatever reads the instance's metrics
+        // before Fluent Bit destroys them with it
+        publish_metrics(&ctx);
     }));
     if r.is_err() {
         eprintln!("[filter:pssession] error while releasing the filter context");

@@ -78,16 +78,17 @@ pub fn filter_instance_cmt(
     config: *mut flb_config,
     fi: FilterInstanceOffsets,
 ) -> Result<*mut c_void, &'static str> {
-    // with FLB_HAVE_METRICS (on in every release build), then without
-    let config_offs = [fi.config, fi.config - 8];
-    // SAFETY: `ins` is the live instance of the verified variant; every offset read is
-    // inside `struct flb_filter_instance` of 3.2 to 5.1 (its `config` field is the last).
+    // SAFETY: `ins` is the live instance of the verified variant. `fi.config - 8` is
+    // inside the struct in both builds (`config` itself without FLB_HAVE_METRICS, the int
+    // `notification_channel` and its padding with it), and is read first: only when it is
+    // not the config is `fi.config` read, which exists exactly in builds with metrics (the
+    // last field; never past the end of the struct).
     unsafe {
         let base = ins as *const c_void;
-        if !config_offs
-            .iter()
-            .any(|&o| read_at::<*mut flb_config>(base, o) == config)
-        {
+        if read_at::<*mut flb_config>(base, fi.config - 8) == config {
+            return Err("this Fluent Bit was built without FLB_HAVE_METRICS");
+        }
+        if read_at::<*mut flb_config>(base, fi.config) != config {
             return Err("the instance's config field is not where 3.2 to 5.1 keep it");
         }
         let cmt: *mut c_void = read_at(base, fi.cmt);
@@ -162,7 +163,7 @@ pub enum Placement {
     /// A processor of an input: `input` is that input, `stage` the unit's stage.
     InputProcessor { input: *mut c_void, stage: usize },
     /// A processor of an output.
-    OutputProcessor,
+    OutputProcessor { output: *mut c_void },
     /// A processor whose parent could not be read in this release (see the reason).
     UnknownProcessor(&'static str),
 }
@@ -211,7 +212,7 @@ pub fn placement(
                 input: parent,
                 stage: read_at(unit, po.unit_stage),
             },
-            FLB_PLUGIN_OUTPUT => Placement::OutputProcessor,
+            FLB_PLUGIN_OUTPUT => Placement::OutputProcessor { output: parent },
             _ => Placement::UnknownProcessor("the processor's parent is neither input nor output"),
         }
     }

@@ -8,7 +8,8 @@
 use super::{flb_config, flb_filter_instance, layout, resolve};
 use pssession_core::pwsh::Transport;
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `cmt_counter_create` and `cmt_gauge_create` (cmetrics, the same in 3.2 to 5.1).
@@ -64,8 +65,8 @@ pub enum What {
     Records,
     Events,
     /// Flagged records: all of them (`mode exact`), or those of one transport in `mode
-    /// extended` (None: flagged without a session the reader could name).
-    Flagged(Option<Option<Transport>>),
+    /// extended` (every flagged verdict there names at least one session).
+    Flagged(Option<Transport>),
     Excluded,
     AlertsEmitted,
     Rows(RowOutcome),
@@ -76,7 +77,7 @@ pub enum What {
 }
 
 /// One metric family: its name (after `fluentbit_filter_`), help, type and the label keys
-/// after `name`.
+/// after `name` and `parent`.
 struct Family {
     name: &'static str,
     help: &'static str,
@@ -165,13 +166,11 @@ fn family_of(w: What) -> usize {
 }
 
 /// The series of one instance: `mode extended` has one `flagged_total` series per
-/// transport (and one for flagged records without a named session), `mode exact` one
-/// with an empty transport.
+/// transport, `mode exact` one with an empty transport.
 fn series_of(extended: bool) -> Vec<What> {
     let mut s = vec![What::Records, What::Events];
     if extended {
-        s.extend(Transport::ALL.map(|t| What::Flagged(Some(Some(t)))));
-        s.push(What::Flagged(Some(None)));
+        s.extend(Transport::ALL.map(|t| What::Flagged(Some(t))));
     } else {
         s.push(What::Flagged(None));
     }
@@ -194,13 +193,12 @@ fn series_of(extended: bool) -> Vec<What> {
     s
 }
 
-/// The label values after `name`.
+/// The label values after `name` and `parent`.
 fn label_values(w: What, extended: bool) -> Vec<&'static str> {
     let mode = if extended { "extended" } else { "exact" };
     match w {
         What::Flagged(None) => vec![mode, ""],
-        What::Flagged(Some(Some(t))) => vec![mode, t.name()],
-        What::Flagged(Some(None)) => vec![mode, "unknown"],
+        What::Flagged(Some(t)) => vec![mode, t.name()],
         What::Rows(o) => vec![match o {
             RowOutcome::Delivered => "delivered",
             RowOutcome::Saved => "saved",
@@ -215,7 +213,10 @@ struct Series {
     what: What,
     metric: *mut c_void,
     gauge: bool,
-    labels: Vec<CString>,
+    /// The label values, and pointers to them as cmetrics takes them (into the CStrings'
+    /// own heap buffers, which stay where they are).
+    _labels: Vec<CString>,
+    label_ptrs: Vec<*mut c_char>,
     last: f64,
 }
 
@@ -223,6 +224,9 @@ struct Series {
 pub struct Metrics {
     api: Api,
     series: Mutex<Vec<Series>>,
+    /// A publish was asked for while another thread held `series`: the holder goes round
+    /// once more, so the last values always get out and no caller waits for the lock.
+    pending: AtomicBool,
 }
 
 // SAFETY: the metric pointers are cmetrics objects owned by the instance's `cmt`, which
@@ -243,12 +247,15 @@ fn c(s: &str) -> CString {
 }
 
 impl Metrics {
-    /// Creates every series at 0 on `ins->cmt`, labelled `name`. Err says why there are no
-    /// metrics (for the one warning).
+    /// Creates every series at 0 on `ins->cmt`, labelled `name` and `parent` (the input or
+    /// output a processor belongs to, empty for a pipeline filter: processors of different
+    /// inputs may share a name, and Fluent Bit merges every instance's series into one
+    /// exposition). Err says why there are no metrics (for the one warning).
     pub fn open(
         ins: *mut flb_filter_instance,
         config: *mut flb_config,
         name: &str,
+        parent: &str,
         extended: bool,
     ) -> Result<Metrics, String> {
         let api = Api::resolve().map_err(|s| format!("this Fluent Bit does not export {s}"))?;
@@ -259,16 +266,18 @@ impl Metrics {
         let mut series = Vec::new();
         for what in series_of(extended) {
             let f = family_of(what);
-            let mut labels = vec![c(name)];
+            let mut labels = vec![c(name), c(parent)];
             labels.extend(label_values(what, extended).into_iter().map(c));
+            let label_ptrs = labels.iter().map(|l| l.as_ptr() as *mut c_char).collect();
             let s = Series {
                 what,
                 metric: created[f],
                 gauge: FAMILIES[f].gauge,
-                labels,
+                _labels: labels,
+                label_ptrs,
                 last: 0.0,
             };
-            if !set(&api, &s, 0.0) {
+            if !set(&api, &s, 0.0, now_ns()) {
                 return Err(format!("cmetrics refused the series {}", FAMILIES[f].name));
             }
             series.push(s);
@@ -276,6 +285,7 @@ impl Metrics {
         Ok(Metrics {
             api,
             series: Mutex::new(series),
+            pending: AtomicBool::new(false),
         })
     }
 
@@ -284,7 +294,8 @@ impl Metrics {
         let mut out = Vec::new();
         for f in &FAMILIES {
             let (name, help) = (c(f.name), c(f.help));
-            let keys: Vec<CString> = std::iter::once("name")
+            let keys: Vec<CString> = ["name", "parent"]
+                .into_iter()
                 .chain(f.labels.iter().copied())
                 .map(c)
                 .collect();
@@ -316,35 +327,52 @@ impl Metrics {
         Ok(out)
     }
 
-    /// Sets every series whose value moved since it was last set.
+    /// Sets every series whose value moved since it was last set. One thread publishes at
+    /// a time, reading the counters under the lock, so a counter never goes back; a thread
+    /// that finds the lock taken leaves its publish to the holder and goes on.
     pub fn publish(&self, value: impl Fn(What) -> u64) {
-        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        for s in series.iter_mut() {
-            let v = value(s.what) as f64;
-            if v != s.last && set(&self.api, s, v) {
-                s.last = v;
+        self.pending.store(true, Ordering::Release);
+        loop {
+            let mut series = match self.series.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            if !self.pending.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            let now = now_ns();
+            for s in series.iter_mut() {
+                let v = value(s.what) as f64;
+                if v != s.last && set(&self.api, s, v, now) {
+                    s.last = v;
+                }
+            }
+            drop(series);
+            if !self.pending.load(Ordering::Acquire) {
+                return;
             }
         }
     }
 }
 
 /// Sets one series; false when cmetrics refused (a counter set below its value).
-fn set(api: &Api, s: &Series, v: f64) -> bool {
-    let mut vals: Vec<*mut c_char> = s.labels.iter().map(|l| l.as_ptr() as *mut c_char).collect();
+fn set(api: &Api, s: &Series, v: f64, now: u64) -> bool {
     let f = if s.gauge {
         api.gauge_set
     } else {
         api.counter_set
     };
     // SAFETY: cmetrics' prototype; the metric is alive with the instance's `cmt`, and the
-    // label values (as many as the family's keys) are NUL-terminated and outlive the call.
+    // label values (as many as the family's keys) are NUL-terminated, owned by the series
+    // and only read by cmetrics (the pointer is `char **` in its prototype, not written).
     unsafe {
         f(
             s.metric,
-            now_ns(),
+            now,
             v,
-            vals.len() as c_int,
-            vals.as_mut_ptr(),
+            s.label_ptrs.len() as c_int,
+            s.label_ptrs.as_ptr() as *mut *mut c_char,
         ) == 0
     }
 }

@@ -9,10 +9,10 @@ use super::reassembly::{Completion, Fed, Reassembler, Released};
 use super::shapes::EventView;
 use super::shapes::Scan;
 use super::verdict::{Rules, Verdict};
+use crate::mirrored::{Mirrored, MirroredGuard};
 use crate::reassembly::Reassembled;
 use crate::verdict::ExtendedFinding;
 use std::borrow::Cow;
-use std::sync::Mutex;
 
 /// How script-block reassembly stands: what is held, and what was judged early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +48,9 @@ pub struct ChunkStats {
     /// coming back through a broad Match): passed on unjudged.
     pub own: u64,
     /// Flagged records of `mode extended` by the transport of their first session that
-    /// counts (indexed by [`Transport::index`](crate::pwsh::Transport::index)), and last
-    /// those without a session the reader could name.
-    pub flagged_by_transport: [u64; 6],
+    /// counts (indexed by [`Transport::index`](crate::pwsh::Transport::index)); a flagged
+    /// verdict always has one.
+    pub flagged_by_transport: [u64; 5],
 }
 
 /// A flagged record, ready to be written.
@@ -68,7 +68,7 @@ pub struct Flagged {
 pub struct Detector {
     pub config: Config,
     rules: Rules,
-    reassembler: Option<Mutex<Reassembler>>,
+    reassembler: Option<Mirrored<Reassembler>>,
 }
 
 /// A flagged record that is not in the chunk being filtered: a script block judged as it
@@ -101,10 +101,12 @@ pub struct ChunkResult {
 
 impl Detector {
     pub fn new(config: Config) -> Detector {
-        let reassembler = config
-            .reassembly
-            .as_ref()
-            .map(|r| Mutex::new(Reassembler::new(r.max_bytes, r.max_blocks, r.timeout_secs)));
+        let reassembler = config.reassembly.as_ref().map(|r| {
+            Mirrored::new(
+                Reassembler::new(r.max_bytes, r.max_blocks, r.timeout_secs),
+                Reassembler::open_blocks,
+            )
+        });
         Detector {
             config,
             rules: Rules::new(),
@@ -112,10 +114,13 @@ impl Detector {
         }
     }
 
-    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Reassembler>> {
-        self.reassembler
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    fn lock(&self) -> Option<MirroredGuard<'_, Reassembler>> {
+        self.reassembler.as_ref().map(Mirrored::lock)
+    }
+
+    /// Script blocks waiting for parts, without taking the reassembler's lock.
+    pub fn open_blocks(&self) -> usize {
+        self.reassembler.as_ref().map_or(0, Mirrored::get)
     }
 
     /// The record's normalised values, for a flagged verdict.
@@ -234,9 +239,8 @@ impl Detector {
             }
             Verdict::Flagged => {
                 stats.flagged += 1;
-                if let Some(e) = ext {
-                    let i = e.relevant().next().map_or(5, |s| s.transport.index());
-                    stats.flagged_by_transport[i] += 1;
+                if let Some(s) = ext.and_then(|e| e.relevant().next()) {
+                    stats.flagged_by_transport[s.transport.index()] += 1;
                 }
                 true
             }

@@ -6,9 +6,9 @@
 use super::aggregate::{self, Aggregate, Key, Row};
 use super::config::Config;
 use super::filter::{ChunkResult, ChunkStats, Detector, Flagged, LateFlag, Outcome};
+use crate::mirrored::{Mirrored, MirroredGuard};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// How aggregate rows leave the instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,11 +105,10 @@ pub struct Counters {
     /// Records this instance (or another) already enriched, passed on unjudged.
     pub own: AtomicU64,
     pub chunks_modified: AtomicU64,
-    /// Flagged records of `mode extended` by transport ([`Transport::index`]), and last
-    /// those without a session the reader could name.
+    /// Flagged records of `mode extended` by transport ([`Transport::index`]).
     ///
     /// [`Transport::index`]: crate::pwsh::Transport::index
-    pub flagged_by_transport: [AtomicU64; 6],
+    pub flagged_by_transport: [AtomicU64; 5],
     /// Rows pushed out of the aggregate by max_keys or max_message_bytes.
     pub rows_early: AtomicU64,
     /// Rows read back from the state file at start-up.
@@ -144,17 +143,20 @@ pub struct FilterInstance {
     pub counters: Counters,
     pub sink: RowSink,
     pub host: String,
-    agg: Option<Mutex<AggState>>,
+    agg: Option<Mirrored<AggState>>,
 }
 
 impl FilterInstance {
     pub fn new(config: Config, sink: RowSink, host: String, now: f64) -> FilterInstance {
         let agg = config.aggregate.as_ref().map(|a| {
-            Mutex::new(AggState {
-                agg: Aggregate::new(a.mode, a.max_keys, a.max_message_bytes, now),
-                outbox: Vec::new(),
-                next_flush_ms: (now * 1000.0) as u64 + a.flush_interval_ms,
-            })
+            Mirrored::new(
+                AggState {
+                    agg: Aggregate::new(a.mode, a.max_keys, a.max_message_bytes, now),
+                    outbox: Vec::new(),
+                    next_flush_ms: (now * 1000.0) as u64 + a.flush_interval_ms,
+                },
+                |st| st.agg.len(),
+            )
         });
         FilterInstance {
             detector: Detector::new(config),
@@ -165,21 +167,17 @@ impl FilterInstance {
         }
     }
 
-    /// Rows the aggregate keeps now (0 without an aggregate).
+    /// Rows the aggregate keeps now (0 without an aggregate), without taking its lock.
     pub fn aggregate_keys(&self) -> usize {
-        self.lock().map_or(0, |st| st.agg.len())
+        self.agg.as_ref().map_or(0, Mirrored::get)
     }
 
     pub fn config(&self) -> &Config {
         &self.detector.config
     }
 
-    fn lock(&self) -> Option<std::sync::MutexGuard<'_, AggState>> {
-        // A panic while holding the lock cannot leave the rows inconsistent in a way
-        // that matters more than losing them; keep counting.
-        self.agg
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    fn lock(&self) -> Option<MirroredGuard<'_, AggState>> {
+        self.agg.as_ref().map(Mirrored::lock)
     }
 
     fn add_stats(&self, st: &ChunkStats) {
@@ -374,10 +372,13 @@ impl FilterInstance {
     pub fn restore(&self, rows: &[Row], now: f64) {
         self.counters.restored.add(rows);
         if let Some(mut st) = self.lock() {
+            let before = st.outbox.len();
             for r in rows {
                 let early = st.agg.restore(r, now);
                 st.outbox.extend(early);
             }
+            let early = (st.outbox.len() - before) as u64;
+            self.counters.rows_early.fetch_add(early, Ordering::Relaxed);
         }
     }
 

@@ -16,6 +16,7 @@ pub mod chunk_io;
 pub mod config;
 pub mod filter;
 pub mod instance;
+pub mod mirrored;
 
 // Each module under its short name too: `pssession_core::shapes` is `read::shapes`.
 pub use detect::{pwsh, reassembly, verdict};

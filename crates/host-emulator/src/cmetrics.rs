@@ -56,20 +56,15 @@ pub fn create_context(owner: i32) -> (usize, usize) {
             started: false,
         });
     let mut first = 0;
-    for name in [
-        "records",
-        "bytes",
-        "add_records",
-        "drop_records",
-        "drop_bytes",
+    for (name, help) in [
+        ("records", "Total number of new records processed."),
+        ("bytes", "Total number of new bytes processed."),
+        ("add_records", "Total number of new added records."),
+        ("drop_records", "Total number of dropped records."),
+        ("drop_bytes", "Total number of dropped bytes."),
     ] {
-        let h = new_family(
-            handle,
-            false,
-            &format!("fluentbit_filter_{name}_total"),
-            "",
-            vec!["name".into()],
-        );
+        let full = format!("fluentbit_filter_{name}_total");
+        let h = new_family(handle, false, &full, help, vec!["name".into()]);
         if first == 0 {
             first = h;
         }
@@ -192,6 +187,10 @@ pub unsafe fn create(
         );
         return std::ptr::null_mut();
     };
+    if name.is_empty() || help.is_empty() {
+        // cmt_opts_init: a metric needs a name and a help text; NULL, nothing made
+        return std::ptr::null_mut();
+    }
     // SAFETY: the caller's promise.
     let Some(keys) = (unsafe { strings(label_count, label_keys) }) else {
         fault(owner, format!("cmetrics family {name}: bad label keys"));
@@ -316,4 +315,37 @@ pub fn series_of(cmt: usize) -> Vec<Series> {
             })
         })
         .collect()
+}
+
+/// What Fluent Bit's exporter shows: every context's families merged into one as
+/// `cmt_cat` does (a family by name; a series with the same label values as one already
+/// there overwrites it), and the series that were overwritten that way.
+pub fn scrape_all() -> (Vec<Series>, Vec<Series>) {
+    let families = FAMILIES.lock().unwrap_or_else(|p| p.into_inner());
+    let mut merged: Vec<Series> = Vec::new();
+    let mut lost = Vec::new();
+    for f in families.iter() {
+        for (vals, v) in &f.values {
+            let s = Series {
+                name: f.full_name.clone(),
+                help: f.help.clone(),
+                gauge: f.gauge,
+                labels: f
+                    .label_keys
+                    .iter()
+                    .cloned()
+                    .zip(vals.iter().cloned())
+                    .collect(),
+                value: *v,
+            };
+            match merged
+                .iter_mut()
+                .find(|m| m.name == s.name && m.labels == s.labels)
+            {
+                Some(m) => lost.push(std::mem::replace(m, s)),
+                None => merged.push(s),
+            }
+        }
+    }
+    (merged, lost)
 }

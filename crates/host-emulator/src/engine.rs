@@ -68,6 +68,8 @@ pub struct EmuInput {
     pub router_down: bool,
     /// The filter instance whose test made it (instances of parallel tests stay apart).
     pub owner: i32,
+    /// `flb_input_name()`'s answer, kept as long as the input (made at the first call).
+    pub c_label: Option<std::ffi::CString>,
 }
 
 impl EmuInput {
@@ -105,18 +107,26 @@ pub fn configured_input(name: &str, owner: i32) -> usize {
             mem_paused: false,
             router_down: false,
             owner,
+            c_label: None,
         });
     handle
 }
 
-/// Output instances handed to output processors: never inputs.
-pub static OUTPUTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// Output instances handed to output processors (handle, name): never inputs.
+pub static OUTPUTS: Mutex<Vec<(usize, std::ffi::CString)>> = Mutex::new(Vec::new());
 
 pub fn is_output(handle: usize) -> bool {
+    output_name(handle).is_some()
+}
+
+/// `flb_output_name()` of an output instance: its name, kept as long as the output.
+pub fn output_name(handle: usize) -> Option<*const std::ffi::c_char> {
     OUTPUTS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .contains(&handle)
+        .iter()
+        .find(|(h, _)| *h == handle)
+        .map(|(_, n)| n.as_ptr())
 }
 
 /// Records Fluent Bit accepted from the plugin, by input.

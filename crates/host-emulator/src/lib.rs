@@ -620,7 +620,10 @@ impl<'p> Instance<'p> {
                 engine::OUTPUTS
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(out);
+                    .push((
+                        out,
+                        CString::new(format!("null.{}", self.ffi.id)).unwrap_or_default(),
+                    ));
                 (out, headers::FLB_PLUGIN_OUTPUT, 0)
             }
         };
@@ -1161,6 +1164,28 @@ pub mod host {
             .any(|i| i.alias.as_deref() == Some(&name) || i.name == name) as c_int
     }
 
+    /// `flb_input_name(ins)`: the input's alias, or its name (NULL for a pointer that is
+    /// not an input).
+    pub unsafe extern "C" fn input_name(ins: *mut c_void) -> *const c_char {
+        engine::with_input(ins as usize, |i| {
+            let label = i.label();
+            if i.c_label
+                .as_ref()
+                .is_none_or(|c| c.to_bytes() != label.as_bytes())
+            {
+                i.c_label = Some(CString::new(label).unwrap_or_default());
+            }
+            i.c_label.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
+        })
+        .unwrap_or(std::ptr::null())
+    }
+
+    /// `flb_output_name(ins)`: the output's name (NULL for a pointer that is not an
+    /// output).
+    pub unsafe extern "C" fn output_name(ins: *mut c_void) -> *const c_char {
+        engine::output_name(ins as usize).unwrap_or(std::ptr::null())
+    }
+
     /// `flb_input_new(config, plugin, data, public_only)`: only the `emitter` plugin exists
     /// here (it is private, so `public_only` must be false, as for rewrite_tag). Called
     /// from an input processor's `cb_init`, inside `flb_input_init_all`'s walk of
@@ -1190,6 +1215,7 @@ pub mod host {
         let mut inputs = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
         let handle = Box::into_raw(Box::new(id as u64)) as *mut c_void;
         inputs.push(EmuInput {
+            c_label: None,
             handle: handle as usize,
             name: format!("emitter.{id}"),
             alias: None,
@@ -1807,6 +1833,22 @@ macro_rules! export_host_symbols {
         }
     };
     (@base) => {
+        #[no_mangle]
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_input_name(
+            ins: *mut ::std::ffi::c_void,
+        ) -> *const ::std::ffi::c_char {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::input_name(ins) }
+        }
+        #[no_mangle]
+        #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
+        pub unsafe extern "C" fn flb_output_name(
+            ins: *mut ::std::ffi::c_void,
+        ) -> *const ::std::ffi::c_char {
+            // SAFETY: the caller keeps the C prototype's promises, forwarded as they are.
+            unsafe { $crate::host::output_name(ins) }
+        }
         #[no_mangle]
         #[allow(clippy::missing_safety_doc)] // Fluent Bit's C prototype is the contract
         pub unsafe extern "C" fn flb_filter_get_property(
