@@ -1,5 +1,5 @@
 //! The core's data flows one way: the wire, then reading a record, then detecting, then
-//! output; `analytic` and `config` sit below them all, `filter`, `instance` and `chunk_io`
+//! output; `analytic`, `config` and `mirrored` sit below them all, `filter`, `instance` and `chunk_io`
 //! above. No module may name one of a later layer (what it hands on lives in its layer or
 //! below). Read from the source, so a new upward `use` fails here.
 
@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// (layer, module names) from the bottom up.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("base", &["analytic", "config"]),
+    ("base", &["analytic", "config", "mirrored"]),
     ("wire", &["wire", "msgpack", "chunk"]),
     (
         "read",
