@@ -3,7 +3,8 @@
 //! (`shapes`, `xml_event`, `linux`, `timefmt`) -> detecting (`verdict`, `pwsh`,
 //! `reassembly`) -> output (`enrich`, `aggregate`), driven per chunk by `filter` and per
 //! instance by `instance`; `config` holds the properties, `analytic` the reference's
-//! metadata, `chunk_io` JSON <-> Fluent Bit chunks for the tools and tests.
+//! metadata, `mirrored` a lock's one number kept in an atomic (for metrics), `chunk_io`
+//! JSON <-> Fluent Bit chunks for the tools and tests.
 #![forbid(unsafe_code)]
 
 pub mod detect;

@@ -101,7 +101,7 @@ impl<'a> EventView<'a> {
 }
 
 /// Values of the top-level keys the readers know, found in one pass.
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Slots<'a> {
     event_id: Option<&'a [u8]>,
     event_code: Option<&'a [u8]>,
@@ -179,6 +179,69 @@ struct LinuxEvent<'a> {
     time: Option<EventTime>,
 }
 
+/// The keys [`Scan::measured`] reads (the arms of its `match`, in the same order).
+const SCANNED: [&[u8]; 34] = [
+    b"EventID",
+    b"EventCode",
+    b"Channel",
+    b"LogName",
+    b"source",
+    b"Computer",
+    b"Hostname",
+    b"ComputerName",
+    b"UserID",
+    b"AccountName",
+    b"Domain",
+    b"User",
+    b"Message",
+    b"message",
+    b"log",
+    b"_raw",
+    b"ScriptBlockText",
+    b"StringInserts",
+    b"TimeCreated",
+    b"EventTime",
+    b"@timestamp",
+    b"_time",
+    b"SourceModuleType",
+    b"MessageNumber",
+    b"MessageTotal",
+    b"ScriptBlockId",
+    b"ident",
+    b"SYSLOG_IDENTIFIER",
+    b"_HOSTNAME",
+    b"_UID",
+    b"MESSAGE",
+    b"winlog",
+    b"powershell",
+    b"host",
+];
+
+/// For each key length below 32, the first bytes of [`SCANNED`] keys of that length, as a
+/// 256-bit set (built at compile time).
+const SCANNED_FIRST_BYTES: [[u64; 4]; 32] = {
+    let mut t = [[0u64; 4]; 32];
+    let mut i = 0;
+    while i < SCANNED.len() {
+        let k = SCANNED[i];
+        let b = k[0] as usize;
+        t[k.len()][b / 64] |= 1 << (b % 64);
+        i += 1;
+    }
+    t
+};
+
+/// Whether the scan may want `name`: false, in a few instructions, for most keys of a
+/// record (their length and first byte match no key the scan reads); the match then
+/// compares whole names.
+#[inline]
+fn is_scanned(name: &[u8]) -> bool {
+    match (name.first(), SCANNED_FIRST_BYTES.get(name.len())) {
+        (Some(&b), Some(set)) => set[b as usize / 64] & (1 << (b % 64)) != 0,
+        _ => false,
+    }
+}
+
 impl<'a, 'c> Scan<'a, 'c> {
     /// None when the body is not a map.
     pub fn new(body: &'a [u8], overrides: &'c FieldOverrides) -> Option<Self> {
@@ -203,6 +266,9 @@ impl<'a, 'c> Scan<'a, 'c> {
                         }
                     }
                 }
+            }
+            if !is_scanned(name) {
+                continue; // most keys of a record: one look at a small sorted table
             }
             match name {
                 b"EventID" => set(&mut s.event_id, v),
@@ -724,6 +790,29 @@ fn time_of(v: &[u8], field: &'static str) -> Option<EventTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_key_check_lets_every_scanned_key_through() {
+        for k in SCANNED {
+            assert!(is_scanned(k), "{}", String::from_utf8_lossy(k));
+            let value = crate::chunk_io::json_to_msgpack(&serde_json::json!({
+                std::str::from_utf8(k).unwrap(): "x"
+            }));
+            let mut map = Vec::new();
+            rmpv::encode::write_value(&mut map, &value).unwrap();
+            let overrides = FieldOverrides::default();
+            let (scan, _) = Scan::measured(&map, &overrides).unwrap();
+            assert_ne!(
+                format!("{:?}", scan.slots),
+                format!("{:?}", Slots::default()),
+                "{}: the scan's match does not read it",
+                String::from_utf8_lossy(k)
+            );
+        }
+        for k in ["Keywords", "ProcessID", "ThreadID", "", "x"] {
+            assert!(!is_scanned(k.as_bytes()), "{k}");
+        }
+    }
     use rmpv::Value;
 
     fn enc(v: &Value) -> Vec<u8> {

@@ -315,6 +315,29 @@ impl<'a> MapEntries<'a> {
     pub fn failed(&self) -> bool {
         self.failed
     }
+
+    /// The common entry read without the general token reader: a fixstr or str8 key and a
+    /// value whose marker tells its length. None (nothing consumed) for anything else.
+    #[inline]
+    fn next_plain(&mut self) -> Option<MapEntry<'a>> {
+        let buf = self.cur.buf();
+        let start = self.cur.pos();
+        let (name_at, name_len) = match *buf.get(start)? {
+            b @ 0xa0..=0xbf => (start + 1, (b & 0x1f) as usize),
+            0xd9 => (start + 2, *buf.get(start + 1)? as usize),
+            _ => return None,
+        };
+        let key_end = name_at.checked_add(name_len).filter(|&e| e <= buf.len())?;
+        let value_len = Cursor::at(buf, key_end).scalar_len()?;
+        let end = key_end.checked_add(value_len).filter(|&e| e <= buf.len())?;
+        self.cur = Cursor::at(buf, end);
+        Some(MapEntry {
+            name: Some(&buf[name_at..key_end]),
+            raw: &buf[start..end],
+            key_len: key_end - start,
+            value: &buf[key_end..end],
+        })
+    }
 }
 
 impl<'a> Iterator for MapEntries<'a> {
@@ -326,6 +349,9 @@ impl<'a> Iterator for MapEntries<'a> {
             return None;
         }
         self.left -= 1;
+        if let Some(e) = self.next_plain() {
+            return Some(e);
+        }
         let key_start = self.cur.pos();
         let key_name = match self.cur.next_token() {
             Ok(Token::Str(s)) | Ok(Token::Bin(s)) => Some(s),
