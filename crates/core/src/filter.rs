@@ -353,7 +353,8 @@ impl Detector {
             let mut judged = None;
             let mut rec = None;
             if let Some((format, timestamp, body_start)) = read_header(chunk, pos) {
-                if let Some((scan, len)) = Scan::measured(&chunk[body_start..], &self.config.fields)
+                if let Some((scan, len)) =
+                    Scan::measured_for_4104(&chunk[body_start..], &self.config.fields)
                 {
                     let r = RecordRef {
                         raw: &chunk[pos..body_start + len],

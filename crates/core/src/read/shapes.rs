@@ -252,6 +252,33 @@ impl<'a, 'c> Scan<'a, 'c> {
     /// with the map's length: the record walk and the field scan in one pass. None when
     /// `buf` does not start with a well-formed map.
     pub fn measured(buf: &'a [u8], overrides: &'c FieldOverrides) -> Option<(Self, usize)> {
+        Self::scan_map(buf, overrides, false)
+    }
+
+    /// [`measured`](Self::measured) for the filter, which reads nothing of a record but a
+    /// 4104 event: once the first `EventID` names another event (and no field override can
+    /// say otherwise), the rest of the map is only skipped. Its `event_code()` is that
+    /// event's; its other values are not read.
+    pub fn measured_for_4104(
+        buf: &'a [u8],
+        overrides: &'c FieldOverrides,
+    ) -> Option<(Self, usize)> {
+        Self::scan_map(buf, overrides, true)
+    }
+
+    /// Whether the first `EventID` just read settles the record as another event than
+    /// 4104 (its code is the one `event_code()` gives when no override is set).
+    fn settles_other_event(s: &Slots<'_>, name: &[u8], v: &[u8]) -> bool {
+        name == b"EventID"
+            && s.event_id.is_some_and(|first| std::ptr::eq(first, v))
+            && event_code_of(v).is_some_and(|c| c != crate::analytic::EVENT_CODE)
+    }
+
+    fn scan_map(
+        buf: &'a [u8],
+        overrides: &'c FieldOverrides,
+        stop_early: bool,
+    ) -> Option<(Self, usize)> {
         let mut entries = MapEntries::new(buf)?;
         let mut s = Slots::default();
         let has_overrides = !overrides.is_empty();
@@ -306,6 +333,10 @@ impl<'a, 'c> Scan<'a, 'c> {
                 b"powershell" => set(&mut s.powershell, v),
                 b"host" => set(&mut s.host, v),
                 _ => {}
+            }
+            if stop_early && !has_overrides && Self::settles_other_event(&s, name, v) {
+                entries.skip_rest();
+                break;
             }
         }
         if entries.failed() {
@@ -790,6 +821,41 @@ fn time_of(v: &[u8], field: &'static str) -> Option<EventTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encoded(v: &serde_json::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &crate::chunk_io::json_to_msgpack(v)).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_filter_scan_skips_the_rest_of_another_event_but_measures_it_whole() {
+        let body = encoded(&serde_json::json!({
+            "EventTime": "2024-03-05 10:11:12", "EventID": 10,
+            "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID2": {"a": [1, 2]},
+            "ScriptBlockText": "Enter-PSSession -ComputerName x"
+        }));
+        let mut tail = body.clone();
+        tail.extend_from_slice(b"\x01trailing");
+        let none = FieldOverrides::default();
+        let (mut quick, len) = Scan::measured_for_4104(&tail, &none).unwrap();
+        let (mut full, full_len) = Scan::measured(&tail, &none).unwrap();
+        assert_eq!((len, full_len), (body.len(), body.len()));
+        assert_eq!(
+            (quick.event_code(), full.event_code()),
+            (Some(10), Some(10))
+        );
+        assert!(quick.slots.channel.is_none(), "not read after the EventID");
+        assert!(full.slots.channel.is_some());
+        // cut inside the skipped part: malformed, as the full scan says
+        let cut = &body[..body.len() - 3];
+        assert!(Scan::measured_for_4104(cut, &none).is_none());
+        assert!(Scan::measured(cut, &none).is_none());
+        // a 4104 is read whole
+        let ps = encoded(&serde_json::json!({"EventID": 4104, "Channel": "c"}));
+        let (q, _) = Scan::measured_for_4104(&ps, &none).unwrap();
+        assert!(q.slots.channel.is_some());
+    }
 
     #[test]
     fn the_quick_key_check_lets_every_scanned_key_through() {

@@ -316,6 +316,19 @@ impl<'a> MapEntries<'a> {
         self.failed
     }
 
+    /// Skips every entry left without reading it (keys and values are mostly scalars,
+    /// which `skip_value` steps over by their marker); marks the map failed when it is
+    /// cut short or malformed.
+    pub fn skip_rest(&mut self) {
+        while self.left > 0 {
+            self.left -= 1;
+            if self.cur.skip_value().is_err() || self.cur.skip_value().is_err() {
+                self.left = 0;
+                self.failed = true;
+            }
+        }
+    }
+
     /// The common entry read without the general token reader: a fixstr or str8 key and a
     /// value whose marker tells its length. None (nothing consumed) for anything else.
     #[inline]
