@@ -17,6 +17,9 @@ Pipelines, run side by side in rotation BENCH_RUNS times (default 5) each:
 
 Each run's cost is the CPU time (user + sys) of the fluent-bit process, from wait4(); the
 table shows the minimum and the range, and the overhead over passthrough of the minimums.
+On a shared machine CPU time moves by 10% from run to run; BENCH_CALLGRIND=1 counts the
+process's instructions under valgrind instead (every thread, the kernel excluded), which
+repeat exactly, at about 50x the time (use a smaller BENCH_RECORDS).
 The fluent-bit binary is FLUENT_BIT or the one on PATH; the plugin BENCH_PLUGIN or
 target/release/flb-filter_pssession.so. Standard library only. Exit status 2 without a
 fluent-bit, 1 when a run failed (a non-zero exit, or records missing in the plugin's own
@@ -146,15 +149,26 @@ def config(d, events, name, props, plugin):
     return path
 
 
+CALLGRIND = os.environ.get("BENCH_CALLGRIND") == "1"
+
+
 def run(fb, conf, d):
+    """(cost, wall seconds, exit status, log): cost is CPU seconds, or instructions."""
     log_path = conf + ".log"
+    cmd = [fb, "-c", conf]
+    if CALLGRIND:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + cmd
     with open(log_path, "w") as log:
         t = time.time()
-        p = subprocess.Popen([fb, "-c", conf], stdout=log, stderr=subprocess.STDOUT, cwd=d)
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d)
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.time() - t
     text = open(log_path, errors="replace").read()
-    return usage.ru_utime + usage.ru_stime, wall, os.waitstatus_to_exitcode(status), text
+    cost = usage.ru_utime + usage.ru_stime
+    if CALLGRIND:
+        m = re.search(r"Collected : (\d+)", text)
+        cost = int(m.group(1)) if m else float("nan")
+    return cost, wall, os.waitstatus_to_exitcode(status), text
 
 
 def check_plugin_counts(text, positives, name):
@@ -209,7 +223,8 @@ def main():
                     print("FAIL %s (run %d): %s" % (name, r + 1, problem))
                     failed = True
                 cpu[name].append(secs)
-                sys.stderr.write("  run %d %-16s %.2f s CPU, %.2f s wall\n" % (r + 1, name, secs, wall))
+                unit = "instructions" if CALLGRIND else "s CPU"
+                sys.stderr.write("  run %d %-16s %.6g %s, %.2f s wall\n" % (r + 1, name, secs, unit, wall))
         report(cpu)
         return 1 if failed else 0
     finally:
@@ -219,19 +234,27 @@ def main():
 
 def report(cpu):
     base = min(cpu["passthrough"])
-    print("| pipeline | CPU s (min) | range | over passthrough | per record |")
-    print("|---|---|---|---|---|")
+    if CALLGRIND:
+        print("| pipeline | instructions | over passthrough | per record |")
+        print("|---|---|---|---|")
+    else:
+        print("| pipeline | CPU s (min) | range | over passthrough | per record |")
+        print("|---|---|---|---|---|")
     over = {}
     for name, _ in PIPELINES:
         lo, hi = min(cpu[name]), max(cpu[name])
         over[name] = lo - base
         extra = "-" if name == "passthrough" else "%+.1f%%" % (100 * over[name] / base)
+        if CALLGRIND:
+            per = "-" if name == "passthrough" else "%+.0f instructions" % (over[name] / N)
+            print("| %s | %.4g | %s | %s |" % (name, lo, extra, per))
+            continue
         per = "-" if name == "passthrough" else "%+.2f µs" % (1e6 * over[name] / N)
         print("| %s | %.2f | %.2f-%.2f | %s | %s |" % (name, lo, lo, hi, extra, per))
     plug = max(over["defaults"], 1e-9)
     print()
     print("defaults: %+.1f%% (goal <= 10%%); nothing flagged: %+.1f%% (goal <= 3%%); "
-          "Lua's overhead / ours: %.1fx (goal >= 10x); extended / exact: %.2fx CPU (goal <= 1.2x)"
+          "Lua's overhead / ours: %.1fx (goal >= 10x); extended / exact: %.2fx (goal <= 1.2x)"
           % (100 * over["defaults"] / base, 100 * over["nothing flagged"] / base,
              over["lua"] / plug, min(cpu["mode extended"]) / min(cpu["defaults"])))
 
