@@ -193,13 +193,19 @@ def wait_for(pred, timeout):
     return pred()
 
 
-def run_case(case, fb, valgrind=False):
+def run_dir(case):
+    """A fresh folder for one run (in/, out/, state/) and its config written there."""
     d = tempfile.mkdtemp(prefix="pssession-e2e-")
     for sub in ("in", "out", "state"):
         os.makedirs(os.path.join(d, sub), mode=0o700)
     conf = os.path.join(d, "fluent-bit.yaml")
     with open(conf, "w") as f:
         f.write(config(case, d))
+    return d, conf
+
+
+def run_case(case, fb, valgrind=False):
+    d, conf = run_dir(case)
     batches = 6 if case["stop"] == "reload" else 1
     per = POSITIVES // batches
     sizes = [per] * (batches - 1) + [POSITIVES - per * (batches - 1)]
@@ -432,12 +438,7 @@ def metrics_case(placement, fb):
     case = dict(placement=placement, alert_tag=placement != "output", aggregate=True,
                 stop=stop, metrics_port=free_port())
     port = case["metrics_port"]
-    d = tempfile.mkdtemp(prefix="pssession-e2e-")
-    for sub in ("in", "out", "state"):
-        os.makedirs(os.path.join(d, sub), mode=0o700)
-    conf = os.path.join(d, "fluent-bit.yaml")
-    with open(conf, "w") as f:
-        f.write(config(case, d))
+    d, conf = run_dir(case)
     infile = os.path.join(d, "in", "events.jsonl")
     open(infile, "w").close()
     log = open(os.path.join(d, "fluent-bit.log"), "w")

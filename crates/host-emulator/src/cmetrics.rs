@@ -294,26 +294,31 @@ pub struct Series {
     pub value: f64,
 }
 
+impl Family {
+    /// One of its series as a scrape shows it.
+    fn series(&self, vals: &[String], value: f64) -> Series {
+        Series {
+            name: self.full_name.clone(),
+            help: self.help.clone(),
+            gauge: self.gauge,
+            labels: self
+                .label_keys
+                .iter()
+                .cloned()
+                .zip(vals.iter().cloned())
+                .collect(),
+            value,
+        }
+    }
+}
+
 /// Every series on the context `cmt`, families in creation order.
 pub fn series_of(cmt: usize) -> Vec<Series> {
     let families = FAMILIES.lock().unwrap_or_else(|p| p.into_inner());
     families
         .iter()
         .filter(|f| f.cmt == cmt)
-        .flat_map(|f| {
-            f.values.iter().map(|(vals, v)| Series {
-                name: f.full_name.clone(),
-                help: f.help.clone(),
-                gauge: f.gauge,
-                labels: f
-                    .label_keys
-                    .iter()
-                    .cloned()
-                    .zip(vals.iter().cloned())
-                    .collect(),
-                value: *v,
-            })
-        })
+        .flat_map(|f| f.values.iter().map(|(vals, v)| f.series(vals, *v)))
         .collect()
 }
 
@@ -326,18 +331,7 @@ pub fn scrape_all() -> (Vec<Series>, Vec<Series>) {
     let mut lost = Vec::new();
     for f in families.iter() {
         for (vals, v) in &f.values {
-            let s = Series {
-                name: f.full_name.clone(),
-                help: f.help.clone(),
-                gauge: f.gauge,
-                labels: f
-                    .label_keys
-                    .iter()
-                    .cloned()
-                    .zip(vals.iter().cloned())
-                    .collect(),
-                value: *v,
-            };
+            let s = f.series(vals, *v);
             match merged
                 .iter_mut()
                 .find(|m| m.name == s.name && m.labels == s.labels)

@@ -861,11 +861,7 @@ mod tests {
     fn the_quick_key_check_lets_every_scanned_key_through() {
         for k in SCANNED {
             assert!(is_scanned(k), "{}", String::from_utf8_lossy(k));
-            let value = crate::chunk_io::json_to_msgpack(&serde_json::json!({
-                std::str::from_utf8(k).unwrap(): "x"
-            }));
-            let mut map = Vec::new();
-            rmpv::encode::write_value(&mut map, &value).unwrap();
+            let map = encoded(&serde_json::json!({ std::str::from_utf8(k).unwrap(): "x" }));
             let overrides = FieldOverrides::default();
             let (scan, _) = Scan::measured(&map, &overrides).unwrap();
             assert_ne!(
