@@ -20,7 +20,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "script_block",
         ],
     ),
-    ("detect", &["detect", "verdict", "reassembly", "pwsh"]),
+    (
+        "detect",
+        &["detect", "verdict", "reassembly", "pwsh", "constant"],
+    ),
     ("output", &["output", "enrich", "aggregate"]),
     ("driver", &["filter", "instance", "chunk_io"]),
 ];
@@ -49,13 +52,13 @@ fn no_module_uses_a_later_layer() {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let module = rel
+        // layer/module.rs, or layer/module/mod.rs and its submodules (layer/module/x.rs)
+        let parts: Vec<&str> = rel
             .trim_end_matches(".rs")
             .trim_end_matches("/mod")
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_string();
+            .split('/')
+            .collect();
+        let module = parts[parts.len().min(2) - 1].to_string();
         if module == "lib" {
             continue;
         }

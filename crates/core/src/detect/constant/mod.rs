@@ -1,0 +1,332 @@
+//! Bounded constant evaluation of PowerShell expressions, for mode extended: what a script
+//! computes from its own constants (concatenation, `-f`, `-join`, `-replace`, reversal, char
+//! codes, base64, deflate, `-bxor`, `Get-Command`, ...) without running anything. Every
+//! evaluation draws on one [`Budget`] in steps, bytes and depth; running out means
+//! "unknown", never a hang or a crash.
+
+mod commands;
+mod dotnet;
+mod parse;
+
+pub use commands::{glob_match, resolve_command_pattern};
+
+use std::collections::HashMap;
+
+/// What an expression evaluates to, as far as constant evaluation goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Char(char),
+    Str(String),
+    Array(Vec<Value>),
+    /// A `byte[]`; `base64` when it came from `[Convert]::FromBase64String`.
+    Bytes {
+        data: Vec<u8>,
+        base64: bool,
+    },
+    /// A hashtable, or an object read through its properties (keys compared ignoring case).
+    Hash(Vec<(String, Value)>),
+    /// A script block: its source text.
+    Block(String),
+    /// A command object (`Get-Command`, `GetCmdlet`): its name.
+    Command(String),
+    /// A type literal (`[Convert]`), lowercase, without `System.`.
+    Type(String),
+    /// A text encoding (`[Text.Encoding]::Unicode`).
+    Encoding(Encoding),
+    /// A readable stream over bytes (MemoryStream, DeflateStream, GZipStream).
+    Stream {
+        data: Vec<u8>,
+        base64: bool,
+    },
+    /// A StreamReader's text.
+    Reader(String),
+    /// `$ExecutionContext` and its `InvokeCommand`, and enum values such as `Decompress`.
+    Object(&'static str),
+}
+
+/// The text encodings a script can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf16Le,
+    Utf16Be,
+    Utf8,
+    Ascii,
+    Utf32,
+}
+
+impl Encoding {
+    /// Decodes bytes as .NET's `GetString` does (invalid sequences become U+FFFD).
+    pub fn decode(self, b: &[u8]) -> String {
+        match self {
+            Encoding::Utf16Le | Encoding::Utf16Be => {
+                let units: Vec<u16> = b
+                    .chunks_exact(2)
+                    .map(|c| match self {
+                        Encoding::Utf16Le => u16::from_le_bytes([c[0], c[1]]),
+                        _ => u16::from_be_bytes([c[0], c[1]]),
+                    })
+                    .collect();
+                String::from_utf16_lossy(&units)
+            }
+            Encoding::Utf8 => String::from_utf8_lossy(b).into_owned(),
+            Encoding::Ascii => b
+                .iter()
+                .map(|&c| if c < 0x80 { c as char } else { '?' })
+                .collect(),
+            Encoding::Utf32 => b
+                .chunks_exact(4)
+                .map(|c| {
+                    char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .unwrap_or('\u{FFFD}')
+                })
+                .collect(),
+        }
+    }
+
+    /// The layer name a base64 payload decoded with it gets.
+    fn layer(self) -> &'static str {
+        match self {
+            Encoding::Utf16Le => "base64-utf16le",
+            Encoding::Utf16Be => "base64-utf16be",
+            Encoding::Utf8 => "base64-utf8",
+            Encoding::Ascii => "base64-ascii",
+            Encoding::Utf32 => "base64-utf32",
+        }
+    }
+}
+
+/// Budget for all the evaluation done on one script: steps (parse and value operations),
+/// bytes produced (decoded, decompressed and built text), and nesting depth.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    steps: usize,
+    bytes: usize,
+    max_depth: usize,
+}
+
+/// Most nested layers (parentheses, variables defined from variables, decoded payloads).
+pub const MAX_DEPTH: usize = 64;
+/// Most bytes evaluation may produce for one script, whatever its size.
+pub const MAX_BYTES: usize = 1 << 20;
+
+impl Budget {
+    /// The budget for a script of `len` bytes: output at most 4x the script and 1 MB,
+    /// steps linear in the script, 64 nested layers.
+    pub fn for_script(len: usize) -> Budget {
+        Budget {
+            steps: len.saturating_mul(16).saturating_add(200_000),
+            bytes: len.saturating_mul(4).clamp(4096, MAX_BYTES),
+            max_depth: MAX_DEPTH,
+        }
+    }
+
+    /// Takes `n` steps; false once the budget is spent.
+    fn step(&mut self, n: usize) -> bool {
+        self.steps = self.steps.saturating_sub(n);
+        self.steps > 0
+    }
+
+    /// Accounts for `n` bytes of produced text; false once the budget is spent.
+    fn produce(&mut self, n: usize) -> bool {
+        if n > self.bytes {
+            self.bytes = 0;
+            return false;
+        }
+        self.bytes -= n;
+        true
+    }
+
+    /// Whether nothing is left.
+    pub fn spent(&self) -> bool {
+        self.steps == 0 || self.bytes == 0
+    }
+}
+
+/// Where a variable was last set before a use: the source range of its value (char
+/// offsets into the code being read), or a `[array]::Reverse($v)` of its earlier value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Definition {
+    pub start: usize,
+    pub end: usize,
+    pub reverse: bool,
+}
+
+/// The script's own variable definitions, looked up by name (lowercase) and position.
+pub trait Definitions {
+    /// `$name`'s last definition that starts before char offset `before`.
+    fn definition(&self, name: &str, before: usize) -> Option<Definition>;
+}
+
+/// No definitions: only constants and automatic variables.
+pub struct NoDefinitions;
+
+impl Definitions for NoDefinitions {
+    fn definition(&self, _: &str, _: usize) -> Option<Definition> {
+        None
+    }
+}
+
+/// Code an evaluation found would run (`.Invoke()` on a script block, `InvokeScript`,
+/// a pipeline into `iex`), with the layers peeled to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runs {
+    pub code: String,
+    pub layers: Vec<&'static str>,
+}
+
+/// A value and the layers peeled to get it.
+pub type Evaluated = (Value, Vec<&'static str>);
+
+/// Evaluates expressions of one piece of code.
+pub struct Evaluator<'a> {
+    code: &'a [char],
+    defs: &'a dyn Definitions,
+    budget: &'a mut Budget,
+    depth: usize,
+    /// Layers peeled by the current evaluation.
+    layers: Vec<&'static str>,
+    /// Code found to run.
+    runs: Vec<Runs>,
+    /// `$_`, block-local assignments: innermost last.
+    locals: Vec<(String, Value)>,
+    /// Variables already evaluated at a definition: (name, definition start).
+    memo: HashMap<(String, usize), Option<Evaluated>>,
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator for `code` (whose variables `defs` knows), drawing on `budget`.
+    pub fn new(code: &'a [char], defs: &'a dyn Definitions, budget: &'a mut Budget) -> Self {
+        Evaluator {
+            code,
+            defs,
+            budget,
+            depth: 0,
+            layers: Vec::new(),
+            runs: Vec::new(),
+            locals: Vec::new(),
+            memo: HashMap::new(),
+        }
+    }
+
+    /// The value of `code[start..end]` (an expression or pipeline), with variables as
+    /// defined before `start`; and the layers peeled to get it.
+    pub fn eval_range(&mut self, start: usize, end: usize) -> Option<Evaluated> {
+        let (start, end) = (start.min(self.code.len()), end.min(self.code.len()));
+        let code = self.code;
+        self.eval_chars(&code[start..end], start)
+    }
+
+    /// The value of `src` (text not in the code), with variables as defined before `at`.
+    pub fn eval_text(&mut self, src: &str, at: usize) -> Option<Evaluated> {
+        let chars: Vec<char> = src.chars().collect();
+        self.eval_chars(&chars, at)
+    }
+
+    fn eval_chars(&mut self, src: &[char], at: usize) -> Option<Evaluated> {
+        let outer = std::mem::take(&mut self.layers);
+        let v = parse::Parser::new(src, at).statements_value(self);
+        let layers = std::mem::replace(&mut self.layers, outer);
+        v.map(|v| (v, layers))
+    }
+
+    /// The code found to run so far (taken).
+    pub fn take_runs(&mut self) -> Vec<Runs> {
+        std::mem::take(&mut self.runs)
+    }
+
+    /// Notes a peeled layer once per evaluation.
+    fn layer(&mut self, name: &'static str) {
+        if !self.layers.contains(&name) && self.layers.len() < MAX_DEPTH {
+            self.layers.push(name);
+        }
+    }
+
+    /// Notes code that would run.
+    fn runs(&mut self, code: String, via: &'static str) {
+        let mut layers = self.layers.clone();
+        layers.push(via);
+        if self.budget.produce(code.len()) && self.runs.len() < MAX_DEPTH {
+            self.runs.push(Runs { code, layers });
+        }
+    }
+
+    /// One step of work; false when the budget is spent.
+    fn step(&mut self) -> bool {
+        self.budget.step(1)
+    }
+
+    /// Accounts for a produced string or byte array.
+    fn produce(&mut self, n: usize) -> bool {
+        self.budget.step(n / 64 + 1) && self.budget.produce(n)
+    }
+
+    /// A nested evaluation (a group, a variable's definition, a block body) within depth.
+    fn nest<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        if self.depth >= self.budget.max_depth || !self.step() {
+            return None;
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
+    /// `$name` as seen from char offset `at` of the code.
+    fn variable(&mut self, name: &str, at: usize) -> Option<Value> {
+        let key = name.to_ascii_lowercase();
+        let key = key
+            .strip_prefix("script:")
+            .or_else(|| key.strip_prefix("global:"))
+            .or_else(|| key.strip_prefix("local:"))
+            .or_else(|| key.strip_prefix("private:"))
+            .unwrap_or(&key)
+            .to_string();
+        if let Some((_, v)) = self.locals.iter().rev().find(|(n, _)| *n == key) {
+            return Some(v.clone());
+        }
+        if let Some(d) = self.defs.definition(&key, at) {
+            return self.defined(&key, d);
+        }
+        commands::automatic_variable(&key)
+    }
+
+    /// The value a definition gives a variable (each definition evaluated once).
+    fn defined(&mut self, key: &str, d: Definition) -> Option<Value> {
+        let memo_key = (key.to_string(), d.start);
+        if let Some(hit) = self.memo.get(&memo_key).cloned() {
+            let (v, layers) = hit?;
+            self.budget.step(1 + dotnet::size_of(&v) / 64);
+            layers.into_iter().for_each(|l| self.layer(l));
+            return Some(v);
+        }
+        self.memo.insert(memo_key.clone(), None);
+        let outer = std::mem::take(&mut self.layers);
+        let saved_locals = std::mem::take(&mut self.locals);
+        let v = self.nest(|ev| {
+            if d.reverse {
+                let before = ev.variable(key, d.start)?;
+                return dotnet::reversed(before);
+            }
+            let code = ev.code;
+            let src = &code[d.start.min(code.len())..d.end.min(code.len())];
+            parse::Parser::new(src, d.start).statements_value(ev)
+        });
+        self.locals = saved_locals;
+        let layers = std::mem::replace(&mut self.layers, outer);
+        layers.iter().for_each(|l| self.layer(l));
+        self.memo
+            .insert(memo_key, v.clone().map(|v| (v, layers.clone())));
+        v
+    }
+}
+
+/// A value as PowerShell turns it into a string (arrays joined with spaces).
+pub fn to_text(v: &Value) -> String {
+    dotnet::to_str(v)
+}
+
+#[cfg(test)]
+mod tests;
