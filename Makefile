@@ -2,6 +2,7 @@
 #   make demo     build, then run the shipped samples through the plugin
 #   make test     every test (unit, integration through the .so, header), then lint
 #   make check    make test, then the fuzz smoke where a nightly toolchain is installed (CI)
+#   make dist     release tarballs, .deb and .rpm (x86_64, aarch64) in dist/
 CARGO      ?= cargo
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -9,7 +10,7 @@ SO         := target/release/flb-filter_pssession.so
 REPLAY     := target/release/pssession-replay
 FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
 
-.PHONY: build test check lint bench bench-engine demo eval fuzz fuzz-smoke tsan asan valgrind e2e install header clean
+.PHONY: build test check lint bench bench-engine demo eval fuzz fuzz-smoke tsan asan valgrind e2e install header clean dist
 
 # The plugin, stripped of debug info (kept beside it in $(SO).debug, linked by
 # .gnu_debuglink for gdb and perf), and the tools.
@@ -104,6 +105,14 @@ install: build
 	install -D -m 0644 $(SO).debug $(DESTDIR)$(PREFIX)/lib/debug/fluent-bit/flb-filter_pssession.so.debug
 	install -D -m 0755 $(REPLAY) $(DESTDIR)$(PREFIX)/bin/pssession-replay
 	install -D -m 0644 include/flb_filter_pssession.h $(DESTDIR)$(PREFIX)/include/flb_filter_pssession.h
+
+# Release artifacts in dist/ for x86_64 and aarch64, built with cargo-zigbuild for glibc 2.17
+# in target-dist/ (never target/): tarballs of the stripped plugin and pssession-replay,
+# their split debug info, a .deb and an .rpm each, SHA256SUMS. scripts/dist_tools.sh
+# installs the tools it needs (zig from PyPI, cargo-zigbuild, cargo-deb, cargo-generate-rpm,
+# the aarch64 target).
+dist:
+	scripts/dist.sh
 
 # Regenerate include/flb_filter_pssession.h from src/ffi.rs.
 header:
