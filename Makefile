@@ -2,7 +2,7 @@
 #   make demo     build, then run the shipped samples through the plugin
 #   make test     every test (unit, integration through the .so, header), then lint
 #   make check    make test, then the fuzz smoke where a nightly toolchain is installed (CI)
-#   make dist     release tarballs, .deb and .rpm (x86_64, aarch64) in dist/
+#   make dist     release tarballs, .deb and .rpm (x86_64, aarch64) in dist/; make dist-check tests them
 CARGO      ?= cargo
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -10,7 +10,7 @@ SO         := target/release/flb-filter_pssession.so
 REPLAY     := target/release/pssession-replay
 FLUENT_BIT ?= $(shell command -v fluent-bit 2>/dev/null)
 
-.PHONY: build test check lint bench bench-engine demo eval fuzz fuzz-smoke tsan asan valgrind e2e install header clean dist
+.PHONY: build test check lint bench bench-engine demo eval fuzz fuzz-smoke tsan asan valgrind e2e install header clean dist dist-check
 
 # The plugin, stripped of debug info (kept beside it in $(SO).debug, linked by
 # .gnu_debuglink for gdb and perf), and the tools.
@@ -113,6 +113,13 @@ install: build
 # the aarch64 target).
 dist:
 	scripts/dist.sh
+
+# Tests dist/: ELF needs (glibc <= 2.17, no extra libraries), split debug links, the
+# labelled shapes through the x86-64 build, the AArch64 build under qemu-user byte for byte
+# against x86-64, and where the .deb and .rpm put their files (scripts/dist_check.py).
+dist-check:
+	scripts/dist_tools.sh check
+	python3 scripts/dist_check.py
 
 # Regenerate include/flb_filter_pssession.h from src/ffi.rs.
 header:
