@@ -6,6 +6,7 @@
 //! -Command` / `-EncodedCommand` arguments and `$( )` inside double-quoted strings is
 //! queued and read the same way, a bounded number of times.
 
+use crate::detect::constant::{self, Budget, Definition, Definitions, Evaluator, Value};
 use base64::Engine;
 
 /// How a statement or pipeline ends.
@@ -525,8 +526,15 @@ pub struct Invocation {
     pub assigned_to: Option<String>,
     /// Index of its first token.
     pub token: usize,
+    /// Char offset where it starts.
+    pub start: usize,
     /// Its source text.
     pub text: String,
+    /// The layers peeled to find the command's name (`format-operator`, `get-command`, ...).
+    pub layers: Vec<&'static str>,
+    /// The pipeline stage before it when that is an expression (char range): what a piped
+    /// `Invoke-Expression` runs.
+    pub piped_input: Option<(usize, usize)>,
 }
 
 /// What runs a deferred piece of code.
@@ -565,53 +573,75 @@ pub struct Reading {
     pub calls: std::collections::HashSet<String>,
     /// Tokens from here on never run (after a top-level return, exit or throw).
     pub dead_from: Option<usize>,
-    /// String literals turned into code (`[scriptblock]::Create('...')`).
-    pub code_strings: Vec<String>,
+    /// Code a call operator runs (a script block built from constants), with its layers.
+    pub code_strings: Vec<(String, Vec<&'static str>)>,
+    /// Every `$v = ...` (and `[array]::Reverse($v)`) by variable (lowercase), in source
+    /// order: the source range of its value, for constant evaluation.
+    pub definitions: std::collections::HashMap<String, Vec<Definition>>,
+    /// Statements that are expressions and may run code (`.Invoke()`, `InvokeScript`):
+    /// first token and char range.
+    pub expression_statements: Vec<(usize, usize, usize)>,
 }
 
-/// Joins a constant string expression (`('Enter-' + 'PSSession')`) when it is only string
-/// literals and `+`.
-pub fn fold_strings(expr: &str) -> Option<String> {
-    let lexed = tokenize(expr);
-    let mut out = String::new();
-    let mut any = false;
-    for t in &lexed.tokens {
-        match &t.tok {
-            Tok::Str { text, expandable } if !(*expandable && text.contains('$')) => {
-                out.push_str(text);
-                any = true;
-            }
-            Tok::Word(w) if w == "+" => {}
-            Tok::Open | Tok::Close => {}
-            _ => return None,
-        }
+impl Definitions for Reading {
+    fn definition(&self, name: &str, before: usize) -> Option<Definition> {
+        let defs = self.definitions.get(name)?;
+        let k = defs.partition_point(|d| d.start < before);
+        k.checked_sub(1).map(|k| defs[k])
     }
-    any.then_some(out)
+}
+
+impl Reading {
+    fn define(&mut self, var: String, d: Definition) {
+        self.definitions.entry(var).or_default().push(d);
+    }
 }
 
 /// Reads the commands `interesting` accepts (nested groups included), assignments,
 /// function and script-block bodies, and dead code. Linear: each group's end is found
-/// once, and an invocation's arguments skip over nested groups in one step.
-pub fn read(chars: &[char], tokens: &[Token], interesting: &dyn Fn(&str) -> bool) -> Reading {
+/// once, and an invocation's arguments skip over nested groups in one step. Names built
+/// at run time (`& ('{1}{0}' -f ...)`) are evaluated as constants, within `budget`.
+pub fn read(
+    chars: &[char],
+    tokens: &[Token],
+    interesting: &dyn Fn(&str) -> bool,
+    budget: &mut Budget,
+) -> Reading {
     let mut reader = Reader {
         chars,
         tokens,
         close: group_ends(tokens),
         interesting,
+        budget,
         r: Reading::default(),
         expect_cmd: true,
         piped: false,
         depth: 0,
         pending_assign: None,
         pipeline_prev: None,
+        stage_start: 0,
+        prev_stage: None,
+        runs_code_at: words_that_run_code(chars),
     };
     for i in 0..tokens.len() {
-        reader.note_code_string(i);
+        if reader.expect_cmd && !reader.piped {
+            reader.note_expression_statement(i);
+        }
         if let Some(command) = reader.step(i) {
             reader.record(i, command);
         }
     }
     reader.r
+}
+
+/// Where `invoke` and `create` (any case) start in the code: the expression statements
+/// worth evaluating hold one. One pass, so checking each statement costs a binary search.
+fn words_that_run_code(chars: &[char]) -> Vec<usize> {
+    let lower = |k: usize| chars.get(k).map(|c| c.to_ascii_lowercase());
+    let at = |i: usize, w: &str| w.chars().enumerate().all(|(k, c)| lower(i + k) == Some(c));
+    (0..chars.len())
+        .filter(|&i| matches!(lower(i), Some('i' | 'c')) && (at(i, "invoke") || at(i, "create")))
+        .collect()
 }
 
 /// For each opening token, the index of the token that closes it (`tokens.len()` when
@@ -633,12 +663,13 @@ fn group_ends(tokens: &[Token]) -> Vec<usize> {
     close
 }
 
-/// A command found at a token: its name, its first argument token, and whether it was
-/// invoked with `&` or `.`.
+/// A command found at a token: its name, its first argument token, whether it was
+/// invoked with `&` or `.`, and the layers peeled to name it.
 struct Found {
     name: String,
     from: usize,
     call_op: bool,
+    layers: Vec<&'static str>,
 }
 
 /// The state of one left-to-right pass of [`read`] over the tokens.
@@ -647,6 +678,7 @@ struct Reader<'a> {
     tokens: &'a [Token],
     close: Vec<usize>,
     interesting: &'a dyn Fn(&str) -> bool,
+    budget: &'a mut Budget,
     r: Reading,
     /// The next word is in command position.
     expect_cmd: bool,
@@ -658,6 +690,12 @@ struct Reader<'a> {
     pending_assign: Option<String>,
     /// The invocation before the current one in this pipeline.
     pipeline_prev: Option<usize>,
+    /// First token of the current pipeline stage.
+    stage_start: usize,
+    /// The stage before the current one (token range), when the current one is piped.
+    prev_stage: Option<(usize, usize)>,
+    /// Where the words that run code (`invoke`, `create`) start, in order.
+    runs_code_at: Vec<usize>,
 }
 
 impl Reader<'_> {
@@ -677,14 +715,61 @@ impl Reader<'_> {
         }
     }
 
-    /// `[scriptblock]::Create('...')`: the literal becomes code to read.
-    fn note_code_string(&mut self, i: usize) {
-        let Some(w) = self.word(i) else { return };
-        if !starts_with_ignore_case(w, "[scriptblock]::create") {
+    /// The char offset where the token at or after `i` ends the statement it is in: the
+    /// first separator (other than `|`) or unmatched close at this level.
+    fn statement_end(&self, from: usize) -> usize {
+        let mut j = from;
+        let mut end = self.tokens.get(from).map_or(self.chars.len(), |t| t.start);
+        while j < self.tokens.len() {
+            match self.tokens[j].tok {
+                Tok::Open | Tok::OpenBlock => {
+                    let k = self.close[j];
+                    end = self.tokens.get(k).map_or(self.chars.len(), |t| t.end);
+                    j = k + 1;
+                    continue;
+                }
+                Tok::Sep(Sep::Pipe) => {}
+                Tok::Sep(_) | Tok::Close => break,
+                _ => {}
+            }
+            end = self.tokens[j].end;
+            j += 1;
+        }
+        end
+    }
+
+    /// A statement that is an expression (a variable, a type, a group) and may run code:
+    /// kept for constant evaluation (`[scriptblock]::Create(..).Invoke()`,
+    /// `$ExecutionContext.InvokeCommand.InvokeScript(..)`).
+    fn note_expression_statement(&mut self, i: usize) {
+        let expression = match self.tok(i) {
+            Some(Tok::Var(_) | Tok::Open) => true,
+            Some(Tok::Word(w)) => w.starts_with('['),
+            _ => false,
+        };
+        if !expression {
             return;
         }
-        if let (Some(Tok::Open), Some(Tok::Str { text, .. })) = (self.tok(i + 1), self.tok(i + 2)) {
-            self.r.code_strings.push(text.clone());
+        let (start, end) = (self.tokens[i].start, self.statement_end(i));
+        let k = self.runs_code_at.partition_point(|&p| p < start);
+        if self.runs_code_at.get(k).is_some_and(|&p| p < end) {
+            self.r.expression_statements.push((i, start, end));
+        }
+    }
+
+    /// `[array]::Reverse($v)` reverses `$v` in place: a definition of its own.
+    fn note_reverse(&mut self, i: usize, w: &str) {
+        if !w.eq_ignore_ascii_case("[array]::reverse") {
+            return;
+        }
+        if let (Some(Tok::Open), Some(Tok::Var(v))) = (self.tok(i + 1), self.tok(i + 2)) {
+            let at = self.tokens[i].start;
+            let d = Definition {
+                start: at,
+                end: at,
+                reverse: true,
+            };
+            self.r.define(v.to_ascii_lowercase(), d);
         }
     }
 
@@ -694,9 +779,11 @@ impl Reader<'_> {
             Tok::Sep(sp) => {
                 self.expect_cmd = true;
                 self.piped = *sp == Sep::Pipe;
+                self.prev_stage = self.piped.then_some((self.stage_start, i));
                 if !self.piped {
                     self.pipeline_prev = None;
                 }
+                self.stage_start = i + 1;
                 self.pending_assign = None;
             }
             Tok::Open | Tok::OpenBlock => self.open(i),
@@ -707,6 +794,11 @@ impl Reader<'_> {
             Tok::Assign => self.assign(i),
             Tok::Call if self.expect_cmd => return self.call_operator(i),
             Tok::Word(w) if self.expect_cmd && w == "." => return self.call_operator(i),
+            Tok::Word(w) if self.expect_cmd && w.starts_with('[') => {
+                let w = w.clone();
+                self.note_reverse(i, &w);
+                self.expect_cmd = false;
+            }
             Tok::Word(w) if self.expect_cmd => return Some(self.command_word(i, w.clone())),
             Tok::Var(v) => {
                 // $v.Invoke() / $v.InvokeReturnAsIs() runs a script block
@@ -729,6 +821,8 @@ impl Reader<'_> {
         self.expect_cmd = true;
         self.piped = false;
         self.pipeline_prev = None;
+        self.stage_start = i + 1;
+        self.prev_stage = None;
         if let (Some(v), Tok::OpenBlock) = (self.pending_assign.take(), &self.tokens[i].tok) {
             self.r.deferred.push(Deferred {
                 from: i,
@@ -738,8 +832,8 @@ impl Reader<'_> {
         }
     }
 
-    /// `$v = value`: a constant value is recorded at once; anything else waits for the
-    /// command or block that follows.
+    /// `$v = value`: its source range is kept for constant evaluation; a constant value is
+    /// also recorded at once, anything else waits for the command or block that follows.
     fn assign(&mut self, i: usize) {
         self.expect_cmd = true;
         self.piped = false;
@@ -747,6 +841,14 @@ impl Reader<'_> {
             return;
         };
         let v = v.to_ascii_lowercase();
+        if let Some(first) = self.tokens.get(i + 1) {
+            let d = Definition {
+                start: first.start,
+                end: self.statement_end(i + 1),
+                reverse: false,
+            };
+            self.r.define(v.clone(), d);
+        }
         // a constant value ends the statement right after it
         let ends = matches!(self.tok(i + 2), None | Some(Tok::Sep(_)) | Some(Tok::Close));
         match self.tok(i + 1) {
@@ -781,11 +883,62 @@ impl Reader<'_> {
             self.r.calls.insert(format!("${}", v.to_ascii_lowercase()));
         }
         self.expect_cmd = false;
-        callee(&self.r, self.chars, self.tokens, &self.close, i + 1).map(|(name, from)| Found {
+        self.callee(i + 1)
+    }
+
+    /// What `& X` / `. X` calls: a word or string, or the constant value of a variable or
+    /// group (a name, a command object, or a script block, whose code is kept to read).
+    fn callee(&mut self, at: usize) -> Option<Found> {
+        let found = |name: String, from: usize, layers: Vec<&'static str>| Found {
             name,
             from,
             call_op: true,
-        })
+            layers,
+        };
+        let (end, next) = match &self.tokens.get(at)?.tok {
+            Tok::Word(w) => return Some(found(w.clone(), at + 1, Vec::new())),
+            Tok::Str { text, expandable } if !(*expandable && text.contains('$')) => {
+                return Some(found(text.clone(), at + 1, Vec::new()))
+            }
+            Tok::Str { .. } | Tok::Var(_) => (self.tokens[at].end, at + 1),
+            Tok::Open => {
+                let k = self.close[at];
+                (
+                    self.tokens.get(k).map_or(self.chars.len(), |t| t.end),
+                    k + 1,
+                )
+            }
+            _ => return None,
+        };
+        let start = self.tokens[at].start;
+        let mut ev = Evaluator::new(self.chars, &self.r, self.budget);
+        let evaluated = ev.eval_range(start, end);
+        let runs = ev.take_runs();
+        self.r
+            .code_strings
+            .extend(runs.into_iter().map(|r| (r.code, r.layers)));
+        let literal_block = |r: &Reading, v: &str| {
+            r.definition(&v.to_ascii_lowercase(), start)
+                .is_some_and(|d| self.chars.get(d.start) == Some(&'{'))
+        };
+        match (evaluated, &self.tokens[at].tok) {
+            (Some((Value::Block(code), layers)), Tok::Var(v)) if !literal_block(&self.r, v) => {
+                self.r.code_strings.push((code, layers));
+                None
+            }
+            (Some((Value::Block(code), layers)), Tok::Open) => {
+                self.r.code_strings.push((code, layers));
+                None
+            }
+            (Some((Value::Str(n) | Value::Command(n), layers)), _) => Some(found(n, next, layers)),
+            (Some((Value::Char(c), layers)), _) => Some(found(c.to_string(), next, layers)),
+            (_, Tok::Var(v)) => Some(found(
+                format!("${}", v.to_ascii_lowercase()),
+                next,
+                Vec::new(),
+            )),
+            _ => None,
+        }
     }
 
     /// A word in command position: notes function definitions and top-level exits.
@@ -812,6 +965,7 @@ impl Reader<'_> {
             name: w,
             from: i + 1,
             call_op: false,
+            layers: Vec::new(),
         }
     }
 
@@ -836,8 +990,13 @@ impl Reader<'_> {
             call_op,
         );
         inv.piped_from = if piped { self.pipeline_prev } else { None };
+        inv.piped_input = self
+            .prev_stage
+            .filter(|_| piped)
+            .and_then(|(s, e)| Some((self.tokens.get(s)?.start, self.tokens.get(e)?.start)));
         inv.assigned_to = self.pending_assign.take();
         inv.token = i;
+        inv.layers = found.layers;
         let index = self.r.invocations.len();
         self.pipeline_prev = Some(index);
         if let Some(v) = &inv.assigned_to {
@@ -847,87 +1006,6 @@ impl Reader<'_> {
         }
         self.r.invocations.push(inv);
     }
-}
-
-/// What `& X` / `. X` calls: a word or string, a variable holding a constant name, a
-/// constant string expression, or `(Get-Command pattern)` matching one command. Returns
-/// the name and the index of the first argument token.
-fn callee(
-    r: &Reading,
-    chars: &[char],
-    tokens: &[Token],
-    close: &[usize],
-    at: usize,
-) -> Option<(String, usize)> {
-    match &tokens.get(at)?.tok {
-        Tok::Word(w) => Some((w.clone(), at + 1)),
-        Tok::Str { text, .. } => Some((text.clone(), at + 1)),
-        Tok::Var(v) => {
-            let v = v.to_ascii_lowercase();
-            match r.assignments.iter().rev().find(|(n, _, _)| *n == v) {
-                Some((_, _, Assigned::Literal(name))) => Some((name.clone(), at + 1)),
-                _ => Some((format!("${v}"), at + 1)),
-            }
-        }
-        Tok::Open => {
-            let e = tokens.get(close[at]).map_or(chars.len(), |t| t.end);
-            let src: String = chars[tokens[at].start..e.min(chars.len())].iter().collect();
-            let inner = src.trim_start_matches('(').trim_end_matches(')').trim();
-            let name = fold_strings(&src).or_else(|| {
-                let lx = tokenize(inner);
-                match lx.tokens.as_slice() {
-                    [Token {
-                        tok: Tok::Word(gc), ..
-                    }, rest @ ..]
-                        if matches!(command_key(gc).as_str(), "get-command" | "gcm") =>
-                    {
-                        rest.iter().find_map(|t| match &t.tok {
-                            Tok::Word(p) | Tok::Str { text: p, .. } => {
-                                let hits: Vec<&str> = ["Enter-PSSession"]
-                                    .into_iter()
-                                    .filter(|c| {
-                                        glob_match(&p.to_ascii_lowercase(), &c.to_ascii_lowercase())
-                                    })
-                                    .collect();
-                                (hits.len() == 1).then(|| hits[0].to_string())
-                            }
-                            _ => None,
-                        })
-                    }
-                    _ => None,
-                }
-            })?;
-            Some((name, close[at] + 1))
-        }
-        _ => None,
-    }
-}
-
-/// `*` and `?` wildcards, as Get-Command matches names (linear: greedy with one
-/// backtrack point).
-fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(sp) = star {
-            pi = sp + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
 }
 
 /// A command name as PowerShell resolves it: module qualifier dropped, any case.
@@ -995,7 +1073,10 @@ fn collect(
         call_operator,
         assigned_to: None,
         token: 0,
+        start,
         text: text(start, end),
+        layers: Vec::new(),
+        piped_input: None,
     }
 }
 
@@ -1082,6 +1163,10 @@ pub struct Session {
     /// Which readings fired (e.g. `named:ComputerName`, `positional`, `alias:etsn`).
     pub readings: Vec<String>,
     pub text: String,
+    /// The command as it runs, deobfuscated: `Enter-PSSession -ComputerName web01`.
+    pub command_line: String,
+    /// The layers peeled to reach it (`format-operator`, `base64-utf16le`, `deflate`, ...).
+    pub layers: Vec<String>,
 }
 
 /// Parameters of Enter-PSSession (PowerShell 7.4) and the common parameters: name, aliases,
@@ -1341,10 +1426,26 @@ fn is_own_name_expr(expr: &str) -> bool {
     )
 }
 
+/// Longest `command_line` kept, in bytes.
+const COMMAND_LINE_MAX: usize = 1024;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncate_chars(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
 /// Context for resolving one piece of code's variables and sessions.
 struct Resolver<'r> {
     reading: &'r Reading,
     own: Option<&'r str>,
+    chars: &'r [char],
 }
 
 impl Resolver<'_> {
@@ -1422,12 +1523,46 @@ impl Resolver<'_> {
             }
         }
         Some(Session {
+            command_line: self.command_line(inv),
             transport: b.transport,
             target: b.target,
             local,
             readings: b.readings,
             text: inv.text.clone(),
+            layers: Vec::new(),
         })
+    }
+
+    /// The invocation as it runs: `Enter-PSSession`, parameters by their full names, and
+    /// variables holding constants replaced by their values; at most 1 KB.
+    fn command_line(&self, inv: &Invocation) -> String {
+        let mut line = String::from("Enter-PSSession");
+        for a in &inv.args {
+            line.push(' ');
+            match a {
+                Arg::Param { name, value } => {
+                    line.push('-');
+                    line.push_str(resolve_param(name).map_or(name.as_str(), |(full, _)| full));
+                    if let Some(v) = value {
+                        line.push(':');
+                        line.push_str(v);
+                    }
+                }
+                Arg::Literal(l) if l.is_empty() || l.contains(char::is_whitespace) => {
+                    line.push_str(&format!("'{}'", l.replace('\'', "''")));
+                }
+                Arg::Literal(l) => line.push_str(l),
+                Arg::Variable(v) => match self.value_of(v, inv.token) {
+                    Some(Assigned::Literal(l)) => line.push_str(l),
+                    _ => line.push_str(&format!("${v}")),
+                },
+                Arg::Expr(e) => line.push_str(e),
+            }
+            if line.len() > COMMAND_LINE_MAX {
+                break;
+            }
+        }
+        truncate_chars(line, COMMAND_LINE_MAX)
     }
 
     /// Whether code at token `at` can run: not after a top-level return, and not inside a
@@ -1535,65 +1670,155 @@ fn is_powershell(name: &str) -> bool {
     matches!(n.trim_end_matches(".exe"), "powershell" | "pwsh")
 }
 
+/// A piece of code to read: its text, how it comes to run (`via`, empty for the script
+/// itself), and the layers peeled to reach it.
+struct Piece {
+    code: String,
+    via: &'static str,
+    layers: Vec<&'static str>,
+}
+
 /// The `Enter-PSSession` invocations a script would run.
 pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
     let mut out = Vec::new();
-    let mut queue: Vec<(String, &'static str)> = vec![(script.to_string(), "")];
+    let mut queue = vec![Piece {
+        code: script.to_string(),
+        via: "",
+        layers: Vec::new(),
+    }];
     let mut aliases: Vec<String> = vec!["enter-pssession".into(), "etsn".into()];
-    let budget = script.len().saturating_mul(4).max(1 << 16);
+    let mut budget = Budget::for_script(script.len());
+    let read_budget = script.len().saturating_mul(4).max(1 << 16);
     let mut read_bytes = 0usize;
     let mut pieces = 0usize;
-    while let Some((code, via)) = queue.pop() {
+    while let Some(piece) = queue.pop() {
         pieces += 1;
-        read_bytes += code.len();
-        if pieces > MAX_PIECES || read_bytes > budget {
+        read_bytes += piece.code.len();
+        if pieces > MAX_PIECES || read_bytes > read_budget || budget.spent() {
             break;
         }
-        let lexed = tokenize(&code);
-        for n in &lexed.nested {
-            queue.push((n.clone(), "subexpression-in-string"));
-        }
-        // Aliases first (a script defines them before it uses them), then the commands.
-        add_script_aliases(&lexed, &mut aliases);
-        let interesting = |k: &str| {
-            matches!(
-                k,
-                "invoke-expression" | "iex" | "new-pssession" | "start-process" | "saps" | "start"
-            ) || is_powershell(k)
-                || aliases.iter().any(|a| a == k)
-        };
-        let reading = read(&lexed.chars, &lexed.tokens, &interesting);
-        for c in &reading.code_strings {
-            queue.push((c.clone(), "scriptblock-create"));
-        }
-        let resolver = Resolver {
-            reading: &reading,
-            own: own_computer,
-        };
-        for inv in reading
-            .invocations
-            .iter()
-            .filter(|i| resolver.runs(i.token))
-        {
-            match invocation_effect(&resolver, inv, &aliases) {
-                Effect::Runs(code) => queue.extend(code),
-                Effect::Session(mut s) => {
-                    if !via.is_empty() {
-                        s.readings.push(format!("via:{via}"));
-                    }
-                    out.push(s);
-                }
-                Effect::Nothing => {}
+        let found = read_piece(&piece, own_computer, &mut aliases, &mut budget);
+        for mut s in found.sessions {
+            if !piece.via.is_empty() {
+                s.readings.push(format!("via:{}", piece.via));
             }
+            out.push(s);
         }
+        queue.extend(found.runs);
     }
     out
 }
 
+/// What reading one piece found: sessions, and more code that runs.
+struct PieceFindings {
+    sessions: Vec<Session>,
+    runs: Vec<Piece>,
+}
+
+/// Reads one piece: its aliases, its invocations that run, the code they run.
+fn read_piece(
+    piece: &Piece,
+    own_computer: Option<&str>,
+    aliases: &mut Vec<String>,
+    budget: &mut Budget,
+) -> PieceFindings {
+    let lexed = tokenize(&piece.code);
+    let mut runs: Vec<Piece> = lexed
+        .nested
+        .iter()
+        .map(|n| piece.then(n.clone(), "subexpression-in-string", &[]))
+        .collect();
+    // Aliases first (a script defines them before it uses them), then the commands.
+    add_script_aliases(&lexed, aliases, budget);
+    let interesting = |k: &str| {
+        matches!(
+            k,
+            "invoke-expression"
+                | "iex"
+                | "new-pssession"
+                | "start-process"
+                | "saps"
+                | "start"
+                | "invoke-command"
+                | "icm"
+        ) || is_powershell(k)
+            || aliases.iter().any(|a| a == k)
+    };
+    let reading = read(&lexed.chars, &lexed.tokens, &interesting, budget);
+    for (code, layers) in &reading.code_strings {
+        runs.push(piece.then(code.clone(), "scriptblock-create", layers));
+    }
+    let resolver = Resolver {
+        reading: &reading,
+        own: own_computer,
+        chars: &lexed.chars,
+    };
+    runs.extend(expression_statement_runs(&resolver, piece, budget));
+    let mut sessions = Vec::new();
+    for inv in reading
+        .invocations
+        .iter()
+        .filter(|i| resolver.runs(i.token))
+    {
+        match invocation_effect(&resolver, inv, aliases, budget) {
+            Effect::Runs(code) => runs.extend(
+                code.into_iter()
+                    .map(|(c, via, layers)| piece.then(c, via, &layers)),
+            ),
+            Effect::Session(mut s) => {
+                s.layers = piece
+                    .layers
+                    .iter()
+                    .chain(&inv.layers)
+                    .map(|l| l.to_string())
+                    .collect();
+                sessions.push(s);
+            }
+            Effect::Nothing => {}
+        }
+    }
+    PieceFindings { sessions, runs }
+}
+
+impl Piece {
+    /// Code this piece runs, through `via`, after peeling `more` layers.
+    fn then(&self, code: String, via: &'static str, more: &[&'static str]) -> Piece {
+        let mut layers = self.layers.clone();
+        for l in more.iter().chain(std::iter::once(&via)) {
+            if !layers.contains(l) && layers.len() < constant::MAX_DEPTH {
+                layers.push(l);
+            }
+        }
+        Piece { code, via, layers }
+    }
+}
+
+/// The code that expression statements run (`[scriptblock]::Create(..).Invoke()`,
+/// `$ExecutionContext.InvokeCommand.InvokeScript(..)`).
+fn expression_statement_runs(
+    resolver: &Resolver,
+    piece: &Piece,
+    budget: &mut Budget,
+) -> Vec<Piece> {
+    let mut runs = Vec::new();
+    for &(token, start, end) in &resolver.reading.expression_statements {
+        if !resolver.runs(token) {
+            continue;
+        }
+        let mut ev = Evaluator::new(resolver.chars, resolver.reading, budget);
+        let _ = ev.eval_range(start, end);
+        for r in ev.take_runs() {
+            let via = r.layers.last().copied().unwrap_or("expression");
+            runs.push(piece.then(r.code, via, &r.layers));
+        }
+    }
+    runs
+}
+
 /// Adds the aliases the code defines (`Set-Alias x etsn`) for a name already in `aliases`.
-fn add_script_aliases(lexed: &Lexed, aliases: &mut Vec<String>) {
+fn add_script_aliases(lexed: &Lexed, aliases: &mut Vec<String>, budget: &mut Budget) {
     let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
-    let defs = read(&lexed.chars, &lexed.tokens, &alias_cmd);
+    let defs = read(&lexed.chars, &lexed.tokens, &alias_cmd, budget);
     for inv in &defs.invocations {
         if let Some((a, _)) = alias_definition(inv).filter(|(_, v)| aliases.contains(v)) {
             if !aliases.contains(&a) {
@@ -1603,26 +1828,31 @@ fn add_script_aliases(lexed: &Lexed, aliases: &mut Vec<String>) {
     }
 }
 
+/// Code to run: text, how it runs, the layers peeled to reach it.
+type Run = (String, &'static str, Vec<&'static str>);
+
 /// What one invocation that runs does, as far as sessions go.
 enum Effect {
-    /// It runs more code (each piece with the name of how it runs).
-    Runs(Vec<(String, &'static str)>),
+    /// It runs more code.
+    Runs(Vec<Run>),
     /// It opens a session.
     Session(Session),
     Nothing,
 }
 
-fn invocation_effect(resolver: &Resolver, inv: &Invocation, aliases: &[String]) -> Effect {
+fn invocation_effect(
+    resolver: &Resolver,
+    inv: &Invocation,
+    aliases: &[String],
+    budget: &mut Budget,
+) -> Effect {
     let name = command_key(&inv.name);
-    let runs = |c: Option<(String, &'static str)>| Effect::Runs(c.into_iter().collect());
+    let runs = |c: Option<(String, &'static str)>| {
+        Effect::Runs(c.into_iter().map(|(c, via)| (c, via, Vec::new())).collect())
+    };
     match name.as_str() {
-        "invoke-expression" | "iex" => Effect::Runs(
-            inv.args
-                .iter()
-                .filter_map(|a| iex_payload(resolver, inv, a))
-                .map(|c| (c, "invoke-expression"))
-                .collect(),
-        ),
+        "invoke-expression" | "iex" => Effect::Runs(iex_payloads(resolver, inv, budget)),
+        "invoke-command" | "icm" => Effect::Runs(local_script_block(resolver, inv, budget)),
         "start-process" | "saps" | "start" => runs(start_process_payload(inv)),
         "new-pssession" => Effect::Nothing,
         n if is_powershell(n) => runs(powershell_args(&inv.args)),
@@ -1641,17 +1871,92 @@ fn invocation_effect(resolver: &Resolver, inv: &Invocation, aliases: &[String]) 
     }
 }
 
-/// The code an `Invoke-Expression` argument holds, when it is a constant.
-fn iex_payload(resolver: &Resolver, inv: &Invocation, arg: &Arg) -> Option<String> {
-    match arg {
-        Arg::Literal(s) => Some(s.clone()),
-        Arg::Expr(e) => fold_strings(e),
-        Arg::Variable(v) => match resolver.value_of(v, inv.token) {
-            Some(Assigned::Literal(l)) => Some(l.clone()),
-            _ => None,
-        },
-        _ => None,
+/// The code `Invoke-Expression` runs: its argument or its piped input, when constant.
+fn iex_payloads(resolver: &Resolver, inv: &Invocation, budget: &mut Budget) -> Vec<Run> {
+    let mut ev = Evaluator::new(resolver.chars, resolver.reading, budget);
+    let at = inv.start;
+    let mut out = Vec::new();
+    let take = |v: Option<constant::Evaluated>, out: &mut Vec<Run>| {
+        if let Some((v, layers)) = v.filter(|(v, _)| *v != Value::Null) {
+            out.push((constant::to_text(&v), "invoke-expression", layers));
+        }
+    };
+    for arg in &inv.args {
+        let v = match arg {
+            Arg::Literal(s) => Some((Value::Str(s.clone()), Vec::new())),
+            Arg::Expr(e) => ev.eval_text(e, at),
+            Arg::Variable(v) => ev.eval_text(&format!("${{{v}}}"), at),
+            Arg::Param { .. } => None,
+        };
+        take(v, &mut out);
     }
+    if let Some((s, e)) = inv.piped_input {
+        let v = ev.eval_range(s, e);
+        take(v, &mut out);
+    }
+    for r in ev.take_runs() {
+        out.push((r.code, "invoke-expression", r.layers));
+    }
+    out
+}
+
+/// `Invoke-Command -ScriptBlock $sb` with no remote target runs the block here: the code
+/// of a block built from constants (literal `{ }` blocks are read in place already).
+fn local_script_block(resolver: &Resolver, inv: &Invocation, budget: &mut Budget) -> Vec<Run> {
+    let remote = [
+        "computername",
+        "cn",
+        "session",
+        "connectionuri",
+        "uri",
+        "hostname",
+        "vmname",
+        "vmid",
+        "containerid",
+    ];
+    let mut block = None;
+    let mut k = 0;
+    while k < inv.args.len() {
+        match &inv.args[k] {
+            Arg::Param { name, .. } if remote.iter().any(|r| r.eq_ignore_ascii_case(name)) => {
+                return Vec::new()
+            }
+            Arg::Param { name, value: None }
+                if "scriptblock".starts_with(&name.to_ascii_lowercase())
+                    || name.eq_ignore_ascii_case("sb") =>
+            {
+                block = inv.args.get(k + 1).cloned();
+                k += 1;
+            }
+            a @ (Arg::Variable(_) | Arg::Expr(_)) if block.is_none() => block = Some(a.clone()),
+            _ => {}
+        }
+        k += 1;
+    }
+    let src = match block {
+        Some(Arg::Variable(v)) => format!("${{{v}}}"),
+        Some(Arg::Expr(e)) if !e.starts_with('{') => e,
+        _ => return Vec::new(),
+    };
+    let mut ev = Evaluator::new(resolver.chars, resolver.reading, budget);
+    let at = inv.start;
+    match ev.eval_text(&src, at) {
+        Some((Value::Block(code), layers)) if !is_literal_block_variable(resolver, &src, at) => {
+            vec![(code, "invoke-command", layers)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `src` is `${v}` holding a literal `{ }` block (read in place already).
+fn is_literal_block_variable(resolver: &Resolver, src: &str, at: usize) -> bool {
+    let Some(v) = src.strip_prefix("${").and_then(|s| s.strip_suffix('}')) else {
+        return false;
+    };
+    resolver
+        .reading
+        .definition(&v.to_ascii_lowercase(), at)
+        .is_some_and(|d| resolver.chars.get(d.start) == Some(&'{'))
 }
 
 /// `Start-Process powershell -ArgumentList ...`: the code the child PowerShell runs.
