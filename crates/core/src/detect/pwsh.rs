@@ -622,6 +622,7 @@ pub fn read(
         stage_start: 0,
         prev_stage: None,
         runs_code_at: words_that_run_code(chars),
+        stage_stack: Vec::new(),
     };
     for i in 0..tokens.len() {
         if reader.expect_cmd && !reader.piped {
@@ -633,6 +634,10 @@ pub fn read(
     }
     reader.r
 }
+
+/// Most enclosing groups whose pipeline stage is remembered (deeper ones lose their
+/// piped input, nothing else).
+const MAX_GROUP_DEPTH: usize = 4096;
 
 /// Where `invoke` and `create` (any case) start in the code: the expression statements
 /// worth evaluating hold one. One pass, so checking each statement costs a binary search.
@@ -696,6 +701,8 @@ struct Reader<'a> {
     prev_stage: Option<(usize, usize)>,
     /// Where the words that run code (`invoke`, `create`) start, in order.
     runs_code_at: Vec<usize>,
+    /// The stage state of the enclosing groups.
+    stage_stack: Vec<(usize, Option<(usize, usize)>)>,
 }
 
 impl Reader<'_> {
@@ -790,6 +797,10 @@ impl Reader<'_> {
             Tok::Close => {
                 self.depth = self.depth.saturating_sub(1);
                 self.expect_cmd = false;
+                if let Some((start, prev)) = self.stage_stack.pop() {
+                    self.stage_start = start;
+                    self.prev_stage = prev;
+                }
             }
             Tok::Assign => self.assign(i),
             Tok::Call if self.expect_cmd => return self.call_operator(i),
@@ -821,6 +832,9 @@ impl Reader<'_> {
         self.expect_cmd = true;
         self.piped = false;
         self.pipeline_prev = None;
+        if self.stage_stack.len() < MAX_GROUP_DEPTH {
+            self.stage_stack.push((self.stage_start, self.prev_stage));
+        }
         self.stage_start = i + 1;
         self.prev_stage = None;
         if let (Some(v), Tok::OpenBlock) = (self.pending_assign.take(), &self.tokens[i].tok) {
@@ -895,25 +909,25 @@ impl Reader<'_> {
             call_op: true,
             layers,
         };
-        let (end, next) = match &self.tokens.get(at)?.tok {
+        match &self.tokens.get(at)?.tok {
             Tok::Word(w) => return Some(found(w.clone(), at + 1, Vec::new())),
-            Tok::Str { text, expandable } if !(*expandable && text.contains('$')) => {
-                return Some(found(text.clone(), at + 1, Vec::new()))
-            }
-            Tok::Str { .. } | Tok::Var(_) => (self.tokens[at].end, at + 1),
-            Tok::Open => {
-                let k = self.close[at];
-                (
-                    self.tokens.get(k).map_or(self.chars.len(), |t| t.end),
-                    k + 1,
-                )
-            }
+            Tok::Str { .. } | Tok::Var(_) | Tok::Open => {}
             _ => return None,
-        };
+        }
         let start = self.tokens[at].start;
+        let limit = self.statement_end(at);
         let mut ev = Evaluator::new(self.chars, &self.r, self.budget);
-        let evaluated = ev.eval_range(start, end);
+        let operand = ev.eval_operand(start, limit);
         let runs = ev.take_runs();
+        // the arguments start at the first token after the operand
+        let next = match &operand {
+            Some((_, end)) => (at + 1..self.tokens.len())
+                .find(|&j| self.tokens[j].start >= *end)
+                .unwrap_or(self.tokens.len()),
+            None if self.tokens[at].tok == Tok::Open => self.close[at] + 1,
+            None => at + 1,
+        };
+        let evaluated = operand.map(|(v, _)| v);
         self.r
             .code_strings
             .extend(runs.into_iter().map(|r| (r.code, r.layers)));
@@ -1029,16 +1043,21 @@ fn collect(
     call_operator: bool,
 ) -> Invocation {
     let mut args = Vec::new();
+    // where each argument starts, and whether a comma follows the last one
+    let mut starts: Vec<usize> = Vec::new();
+    let mut comma = false;
     let mut j = from;
     let mut end = tokens.get(from.saturating_sub(1)).map_or(start, |t| t.end);
     while j < tokens.len() && args.len() < MAX_ARGS {
         let t = &tokens[j];
+        let before = args.len();
         match &t.tok {
             Tok::Sep(_) | Tok::Close => break,
             Tok::Open | Tok::OpenBlock => {
                 let k = close[j];
                 let e = tokens.get(k).map_or(t.end, |t| t.end);
                 args.push(Arg::Expr(text(t.start, e)));
+                join_array(&mut args, &mut starts, &mut comma, t.start, e, text);
                 end = e;
                 j = k + 1;
                 continue;
@@ -1059,7 +1078,11 @@ fn collect(
                 }
             }
             Tok::Var(v) => args.push(Arg::Variable(v.clone())),
+            Tok::Other => comma = text(t.start, t.end) == ",",
             _ => {}
+        }
+        if args.len() > before {
+            join_array(&mut args, &mut starts, &mut comma, t.start, t.end, text);
         }
         end = t.end;
         j += 1;
@@ -1077,6 +1100,34 @@ fn collect(
         text: text(start, end),
         layers: Vec::new(),
         piped_input: None,
+    }
+}
+
+/// After an argument was pushed (spanning `start..end`): when a comma came before it, it
+/// and the argument before it are one array argument (`-ComputerName a,b`).
+fn join_array(
+    args: &mut Vec<Arg>,
+    starts: &mut Vec<usize>,
+    comma: &mut bool,
+    start: usize,
+    end: usize,
+    text: &dyn Fn(usize, usize) -> String,
+) {
+    let n = args.len();
+    let joinable = *comma
+        && n >= 2
+        && starts.len() == n - 1
+        && !matches!(args[n - 2], Arg::Param { .. })
+        && !matches!(args[n - 1], Arg::Param { .. });
+    *comma = false;
+    if joinable {
+        let first = starts[n - 2];
+        args.truncate(n - 2);
+        args.push(Arg::Expr(text(first, end)));
+        starts.truncate(n - 2);
+        starts.push(first);
+    } else {
+        starts.push(start);
     }
 }
 
@@ -1324,6 +1375,20 @@ impl Params {
     }
 }
 
+/// The parameters that name a session's target.
+const TARGETS: &[&str] = &[
+    "ComputerName",
+    "HostName",
+    "ConnectionUri",
+    "Session",
+    "Id",
+    "InstanceId",
+    "Name",
+    "VMId",
+    "VMName",
+    "ContainerId",
+];
+
 /// Binds named parameters (prefixes and aliases resolved, `-p:value` and `-p value`).
 /// None when PowerShell would refuse the command line.
 fn bind_params(args: &[Arg]) -> Option<Params> {
@@ -1358,6 +1423,11 @@ fn bind_params(args: &[Arg]) -> Option<Params> {
             other => p.positional.push(other.clone()),
         }
         k += 1;
+    }
+    // at most two positions (the target, and in PowerShell 7 the credential)
+    let named_target = p.named.iter().any(|(n, _)| TARGETS.contains(n));
+    if p.positional.len() > 2 || (named_target && p.positional.len() > 1) {
+        return None;
     }
     Some(p)
 }
@@ -1446,9 +1516,17 @@ struct Resolver<'r> {
     reading: &'r Reading,
     own: Option<&'r str>,
     chars: &'r [char],
+    budget: std::cell::RefCell<&'r mut Budget>,
 }
 
 impl Resolver<'_> {
+    /// Runs `f` with an evaluator of this piece's code and variables.
+    fn evaluate<T>(&self, f: impl FnOnce(&mut Evaluator) -> T) -> T {
+        let mut budget = self.budget.borrow_mut();
+        let mut ev = Evaluator::new(self.chars, self.reading, &mut budget);
+        f(&mut ev)
+    }
+
     /// The last value assigned to `$var` before token `before`.
     fn value_of(&self, var: &str, before: usize) -> Option<&Assigned> {
         let v = var.to_ascii_lowercase();
@@ -1463,12 +1541,75 @@ impl Resolver<'_> {
     /// A session made by New-PSSession (piped in, or through a variable), bound.
     fn new_session(&self, idx: usize) -> Option<(Bound, bool)> {
         let inv = self.reading.invocations.get(idx)?;
-        if command_key(&inv.name) != "new-pssession" {
+        if !is_new_pssession(&inv.name) {
             return None;
         }
-        let b = bind_args(inv)?;
+        // New-PSSession's -Name names the new session; it is no target
+        let mut inv = inv.clone();
+        if let Some(k) = inv
+            .args
+            .iter()
+            .position(|a| matches!(a, Arg::Param { name, .. } if name.eq_ignore_ascii_case("name")))
+        {
+            let with_value = matches!(&inv.args[k], Arg::Param { value: None, .. });
+            inv.args
+                .drain(k..(k + 1 + usize::from(with_value)).min(inv.args.len()));
+        }
+        let b = bind_args(&inv)?;
         let local = self.is_local(&b, inv.token);
         Some((b, local))
+    }
+
+    /// A target given as an expression (or a variable set from one) whose value is a
+    /// constant becomes that literal. None when the value is an array, which a
+    /// single-valued parameter refuses (the command fails).
+    fn evaluate_target(&self, b: &mut Bound, inv: &Invocation) -> Option<()> {
+        let src = match (&b.transport, &b.target) {
+            (Transport::Session, _) => return Some(()),
+            (_, Target::Expression(e)) if !is_own_name_expr(e) => e.clone(),
+            (_, Target::Variable(v))
+                if !matches!(self.value_of(v, inv.token), Some(Assigned::Literal(_))) =>
+            {
+                if v.eq_ignore_ascii_case("env:COMPUTERNAME") {
+                    return Some(());
+                }
+                format!("${{{v}}}")
+            }
+            _ => return Some(()),
+        };
+        let value = self.evaluate(|ev| ev.eval_text(&src, inv.start));
+        let text = match value.map(|(v, _)| v) {
+            Some(Value::Array(items)) if items.len() > 1 => return None,
+            Some(Value::Array(items)) => items.first().map(constant::to_text),
+            Some(Value::Str(s)) => Some(s),
+            Some(v @ (Value::Char(_) | Value::Int(_))) => Some(constant::to_text(&v)),
+            _ => None,
+        };
+        if let Some(t) = text {
+            b.readings.push("evaluated-target".into());
+            b.target = Target::Literal(t);
+        }
+        Some(())
+    }
+
+    /// The last New-PSSession before token `before` that names its session `name`.
+    fn session_named(&self, name: &str, before: usize) -> Option<usize> {
+        let invs = &self.reading.invocations;
+        (0..invs.len()).rev().find(|&i| {
+            let inv = &invs[i];
+            inv.token < before
+                && is_new_pssession(&inv.name)
+                && inv.args.iter().enumerate().any(|(k, a)| match a {
+                    Arg::Param { name: p, value } if p.eq_ignore_ascii_case("name") => {
+                        let v = value.clone().or_else(|| match inv.args.get(k + 1) {
+                            Some(Arg::Literal(l)) => Some(l.clone()),
+                            _ => None,
+                        });
+                        v.is_some_and(|v| v.eq_ignore_ascii_case(name))
+                    }
+                    _ => false,
+                })
+        })
     }
 
     fn is_local(&self, b: &Bound, at: usize) -> bool {
@@ -1498,6 +1639,7 @@ impl Resolver<'_> {
     fn session(&self, inv: &Invocation, reading: &str) -> Option<Session> {
         let mut b = bind_args(inv)?;
         b.readings.insert(0, reading.to_string());
+        self.evaluate_target(&mut b, inv)?;
         let mut local = self.is_local(&b, inv.token);
         // A session piped in or held in a variable: where New-PSSession opened it.
         let source = match (&b.transport, &b.target) {
@@ -1506,6 +1648,11 @@ impl Resolver<'_> {
                 Some(Assigned::Command(i)) => Some(*i),
                 _ => None,
             },
+            (Transport::Session, Target::Literal(name))
+                if b.readings.iter().any(|r| r == "named:Name") =>
+            {
+                self.session_named(name, inv.token)
+            }
             _ => None,
         };
         if let Some((nb, nl)) = source.and_then(|i| self.new_session(i)) {
@@ -1585,6 +1732,11 @@ impl Resolver<'_> {
     }
 }
 
+/// New-PSSession, by its name or its alias.
+fn is_new_pssession(name: &str) -> bool {
+    matches!(command_key(name).as_str(), "new-pssession" | "nsn")
+}
+
 fn norm(name: &str) -> String {
     name.to_ascii_lowercase()
 }
@@ -1626,10 +1778,15 @@ fn alias_definition(inv: &Invocation) -> Option<(String, String)> {
 const MAX_PIECES: usize = 64;
 
 /// Code a `powershell` / `pwsh` command line runs: `-Command ...` or `-EncodedCommand b64`.
-fn powershell_args(args: &[Arg]) -> Option<(String, &'static str)> {
-    let text = |a: &Arg| match a {
-        Arg::Literal(s) | Arg::Expr(s) => Some(s.clone()),
-        _ => None,
+/// `value` gives an argument's text (a literal's, or a variable's or expression's value
+/// when known).
+fn powershell_args(
+    args: &[Arg],
+    value: &mut dyn FnMut(&Arg) -> Option<String>,
+) -> Option<(String, &'static str)> {
+    let mut text = |a: &Arg| match a {
+        Arg::Param { .. } => None,
+        other => value(other),
     };
     let mut k = 0;
     while k < args.len() {
@@ -1643,9 +1800,10 @@ fn powershell_args(args: &[Arg]) -> Option<(String, &'static str)> {
                 continue;
             }
         };
-        let next = || value.clone().or_else(|| args.get(k + 1).and_then(text));
         if (flag.len() >= 2 && "encodedcommand".starts_with(&flag)) || flag == "e" || flag == "ec" {
-            let b64 = next()?;
+            let b64 = value
+                .clone()
+                .or_else(|| args.get(k + 1).and_then(&mut text))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .ok()?;
@@ -1656,7 +1814,7 @@ fn powershell_args(args: &[Arg]) -> Option<(String, &'static str)> {
             return Some((String::from_utf16_lossy(&units), "encoded-command"));
         }
         if !flag.is_empty() && "command".starts_with(&flag) {
-            let rest: Vec<String> = args[k + 1..].iter().filter_map(text).collect();
+            let rest: Vec<String> = args[k + 1..].iter().filter_map(&mut text).collect();
             return Some((rest.join(" "), "powershell-command"));
         }
         k += 1;
@@ -1736,6 +1894,7 @@ fn read_piece(
             "invoke-expression"
                 | "iex"
                 | "new-pssession"
+                | "nsn"
                 | "start-process"
                 | "saps"
                 | "start"
@@ -1752,19 +1911,21 @@ fn read_piece(
         reading: &reading,
         own: own_computer,
         chars: &lexed.chars,
+        budget: std::cell::RefCell::new(budget),
     };
-    runs.extend(expression_statement_runs(&resolver, piece, budget));
+    runs.extend(expression_statement_runs(&resolver, piece));
     let mut sessions = Vec::new();
     for inv in reading
         .invocations
         .iter()
         .filter(|i| resolver.runs(i.token))
     {
-        match invocation_effect(&resolver, inv, aliases, budget) {
-            Effect::Runs(code) => runs.extend(
-                code.into_iter()
-                    .map(|(c, via, layers)| piece.then(c, via, &layers)),
-            ),
+        match invocation_effect(&resolver, inv, aliases) {
+            Effect::Runs(code) => {
+                runs.extend(code.into_iter().map(|(c, via, layers)| {
+                    piece.then(c, via, &[&inv.layers[..], &layers].concat())
+                }))
+            }
             Effect::Session(mut s) => {
                 s.layers = piece
                     .layers
@@ -1795,19 +1956,17 @@ impl Piece {
 
 /// The code that expression statements run (`[scriptblock]::Create(..).Invoke()`,
 /// `$ExecutionContext.InvokeCommand.InvokeScript(..)`).
-fn expression_statement_runs(
-    resolver: &Resolver,
-    piece: &Piece,
-    budget: &mut Budget,
-) -> Vec<Piece> {
+fn expression_statement_runs(resolver: &Resolver, piece: &Piece) -> Vec<Piece> {
     let mut runs = Vec::new();
     for &(token, start, end) in &resolver.reading.expression_statements {
         if !resolver.runs(token) {
             continue;
         }
-        let mut ev = Evaluator::new(resolver.chars, resolver.reading, budget);
-        let _ = ev.eval_range(start, end);
-        for r in ev.take_runs() {
+        let found = resolver.evaluate(|ev| {
+            let _ = ev.eval_range(start, end);
+            ev.take_runs()
+        });
+        for r in found {
             let via = r.layers.last().copied().unwrap_or("expression");
             runs.push(piece.then(r.code, via, &r.layers));
         }
@@ -1840,22 +1999,26 @@ enum Effect {
     Nothing,
 }
 
-fn invocation_effect(
-    resolver: &Resolver,
-    inv: &Invocation,
-    aliases: &[String],
-    budget: &mut Budget,
-) -> Effect {
+fn invocation_effect(resolver: &Resolver, inv: &Invocation, aliases: &[String]) -> Effect {
     let name = command_key(&inv.name);
     let runs = |c: Option<(String, &'static str)>| {
         Effect::Runs(c.into_iter().map(|(c, via)| (c, via, Vec::new())).collect())
     };
     match name.as_str() {
-        "invoke-expression" | "iex" => Effect::Runs(iex_payloads(resolver, inv, budget)),
-        "invoke-command" | "icm" => Effect::Runs(local_script_block(resolver, inv, budget)),
-        "start-process" | "saps" | "start" => runs(start_process_payload(inv)),
+        "invoke-expression" | "iex" => Effect::Runs(resolver.evaluate(|ev| iex_payloads(ev, inv))),
+        "invoke-command" | "icm" => Effect::Runs(local_script_block(resolver, inv)),
+        "start-process" | "saps" | "start" => runs(start_process_payload(resolver, inv)),
         "new-pssession" => Effect::Nothing,
-        n if is_powershell(n) => runs(powershell_args(&inv.args)),
+        n if is_powershell(n) => resolver.evaluate(|ev| {
+            let mut layers = Vec::new();
+            let mut value = |a: &Arg| argument_value(ev, a, inv.start, &mut layers);
+            let code = powershell_args(&inv.args, &mut value);
+            Effect::Runs(
+                code.into_iter()
+                    .map(|(c, via)| (c, via, layers.clone()))
+                    .collect(),
+            )
+        }),
         n if aliases.iter().any(|a| a == n) => {
             let reading = match (n, inv.call_operator) {
                 (_, true) => "call-operator",
@@ -1872,8 +2035,7 @@ fn invocation_effect(
 }
 
 /// The code `Invoke-Expression` runs: its argument or its piped input, when constant.
-fn iex_payloads(resolver: &Resolver, inv: &Invocation, budget: &mut Budget) -> Vec<Run> {
-    let mut ev = Evaluator::new(resolver.chars, resolver.reading, budget);
+fn iex_payloads(ev: &mut Evaluator, inv: &Invocation) -> Vec<Run> {
     let at = inv.start;
     let mut out = Vec::new();
     let take = |v: Option<constant::Evaluated>, out: &mut Vec<Run>| {
@@ -1902,7 +2064,7 @@ fn iex_payloads(resolver: &Resolver, inv: &Invocation, budget: &mut Budget) -> V
 
 /// `Invoke-Command -ScriptBlock $sb` with no remote target runs the block here: the code
 /// of a block built from constants (literal `{ }` blocks are read in place already).
-fn local_script_block(resolver: &Resolver, inv: &Invocation, budget: &mut Budget) -> Vec<Run> {
+fn local_script_block(resolver: &Resolver, inv: &Invocation) -> Vec<Run> {
     let remote = [
         "computername",
         "cn",
@@ -1938,9 +2100,8 @@ fn local_script_block(resolver: &Resolver, inv: &Invocation, budget: &mut Budget
         Some(Arg::Expr(e)) if !e.starts_with('{') => e,
         _ => return Vec::new(),
     };
-    let mut ev = Evaluator::new(resolver.chars, resolver.reading, budget);
     let at = inv.start;
-    match ev.eval_text(&src, at) {
+    match resolver.evaluate(|ev| ev.eval_text(&src, at)) {
         Some((Value::Block(code), layers)) if !is_literal_block_variable(resolver, &src, at) => {
             vec![(code, "invoke-command", layers)]
         }
@@ -1960,7 +2121,7 @@ fn is_literal_block_variable(resolver: &Resolver, src: &str, at: usize) -> bool 
 }
 
 /// `Start-Process powershell -ArgumentList ...`: the code the child PowerShell runs.
-fn start_process_payload(inv: &Invocation) -> Option<(String, &'static str)> {
+fn start_process_payload(resolver: &Resolver, inv: &Invocation) -> Option<(String, &'static str)> {
     let file = inv.args.iter().find_map(|a| match a {
         Arg::Literal(l) => Some(l.clone()),
         _ => None,
@@ -1977,10 +2138,52 @@ fn start_process_payload(inv: &Invocation) -> Option<(String, &'static str)> {
                     || name.eq_ignore_ascii_case("args");
             }
             Arg::Literal(l) if in_list => args.push(Arg::Literal(l.clone())),
+            // an array of arguments: each its own
+            Arg::Expr(_) | Arg::Variable(_) if in_list => {
+                let src = match a {
+                    Arg::Variable(v) => format!("${{{v}}}"),
+                    Arg::Expr(e) => e.clone(),
+                    _ => continue,
+                };
+                if let Some((v, _)) = resolver.evaluate(|ev| ev.eval_text(&src, inv.start)) {
+                    let items = match v {
+                        Value::Array(items) => items,
+                        one => vec![one],
+                    };
+                    args.extend(items.iter().map(|i| Arg::Literal(constant::to_text(i))));
+                }
+            }
             _ => {}
         }
     }
-    powershell_args(&args)
+    powershell_args(&args, &mut |a: &Arg| match a {
+        Arg::Literal(s) | Arg::Expr(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// An argument's text: a literal as written; a variable's or expression's constant value
+/// (an expression falls back to its source text), noting the layers peeled.
+fn argument_value(
+    ev: &mut Evaluator,
+    a: &Arg,
+    at: usize,
+    layers: &mut Vec<&'static str>,
+) -> Option<String> {
+    let evaluated = match a {
+        Arg::Literal(s) => return Some(s.clone()),
+        Arg::Param { .. } => return None,
+        Arg::Variable(v) => ev.eval_text(&format!("${{{v}}}"), at),
+        Arg::Expr(e) => ev.eval_text(e, at),
+    };
+    match (evaluated, a) {
+        (Some((v, more)), _) if v != Value::Null => {
+            layers.extend(more);
+            Some(constant::to_text(&v))
+        }
+        (_, Arg::Expr(e)) => Some(e.clone()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

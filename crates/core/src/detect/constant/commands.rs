@@ -93,18 +93,11 @@ pub(super) fn run(
         }
         "get-command" => {
             ev.layer("get-command");
-            let pattern = args
-                .named("name", 1)
-                .or_else(|| args.positional().into_iter().next())?;
-            resolve_command_pattern(&to_str(&pattern)).map(Value::Command)
+            get_command(&args)
         }
         "get-alias" => {
             ev.layer("get-alias");
-            let pattern = args
-                .named("name", 1)
-                .or_else(|| args.positional().into_iter().next())?;
-            let alias = resolve_command_pattern(&to_str(&pattern))?;
-            Some(Value::Command(alias_target(&alias)?.to_string()))
+            get_alias(&args)
         }
         "get-variable" => {
             let pattern = args
@@ -145,6 +138,57 @@ pub(super) fn run(
         }
         _ => None,
     }
+}
+
+/// `Get-Command name` or `Get-Command -Verb v -Noun n`: the one command they find.
+fn get_command(args: &Args) -> Option<Value> {
+    let part = |n: &str| args.named(n, 1).map(|v| to_str(&v).to_ascii_lowercase());
+    let (verb, noun) = (part("verb"), part("noun"));
+    if verb.is_none() && noun.is_none() {
+        let pattern = args
+            .named("name", 2)
+            .or_else(|| args.positional().into_iter().next())?;
+        return resolve_command_pattern(&to_str(&pattern)).map(Value::Command);
+    }
+    let hits: Vec<&str> = COMMANDS
+        .iter()
+        .copied()
+        .filter(|c| {
+            let (v, n) = c.split_once('-').unwrap_or((c, ""));
+            let ok = |p: &Option<String>, s: &str| {
+                p.as_ref()
+                    .is_none_or(|p| glob_match(p, &s.to_ascii_lowercase()))
+            };
+            !n.is_empty() && ok(&verb, v) && ok(&noun, n)
+        })
+        .collect();
+    match hits.as_slice() {
+        [one] => Some(Value::Command((*one).to_string())),
+        _ => None,
+    }
+}
+
+/// `Get-Alias name` or `Get-Alias -Definition command`: the command the one alias found
+/// stands for.
+fn get_alias(args: &Args) -> Option<Value> {
+    if let Some(def) = args.named("definition", 1) {
+        let def = to_str(&def).to_ascii_lowercase();
+        let targets: Vec<&str> = ALIASES
+            .iter()
+            .filter(|(_, t)| glob_match(&def, &t.to_ascii_lowercase()))
+            .map(|(_, t)| *t)
+            .collect();
+        let first = *targets.first()?;
+        return targets
+            .iter()
+            .all(|t| *t == first)
+            .then(|| Value::Command(first.into()));
+    }
+    let pattern = args
+        .named("name", 1)
+        .or_else(|| args.positional().into_iter().next())?;
+    let alias = resolve_command_pattern(&to_str(&pattern))?;
+    Some(Value::Command(alias_target(&alias)?.to_string()))
 }
 
 /// A Get-Variable / Get-Item result as an object with Name and Value.

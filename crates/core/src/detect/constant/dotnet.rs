@@ -804,6 +804,14 @@ fn object_member(
             ev.layer("scriptblock-create");
             Some(Value::Block(to_str(a.first()?)))
         }
+        ("invokecommand", "expandstring", Some(a)) => {
+            ev.layer("execution-context");
+            let text = to_str(a.first()?);
+            for code in subexpressions(&text) {
+                ev.runs(code, "expand-string");
+            }
+            Some(Value::Str(text))
+        }
         ("invokecommand", "invokescript", Some(a)) => {
             ev.layer("execution-context");
             ev.runs(to_str(a.first()?), "invoke-script");
@@ -811,6 +819,36 @@ fn object_member(
         }
         _ => None,
     }
+}
+
+/// The code of each `$( ... )` in a string `ExpandString` expands (the outer ones).
+fn subexpressions(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < chars.len() {
+        if chars[i] == '$' && chars[i + 1] == '(' && (i == 0 || chars[i - 1] != '`') {
+            let mut depth = 0usize;
+            let mut j = i + 1;
+            while j < chars.len() {
+                match chars[j] {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            out.push(chars[i + 2..j.min(chars.len())].iter().collect());
+            i = j;
+        }
+        i += 1;
+    }
+    out
 }
 
 /// `[type]::member` and `[type]::method(args)`.

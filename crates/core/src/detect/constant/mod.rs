@@ -219,6 +219,18 @@ impl<'a> Evaluator<'a> {
         self.eval_chars(&code[start..end], start)
     }
 
+    /// The value of the operand starting at `start` (a primary expression with its members
+    /// and indexes, as `&` takes it), read no further than `limit`; and where it ends.
+    pub fn eval_operand(&mut self, start: usize, limit: usize) -> Option<(Evaluated, usize)> {
+        let (start, limit) = (start.min(self.code.len()), limit.min(self.code.len()));
+        let code = self.code;
+        let outer = std::mem::take(&mut self.layers);
+        let mut p = parse::Parser::new(&code[start..limit], start);
+        let v = p.operand(self);
+        let layers = std::mem::replace(&mut self.layers, outer);
+        v.map(|v| ((v, layers), start + p.offset()))
+    }
+
     /// The value of `src` (text not in the code), with variables as defined before `at`.
     pub fn eval_text(&mut self, src: &str, at: usize) -> Option<Evaluated> {
         let chars: Vec<char> = src.chars().collect();

@@ -138,6 +138,21 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// Where the parser is.
+    pub(super) fn offset(&self) -> usize {
+        self.i
+    }
+
+    /// One operand of the call operator: a primary expression with its members and indexes.
+    pub(super) fn operand(&mut self, ev: &mut Evaluator) -> Option<Value> {
+        self.ws();
+        if self.peek() == Some('[') {
+            let name = self.type_literal()?;
+            return self.postfix_on(ev, Value::Type(name));
+        }
+        self.postfix(ev)
+    }
+
     /// The statements to the end of the text, as one value.
     pub(super) fn statements_value(&mut self, ev: &mut Evaluator) -> Option<Value> {
         let out = self.statements(ev, None)?;
@@ -253,7 +268,9 @@ impl<'s> Parser<'s> {
     /// A command name and its arguments (to the end of the pipeline stage), run on `input`.
     fn command(&mut self, ev: &mut Evaluator, input: Option<Value>) -> Option<Value> {
         let name = self.bare_word();
-        if name.is_empty() || KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
+        // after a `|`, `foreach` is ForEach-Object's alias, not the keyword
+        let keyword = input.is_none() && KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(&name));
+        if name.is_empty() || keyword {
             return None;
         }
         let mut args = Vec::new();
