@@ -6,7 +6,8 @@
 //! -Command` / `-EncodedCommand` arguments and `$( )` inside double-quoted strings is
 //! queued and read the same way, a bounded number of times.
 
-use crate::detect::constant::{self, Budget, Definition, Definitions, Evaluator, Value};
+use crate::detect::constant::{self, Budget, Change, Definition, Definitions, Evaluator, Value};
+use crate::detect::flow;
 use base64::Engine;
 
 /// How a statement or pipeline ends.
@@ -522,6 +523,8 @@ pub struct Invocation {
     pub piped_from: Option<usize>,
     /// Invoked with `&` or `.`.
     pub call_operator: bool,
+    /// Written module-qualified (`Microsoft.PowerShell.Core\Enter-PSSession`).
+    pub qualified: bool,
     /// `$var = <this>`: the variable it is assigned to.
     pub assigned_to: Option<String>,
     /// Index of its first token.
@@ -544,6 +547,9 @@ pub enum Trigger {
     Function(String),
     /// `$v = { }`: runs when `& $v`, `. $v` or `$v.Invoke()` runs.
     Variable(String),
+    /// A block kept in a hashtable or array (`$v = @{ a = { } }`): runs only when the
+    /// script picks it, and is then read as code of its own.
+    Selected,
 }
 
 /// A piece of code (token range) that runs only when its trigger fires.
@@ -571,10 +577,11 @@ pub struct Reading {
     pub deferred: Vec<Deferred>,
     /// Names called as commands, and `$variables` invoked, anywhere.
     pub calls: std::collections::HashSet<String>,
-    /// Tokens from here on never run (after a top-level return, exit or throw).
-    pub dead_from: Option<usize>,
-    /// Code a call operator runs (a script block built from constants), with its layers.
-    pub code_strings: Vec<(String, Vec<&'static str>)>,
+    /// Token ranges `[from, to)` that never run (see [`flow`](crate::detect::flow)).
+    pub dead: Vec<(usize, usize)>,
+    /// Code a call operator runs (a script block built from constants), with its layers
+    /// and the token of the call.
+    pub code_strings: Vec<(String, Vec<&'static str>, usize)>,
     /// Every `$v = ...` (and `[array]::Reverse($v)`) by variable (lowercase), in source
     /// order: the source range of its value, for constant evaluation.
     pub definitions: std::collections::HashMap<String, Vec<Definition>>,
@@ -632,6 +639,8 @@ pub fn read(
             reader.record(i, command);
         }
     }
+    let dead = flow::dead_code(chars, tokens, &reader.close, &reader.r, reader.budget);
+    reader.r.dead = dead;
     reader.r
 }
 
@@ -774,7 +783,7 @@ impl Reader<'_> {
             let d = Definition {
                 start: at,
                 end: at,
-                reverse: true,
+                kind: Change::Reverse,
             };
             self.r.define(v.to_ascii_lowercase(), d);
         }
@@ -846,11 +855,52 @@ impl Reader<'_> {
         }
     }
 
+    /// The script blocks inside the hashtable or array opened at token `open` run only
+    /// when the script picks one.
+    fn defer_selected_blocks(&mut self, open: usize) {
+        let end = self.close[open].min(self.tokens.len());
+        let mut k = open + 1;
+        while k < end {
+            if self.tokens[k].tok == Tok::OpenBlock {
+                self.r.deferred.push(Deferred {
+                    from: k,
+                    to: self.close[k],
+                    trigger: Trigger::Selected,
+                });
+                k = self.close[k];
+            }
+            k += 1;
+        }
+    }
+
+    /// `$v.Key = value` / `$v['Key'] = value` (at the `=`, token `i`): a definition that
+    /// sets one entry of `$v`.
+    fn note_member_assignment(&mut self, i: usize) {
+        let (Some(var), Some(member)) = (i.checked_sub(2), i.checked_sub(1)) else {
+            return;
+        };
+        let (Some(Tok::Var(v)), Some(Tok::Word(m))) = (self.tok(var), self.tok(member)) else {
+            return;
+        };
+        if !(m.starts_with('.') || m.starts_with('['))
+            || self.tokens[member].start != self.tokens[var].end
+        {
+            return;
+        }
+        let d = Definition {
+            start: self.tokens[member].start,
+            end: self.statement_end(i + 1),
+            kind: Change::Member,
+        };
+        self.r.define(v.to_ascii_lowercase(), d);
+    }
+
     /// `$v = value`: its source range is kept for constant evaluation; a constant value is
     /// also recorded at once, anything else waits for the command or block that follows.
     fn assign(&mut self, i: usize) {
         self.expect_cmd = true;
         self.piped = false;
+        self.note_member_assignment(i);
         let Some(Tok::Var(v)) = i.checked_sub(1).and_then(|p| self.tok(p)) else {
             return;
         };
@@ -859,9 +909,12 @@ impl Reader<'_> {
             let d = Definition {
                 start: first.start,
                 end: self.statement_end(i + 1),
-                reverse: false,
+                kind: Change::Assign,
             };
             self.r.define(v.clone(), d);
+            if self.chars.get(first.start) == Some(&'@') && first.tok == Tok::Open {
+                self.defer_selected_blocks(i + 1);
+            }
         }
         // a constant value ends the statement right after it
         let ends = matches!(self.tok(i + 2), None | Some(Tok::Sep(_)) | Some(Tok::Close));
@@ -930,18 +983,18 @@ impl Reader<'_> {
         let evaluated = operand.map(|(v, _)| v);
         self.r
             .code_strings
-            .extend(runs.into_iter().map(|r| (r.code, r.layers)));
+            .extend(runs.into_iter().map(|r| (r.code, r.layers, at)));
         let literal_block = |r: &Reading, v: &str| {
             r.definition(&v.to_ascii_lowercase(), start)
                 .is_some_and(|d| self.chars.get(d.start) == Some(&'{'))
         };
         match (evaluated, &self.tokens[at].tok) {
             (Some((Value::Block(code), layers)), Tok::Var(v)) if !literal_block(&self.r, v) => {
-                self.r.code_strings.push((code, layers));
+                self.r.code_strings.push((code, layers, at));
                 None
             }
             (Some((Value::Block(code), layers)), Tok::Open) => {
-                self.r.code_strings.push((code, layers));
+                self.r.code_strings.push((code, layers, at));
                 None
             }
             (Some((Value::Str(n) | Value::Command(n), layers)), _) => Some(found(n, next, layers)),
@@ -968,11 +1021,6 @@ impl Reader<'_> {
                     trigger,
                 });
             }
-        } else if self.depth == 0
-            && matches!(key.as_str(), "return" | "exit" | "throw")
-            && self.r.dead_from.is_none()
-        {
-            self.r.dead_from = Some(i);
         }
         self.expect_cmd = false;
         Found {
@@ -1087,6 +1135,7 @@ fn collect(
         end = t.end;
         j += 1;
     }
+    let qualified = name.contains('\\');
     let name = name.rsplit('\\').next().unwrap_or("").to_string();
     Invocation {
         name,
@@ -1094,6 +1143,7 @@ fn collect(
         piped,
         piped_from: None,
         call_operator,
+        qualified,
         assigned_to: None,
         token: 0,
         start,
@@ -1375,6 +1425,58 @@ impl Params {
     }
 }
 
+/// The parameters an argument list names (resolved to their full names).
+fn given_params(args: &[Arg]) -> Vec<&'static str> {
+    args.iter()
+        .filter_map(|a| match a {
+            Arg::Param { name, .. } => resolve_param(name).ok().map(|(p, _)| p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A splatted or default `-name value` as arguments (a switch set to `$true` is the
+/// switch alone, one set to `$false` is left out).
+fn push_named(args: &mut Vec<Arg>, name: &str, v: Value) {
+    let switch = resolve_param(name).is_ok_and(|(_, s)| s);
+    let param = Arg::Param {
+        name: name.to_string(),
+        value: None,
+    };
+    match (&v, switch) {
+        (Value::Bool(false), true) => {}
+        (Value::Bool(true), true) => args.push(param),
+        _ => {
+            args.push(param);
+            args.push(value_as_arg(v));
+        }
+    }
+}
+
+/// A value as an argument: text as a literal, an array as its source (so it still fails
+/// to bind to a single-valued parameter), an unknown value as what the script wrote.
+fn value_as_arg(v: Value) -> Arg {
+    match v {
+        Value::Opaque(src) => match src.strip_prefix('$') {
+            Some(n)
+                if n.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == ':') =>
+            {
+                Arg::Variable(n.to_string())
+            }
+            _ => Arg::Expr(src),
+        },
+        Value::Array(items) => Arg::Expr(
+            items
+                .iter()
+                .map(|i| format!("'{}'", constant::to_text(i).replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        other => Arg::Literal(constant::to_text(&other)),
+    }
+}
+
 /// The parameters that name a session's target.
 const TARGETS: &[&str] = &[
     "ComputerName",
@@ -1425,8 +1527,10 @@ fn bind_params(args: &[Arg]) -> Option<Params> {
         k += 1;
     }
     // at most two positions (the target, and in PowerShell 7 the credential)
-    let named_target = p.named.iter().any(|(n, _)| TARGETS.contains(n));
-    if p.positional.len() > 2 || (named_target && p.positional.len() > 1) {
+    // two targets are two parameter sets: PowerShell cannot resolve which
+    let named_targets = p.named.iter().filter(|(n, _)| TARGETS.contains(n)).count();
+    if named_targets > 1 || p.positional.len() > 2 || (named_targets > 0 && p.positional.len() > 1)
+    {
         return None;
     }
     Some(p)
@@ -1560,6 +1664,65 @@ impl Resolver<'_> {
         Some((b, local))
     }
 
+    /// Whether invoking `inv` runs the Enter-PSSession cmdlet, as PowerShell resolves its
+    /// name there: a module-qualified name is the cmdlet; an alias (as last set before the
+    /// call) comes before a function, and a function the script defined before the call
+    /// comes before the cmdlet.
+    fn opens_session(&self, inv: &Invocation, aliases: &[String], changes: &[AliasChange]) -> bool {
+        let n = command_key(&inv.name);
+        if inv.qualified {
+            return n == "enter-pssession";
+        }
+        let changed = changes
+            .iter()
+            .rev()
+            .find(|c| c.token < inv.token && c.alias == n)
+            .map(|c| c.to_session);
+        let cmdlet = match changed {
+            Some(to_session) => to_session,
+            None => aliases.contains(&n),
+        };
+        cmdlet && !self.shadowed(inv.token)
+    }
+
+    /// Whether the script defined a function or filter named Enter-PSSession before token
+    /// `at` (it then runs instead of the cmdlet).
+    fn shadowed(&self, at: usize) -> bool {
+        self.reading.deferred.iter().any(|d| {
+            d.from < at && matches!(&d.trigger, Trigger::Function(f) if f == "enter-pssession")
+        })
+    }
+
+    /// Whether `Remove-PSSession` closed the session in `$v` after it was set and before
+    /// token `at` (by the variable, or all sessions through `Get-PSSession |`).
+    fn removed_before(&self, v: &str, at: usize) -> bool {
+        let v = v.to_ascii_lowercase();
+        let set_at = self
+            .reading
+            .assignments
+            .iter()
+            .rev()
+            .find(|(n, t, _)| *n == v && *t < at)
+            .map_or(0, |(_, t, _)| *t);
+        self.reading.invocations.iter().any(|r| {
+            let removes = matches!(command_key(&r.name).as_str(), "remove-pssession" | "rsn");
+            let piped: String = r.piped_input.map_or(String::new(), |(s, e)| {
+                self.chars[s.min(self.chars.len())..e.min(self.chars.len())]
+                    .iter()
+                    .collect()
+            });
+            let piped = piped.trim().to_ascii_lowercase();
+            let names_it = r
+                .args
+                .iter()
+                .any(|a| matches!(a, Arg::Variable(x) if x.eq_ignore_ascii_case(&v)))
+                || piped == format!("${v}")
+                || (r.args.is_empty()
+                    && (piped.starts_with("get-pssession") || piped.starts_with("gsn")));
+            removes && names_it && r.token > set_at && r.token < at && self.runs(r.token)
+        })
+    }
+
     /// A target given as an expression (or a variable set from one) whose value is a
     /// constant becomes that literal. None when the value is an array, which a
     /// single-valued parameter refuses (the command fails).
@@ -1637,9 +1800,16 @@ impl Resolver<'_> {
 
     /// Binds an Enter-PSSession invocation and decides whether it stays local.
     fn session(&self, inv: &Invocation, reading: &str) -> Option<Session> {
+        let (expanded, layers) = self.expand_splats(inv);
+        let inv = &expanded;
         let mut b = bind_args(inv)?;
         b.readings.insert(0, reading.to_string());
         self.evaluate_target(&mut b, inv)?;
+        if let (Transport::Session, Target::Variable(v)) = (&b.transport, &b.target) {
+            if self.removed_before(v, inv.token) {
+                return None;
+            }
+        }
         let mut local = self.is_local(&b, inv.token);
         // A session piped in or held in a variable: where New-PSSession opened it.
         let source = match (&b.transport, &b.target) {
@@ -1670,40 +1840,110 @@ impl Resolver<'_> {
             }
         }
         Some(Session {
-            command_line: self.command_line(inv),
+            command_line: self.command_line(inv, b.transport),
             transport: b.transport,
             target: b.target,
             local,
             readings: b.readings,
             text: inv.text.clone(),
-            layers: Vec::new(),
+            layers: layers.into_iter().map(String::from).collect(),
         })
     }
 
-    /// The invocation as it runs: `Enter-PSSession`, parameters by their full names, and
-    /// variables holding constants replaced by their values; at most 1 KB.
-    fn command_line(&self, inv: &Invocation) -> String {
-        let mut line = String::from("Enter-PSSession");
+    /// Splatted arguments (`@params` of a hashtable or array, built in the script) in place
+    /// of the splat, the ones given explicitly winning (PowerShell 7.1; 5.1 refuses the
+    /// repeat); then `$PSDefaultParameterValues` for Enter-PSSession's parameters not given.
+    fn expand_splats(&self, inv: &Invocation) -> (Invocation, Vec<&'static str>) {
+        let mut out = inv.clone();
+        let mut layers = Vec::new();
+        let explicit = given_params(&inv.args);
+        out.args.clear();
         for a in &inv.args {
-            line.push(' ');
-            match a {
-                Arg::Param { name, value } => {
-                    line.push('-');
-                    line.push_str(resolve_param(name).map_or(name.as_str(), |(full, _)| full));
-                    if let Some(v) = value {
-                        line.push(':');
-                        line.push_str(v);
+            let splat = match a {
+                Arg::Literal(w) => w.strip_prefix('@').filter(|n| {
+                    !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_')
+                }),
+                _ => None,
+            };
+            let Some(name) = splat else {
+                out.args.push(a.clone());
+                continue;
+            };
+            let value = self.evaluate(|ev| ev.eval_text(&format!("${{{name}}}"), inv.start));
+            match value.map(|(v, _)| v) {
+                Some(Value::Hash(entries)) => {
+                    layers.push("splatting");
+                    for (k, v) in entries {
+                        let given = resolve_param(&k).is_ok_and(|(p, _)| explicit.contains(&p));
+                        if !given {
+                            push_named(&mut out.args, &k, v);
+                        }
                     }
                 }
-                Arg::Literal(l) if l.is_empty() || l.contains(char::is_whitespace) => {
-                    line.push_str(&format!("'{}'", l.replace('\'', "''")));
+                Some(Value::Array(items)) => {
+                    layers.push("splatting");
+                    out.args.extend(items.into_iter().map(value_as_arg));
                 }
-                Arg::Literal(l) => line.push_str(l),
-                Arg::Variable(v) => match self.value_of(v, inv.token) {
-                    Some(Assigned::Literal(l)) => line.push_str(l),
-                    _ => line.push_str(&format!("${v}")),
-                },
-                Arg::Expr(e) => line.push_str(e),
+                _ => out.args.push(a.clone()),
+            }
+        }
+        if self.add_default_parameters(&mut out) {
+            layers.push("default-parameter-values");
+        }
+        (out, layers)
+    }
+
+    /// `$PSDefaultParameterValues['Enter-PSSession:Param'] = value` (command part may be a
+    /// wildcard) for each parameter the invocation does not give. Whether any was added.
+    fn add_default_parameters(&self, inv: &mut Invocation) -> bool {
+        let value = self.evaluate(|ev| ev.eval_text("$PSDefaultParameterValues", inv.start));
+        let Some((Value::Hash(entries), _)) = value else {
+            return false;
+        };
+        let given = given_params(&inv.args);
+        let mut added = false;
+        for (k, v) in entries {
+            let Some((cmd, param)) = k.split_once(':') else {
+                continue;
+            };
+            let applies = constant::glob_match(&cmd.trim().to_ascii_lowercase(), "enter-pssession");
+            let new = resolve_param(param.trim()).is_ok_and(|(p, _)| !given.contains(&p));
+            if applies && new {
+                push_named(&mut inv.args, param.trim(), v);
+                added = true;
+            }
+        }
+        added
+    }
+
+    /// The invocation as it runs: `Enter-PSSession`, the target's parameter first, every
+    /// parameter by its full name, positional arguments under the parameter they bind to,
+    /// and values that are constants evaluated; at most 1 KB.
+    fn command_line(&self, inv: &Invocation, transport: Transport) -> String {
+        let Some(p) = bind_params(&inv.args) else {
+            return truncate_chars(format!("Enter-PSSession {}", inv.text), COMMAND_LINE_MAX);
+        };
+        let target_param = match transport {
+            Transport::WinRm => "ComputerName",
+            Transport::WinRmUri => "ConnectionUri",
+            Transport::Ssh => "HostName",
+            Transport::Session => "Session",
+            Transport::Vm => "VMName",
+        };
+        let mut parts: Vec<(&str, Option<&Arg>)> = Vec::new();
+        let positional_names = [target_param, "Credential"];
+        for (k, a) in p.positional.iter().enumerate() {
+            parts.push((positional_names[k.min(1)], Some(a)));
+        }
+        parts.extend(p.named.iter().map(|(n, a)| (*n, a.as_ref())));
+        parts.sort_by_key(|(n, _)| !TARGETS.contains(n));
+        let mut line = String::from("Enter-PSSession");
+        for (name, arg) in parts {
+            line.push_str(" -");
+            line.push_str(name);
+            if let Some(a) = arg {
+                line.push(' ');
+                line.push_str(&self.shown_value(a, inv.start));
             }
             if line.len() > COMMAND_LINE_MAX {
                 break;
@@ -1712,10 +1952,34 @@ impl Resolver<'_> {
         truncate_chars(line, COMMAND_LINE_MAX)
     }
 
+    /// An argument as the command line shows it: its constant value when known, else as
+    /// written.
+    fn shown_value(&self, a: &Arg, at: usize) -> String {
+        let src = match a {
+            Arg::Literal(l) => return l.clone(),
+            Arg::Param { name, .. } => return format!("-{name}"),
+            Arg::Variable(v) => format!("${{{v}}}"),
+            Arg::Expr(e) => e.clone(),
+        };
+        let written = || match a {
+            Arg::Variable(v) => format!("${v}"),
+            _ => src.clone(),
+        };
+        match self.evaluate(|ev| ev.eval_text(&src, at)).map(|(v, _)| v) {
+            Some(v @ (Value::Str(_) | Value::Int(_) | Value::Char(_))) => constant::to_text(&v),
+            _ => written(),
+        }
+    }
+
     /// Whether code at token `at` can run: not after a top-level return, and not inside a
     /// function or script block that nothing runs.
     fn runs(&self, at: usize) -> bool {
-        if self.reading.dead_from.is_some_and(|d| at > d) {
+        if self
+            .reading
+            .dead
+            .iter()
+            .any(|&(from, to)| (from..to).contains(&at))
+        {
             return false;
         }
         self.reading.deferred.iter().all(|d| {
@@ -1727,6 +1991,7 @@ impl Resolver<'_> {
                     self.reading.calls.iter().filter(|c| *c == name).count() > 0
                 }
                 Trigger::Variable(v) => self.reading.calls.iter().any(|c| *c == format!("${v}")),
+                Trigger::Selected => false,
             }
         })
     }
@@ -1741,20 +2006,25 @@ fn norm(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-/// (alias, command) of a Set-Alias / New-Alias invocation with literal arguments.
-fn alias_definition(inv: &Invocation) -> Option<(String, String)> {
+/// (alias, command) of a Set-Alias / New-Alias invocation; `value` gives an argument's
+/// text (a literal, or the constant value of a variable or expression).
+fn alias_definition(
+    inv: &Invocation,
+    value: &mut dyn FnMut(&Arg) -> Option<String>,
+) -> Option<(String, String)> {
     let mut pos = Vec::new();
     let (mut aname, mut avalue) = (None, None);
     let mut k = 0;
     while k < inv.args.len() {
         match &inv.args[k] {
-            Arg::Param { name, value } => {
-                let v = value.clone().or_else(|| match inv.args.get(k + 1) {
-                    Some(Arg::Literal(s)) => {
-                        k += 1;
-                        Some(s.clone())
-                    }
-                    _ => None,
+            Arg::Param { name, value: v } => {
+                let v = v.clone().or_else(|| {
+                    let next = inv
+                        .args
+                        .get(k + 1)
+                        .filter(|a| !matches!(a, Arg::Param { .. }))?;
+                    k += 1;
+                    value(next)
                 });
                 let p = name.to_ascii_lowercase();
                 if "name".starts_with(&p) {
@@ -1763,8 +2033,7 @@ fn alias_definition(inv: &Invocation) -> Option<(String, String)> {
                     avalue = v;
                 }
             }
-            Arg::Literal(s) => pos.push(s.clone()),
-            _ => {}
+            other => pos.extend(value(other)),
         }
         k += 1;
     }
@@ -1887,7 +2156,7 @@ fn read_piece(
         .map(|n| piece.then(n.clone(), "subexpression-in-string", &[]))
         .collect();
     // Aliases first (a script defines them before it uses them), then the commands.
-    add_script_aliases(&lexed, aliases, budget);
+    let changes = alias_changes(&lexed, aliases, budget);
     let interesting = |k: &str| {
         matches!(
             k,
@@ -1900,19 +2169,23 @@ fn read_piece(
                 | "start"
                 | "invoke-command"
                 | "icm"
+                | "remove-pssession"
+                | "rsn"
         ) || is_powershell(k)
             || aliases.iter().any(|a| a == k)
     };
     let reading = read(&lexed.chars, &lexed.tokens, &interesting, budget);
-    for (code, layers) in &reading.code_strings {
-        runs.push(piece.then(code.clone(), "scriptblock-create", layers));
-    }
     let resolver = Resolver {
         reading: &reading,
         own: own_computer,
         chars: &lexed.chars,
         budget: std::cell::RefCell::new(budget),
     };
+    for (code, layers, at) in &reading.code_strings {
+        if resolver.runs(*at) {
+            runs.push(piece.then(code.clone(), "scriptblock-create", layers));
+        }
+    }
     runs.extend(expression_statement_runs(&resolver, piece));
     let mut sessions = Vec::new();
     for inv in reading
@@ -1920,18 +2193,20 @@ fn read_piece(
         .iter()
         .filter(|i| resolver.runs(i.token))
     {
-        match invocation_effect(&resolver, inv, aliases) {
+        match invocation_effect(&resolver, inv, aliases, &changes) {
             Effect::Runs(code) => {
                 runs.extend(code.into_iter().map(|(c, via, layers)| {
                     piece.then(c, via, &[&inv.layers[..], &layers].concat())
                 }))
             }
             Effect::Session(mut s) => {
+                let own = std::mem::take(&mut s.layers);
                 s.layers = piece
                     .layers
                     .iter()
                     .chain(&inv.layers)
                     .map(|l| l.to_string())
+                    .chain(own)
                     .collect();
                 sessions.push(s);
             }
@@ -1974,17 +2249,42 @@ fn expression_statement_runs(resolver: &Resolver, piece: &Piece) -> Vec<Piece> {
     runs
 }
 
-/// Adds the aliases the code defines (`Set-Alias x etsn`) for a name already in `aliases`.
-fn add_script_aliases(lexed: &Lexed, aliases: &mut Vec<String>, budget: &mut Budget) {
+/// One `Set-Alias` / `New-Alias` of the piece: where, the alias, and whether it now
+/// stands for a name that opens a session.
+struct AliasChange {
+    token: usize,
+    alias: String,
+    to_session: bool,
+}
+
+/// The aliases the code defines or re-points (`Set-Alias x etsn`, `sal etsn Get-Date`),
+/// values evaluated; the ones that now open a session are added to `aliases` too.
+fn alias_changes(
+    lexed: &Lexed,
+    aliases: &mut Vec<String>,
+    budget: &mut Budget,
+) -> Vec<AliasChange> {
     let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
     let defs = read(&lexed.chars, &lexed.tokens, &alias_cmd, budget);
+    let mut changes = Vec::new();
     for inv in &defs.invocations {
-        if let Some((a, _)) = alias_definition(inv).filter(|(_, v)| aliases.contains(v)) {
-            if !aliases.contains(&a) {
-                aliases.push(a);
-            }
+        let mut ev = Evaluator::new(&lexed.chars, &defs, budget);
+        let mut layers = Vec::new();
+        let mut value = |a: &Arg| argument_value(&mut ev, a, inv.start, &mut layers);
+        let Some((alias, target)) = alias_definition(inv, &mut value) else {
+            continue;
+        };
+        let to_session = aliases.contains(&target);
+        if to_session && !aliases.contains(&alias) {
+            aliases.push(alias.clone());
         }
+        changes.push(AliasChange {
+            token: inv.token,
+            alias,
+            to_session,
+        });
     }
+    changes
 }
 
 /// Code to run: text, how it runs, the layers peeled to reach it.
@@ -1999,7 +2299,12 @@ enum Effect {
     Nothing,
 }
 
-fn invocation_effect(resolver: &Resolver, inv: &Invocation, aliases: &[String]) -> Effect {
+fn invocation_effect(
+    resolver: &Resolver,
+    inv: &Invocation,
+    aliases: &[String],
+    changes: &[AliasChange],
+) -> Effect {
     let name = command_key(&inv.name);
     let runs = |c: Option<(String, &'static str)>| {
         Effect::Runs(c.into_iter().map(|(c, via)| (c, via, Vec::new())).collect())
@@ -2019,7 +2324,7 @@ fn invocation_effect(resolver: &Resolver, inv: &Invocation, aliases: &[String]) 
                     .collect(),
             )
         }),
-        n if aliases.iter().any(|a| a == n) => {
+        n if resolver.opens_session(inv, aliases, changes) => {
             let reading = match (n, inv.call_operator) {
                 (_, true) => "call-operator",
                 ("enter-pssession", false) => "command",

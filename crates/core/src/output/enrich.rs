@@ -246,7 +246,7 @@ fn namespace_map(cfg: &Config, n: &Normalized, risk_message: &str, observable: N
 }
 
 /// What mode extended read: the mode, lateral movement, the targets and the first one's
-/// transport, command text and readings.
+/// transport, command text, deobfuscated command line, layers peeled and readings.
 fn extended_entries(e: &ExtendedFinding, entries: &mut Vec<(String, Node)>) {
     let first = e.relevant().next();
     let targets: Vec<Node> = e
@@ -271,6 +271,11 @@ fn extended_entries(e: &ExtendedFinding, entries: &mut Vec<(String, Node)>) {
         entries.push(("transport".into(), s(f.transport.name())));
         let cmd: String = f.text.chars().take(1024).collect();
         entries.push(("command".into(), s(&cmd)));
+        entries.push(("command_line".into(), s(&f.command_line)));
+        entries.push((
+            "layers".into(),
+            Node::List(f.layers.iter().map(|l| s(l)).collect()),
+        ));
         entries.push((
             "reading".into(),
             Node::List(f.readings.iter().map(|r| s(r)).collect()),

@@ -64,6 +64,11 @@ fn record(script: &str) -> Value {
 
 /// Whether the record came out flagged as lateral movement.
 fn flagged_remote(inst: &Instance<'_>, script: &str) -> bool {
+    flagged_evidence(inst, script).is_some()
+}
+
+/// The `pssession` fields of the record when it came out flagged as lateral movement.
+fn flagged_evidence(inst: &Instance<'_>, script: &str) -> Option<Value> {
     let mut chunk = Vec::new();
     chunk_io::push_record(
         &mut chunk,
@@ -73,11 +78,20 @@ fn flagged_remote(inst: &Instance<'_>, script: &str) -> bool {
     );
     let call = inst.filter(&chunk, "eval");
     if !call.modified() {
-        return false;
+        return None;
     }
     let out = chunk_io::decode_chunk(&call.chunk).unwrap_or_default();
-    out.first()
-        .is_some_and(|r| r.body["pssession"]["lateral_movement"].as_str() != Some("false"))
+    let ns = &out.first()?.body["pssession"];
+    (ns["lateral_movement"].as_str() != Some("false")).then(|| ns.clone())
+}
+
+/// A command line compared loosely: any case, quotes dropped, white space collapsed.
+fn loose(cmd: &str) -> String {
+    cmd.to_ascii_lowercase()
+        .replace(['\'', '"'], "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The reference analytic's search, written independently of the plugin.
@@ -152,6 +166,10 @@ struct Tally {
     disagreements: Vec<String>,
     /// Scripts `mode extended` gets wrong.
     misses: Vec<String>,
+    /// Flagged positives labelled with their command: (checked, whose command_line matches).
+    evidence: (u64, u64),
+    /// The flagged positives whose command_line differs from the labelled command.
+    evidence_misses: Vec<String>,
 }
 
 impl Tally {
@@ -161,7 +179,21 @@ impl Tally {
         let label = v["label"].as_str().unwrap_or("none").to_string();
         let truth = label == "remote";
         let e = flagged_remote(exact, script);
-        let x = flagged_remote(extended, script);
+        let evidence = flagged_evidence(extended, script);
+        let x = evidence.is_some();
+        let want = v["expect_command"]
+            .as_str()
+            .filter(|c| !c.is_empty() && truth);
+        if let (Some(want), Some(ns)) = (want, &evidence) {
+            let got = ns["command_line"].as_str().unwrap_or("");
+            self.evidence.0 += 1;
+            if loose(got) == loose(want) {
+                self.evidence.1 += 1;
+            } else {
+                self.evidence_misses
+                    .push(format!("{id}: {got:?}, labelled {want:?}"));
+            }
+        }
         if e != analytic(script) {
             self.disagreements.push(id.to_string());
         }
@@ -213,6 +245,15 @@ impl Tally {
             for m in &self.misses {
                 println!("  extended wrong on {m}");
             }
+            for m in &self.evidence_misses {
+                println!("  command_line differs on {m}");
+            }
+        }
+        if self.evidence.0 > 0 {
+            println!(
+                "\nextended's command_line matches the labelled command on {} of {} flagged positives",
+                self.evidence.1, self.evidence.0
+            );
         }
         let d = &self.disagreements;
         let which = if d.is_empty() {

@@ -421,6 +421,7 @@ pub(super) fn automatic_variable(key: &str) -> Option<Value> {
         "maximumhistorycount" => Some(Value::Int(4096)),
         "formatenumerationlimit" => Some(Value::Int(4)),
         "executioncontext" => Some(Value::Object("executioncontext")),
+        "psdefaultparametervalues" => Some(Value::Hash(Vec::new())),
         "pssessionapplicationname" => s("wsman"),
         "pssessionconfigurationname" => {
             s("http://schemas.microsoft.com/powershell/Microsoft.PowerShell")

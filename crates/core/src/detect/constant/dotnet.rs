@@ -54,6 +54,7 @@ pub(super) fn to_str(v: &Value) -> String {
         Value::Stream { .. } => "System.IO.Stream".into(),
         Value::Reader(_) => "System.IO.StreamReader".into(),
         Value::Object(name) => (*name).into(),
+        Value::Opaque(src) => src.clone(),
     }
 }
 
@@ -494,7 +495,7 @@ fn memory_stream(v: Value) -> Option<Value> {
 pub(super) fn index(ev: &mut Evaluator, v: Value, idx: &Value) -> Option<Value> {
     if let Value::Hash(entries) = &v {
         let key = to_str(idx);
-        return Some(hash_get(entries, &key).unwrap_or(Value::Null));
+        return entry_value(entries, &key);
     }
     let elems: Vec<Value> = match &v {
         Value::Str(s) => s.chars().map(Value::Char).collect(),
@@ -525,11 +526,22 @@ pub(super) fn index(ev: &mut Evaluator, v: Value, idx: &Value) -> Option<Value> 
     }
 }
 
+/// A hashtable's entry. An entry whose value is not known is not a `$null`: unknown too
+/// (`Ok(None)` is a missing key).
 fn hash_get(entries: &[(String, Value)], key: &str) -> Option<Value> {
     entries
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(key))
         .map(|(_, v)| v.clone())
+}
+
+/// An entry's value for expressions: unknown when it is opaque, `$null` when missing.
+fn entry_value(entries: &[(String, Value)], key: &str) -> Option<Value> {
+    match hash_get(entries, key) {
+        Some(Value::Opaque(_)) => None,
+        Some(v) => Some(v),
+        None => Some(Value::Null),
+    }
 }
 
 /// A member or method: `on.name` / `on.name(args)`, or `[type]::name(args)`.
@@ -704,11 +716,13 @@ fn hash_member(h: Vec<(String, Value)>, m: &str, args: Option<Vec<Value>>) -> Op
         ("keys", None) => Some(Value::Array(
             h.iter().map(|(k, _)| Value::Str(k.clone())).collect(),
         )),
-        ("values", None) => Some(Value::Array(h.into_iter().map(|(_, v)| v).collect())),
+        ("values", None) if !h.iter().any(|(_, v)| matches!(v, Value::Opaque(_))) => {
+            Some(Value::Array(h.into_iter().map(|(_, v)| v).collect()))
+        }
         ("count", None) => Some(Value::Int(h.len() as i64)),
-        ("item", Some(a)) => Some(hash_get(&h, &to_str(a.first()?)).unwrap_or(Value::Null)),
+        ("item", Some(a)) => entry_value(&h, &to_str(a.first()?)),
         ("containskey", Some(a)) => Some(Value::Bool(hash_get(&h, &to_str(a.first()?)).is_some())),
-        (_, None) => Some(hash_get(&h, m).unwrap_or(Value::Null)),
+        (_, None) => entry_value(&h, m),
         _ => None,
     }
 }

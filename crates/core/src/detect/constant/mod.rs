@@ -45,6 +45,9 @@ pub enum Value {
     Reader(String),
     /// `$ExecutionContext` and its `InvokeCommand`, and enum values such as `Decompress`.
     Object(&'static str),
+    /// A value constant evaluation does not know (a hashtable entry's value), kept as its
+    /// source text so a splat can still pass it on.
+    Opaque(String),
 }
 
 /// The text encodings a script can name.
@@ -146,12 +149,24 @@ impl Budget {
 }
 
 /// Where a variable was last set before a use: the source range of its value (char
-/// offsets into the code being read), or a `[array]::Reverse($v)` of its earlier value.
+/// offsets into the code being read), or how it changed its earlier value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Definition {
     pub start: usize,
     pub end: usize,
-    pub reverse: bool,
+    pub kind: Change,
+}
+
+/// How a definition gives a variable its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// `$v = <value>`: the range is the value.
+    Assign,
+    /// `[array]::Reverse($v)`: the earlier value reversed.
+    Reverse,
+    /// `$v.Key = <value>` or `$v['Key'] = <value>`: the range starts at the member; the
+    /// earlier value (a hashtable) with that entry set.
+    Member,
 }
 
 /// The script's own variable definitions, looked up by name (lowercase) and position.
@@ -217,6 +232,17 @@ impl<'a> Evaluator<'a> {
         let (start, end) = (start.min(self.code.len()), end.min(self.code.len()));
         let code = self.code;
         self.eval_chars(&code[start..end], start)
+    }
+
+    /// The value of one pipeline at `code[start..end]`, as it is (an empty array stays one,
+    /// where a statement's output would be nothing).
+    pub fn eval_pipeline(&mut self, start: usize, end: usize) -> Option<Evaluated> {
+        let (start, end) = (start.min(self.code.len()), end.min(self.code.len()));
+        let code = self.code;
+        let outer = std::mem::take(&mut self.layers);
+        let v = parse::Parser::new(&code[start..end], start).whole_pipeline(self);
+        let layers = std::mem::replace(&mut self.layers, outer);
+        v.map(|v| (v, layers))
     }
 
     /// The value of the operand starting at `start` (a primary expression with its members
@@ -318,13 +344,21 @@ impl<'a> Evaluator<'a> {
         let outer = std::mem::take(&mut self.layers);
         let saved_locals = std::mem::take(&mut self.locals);
         let v = self.nest(|ev| {
-            if d.reverse {
-                let before = ev.variable(key, d.start)?;
-                return dotnet::reversed(before);
-            }
             let code = ev.code;
             let src = &code[d.start.min(code.len())..d.end.min(code.len())];
-            parse::Parser::new(src, d.start).statements_value(ev)
+            match d.kind {
+                Change::Reverse => dotnet::reversed(ev.variable(key, d.start)?),
+                Change::Assign => parse::Parser::new(src, d.start).statements_value(ev),
+                Change::Member => {
+                    let Value::Hash(mut entries) = ev.variable(key, d.start)? else {
+                        return None;
+                    };
+                    let (k, v) = parse::Parser::new(src, d.start).member_assignment(ev)?;
+                    entries.retain(|(e, _)| !e.eq_ignore_ascii_case(&k));
+                    entries.push((k, v));
+                    Some(Value::Hash(entries))
+                }
+            }
         });
         self.locals = saved_locals;
         let layers = std::mem::replace(&mut self.layers, outer);

@@ -138,6 +138,39 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// `.Key = value` or `[key] = value`: the key and the value.
+    pub(super) fn member_assignment(&mut self, ev: &mut Evaluator) -> Option<(String, Value)> {
+        let key = if self.eat('.') {
+            match self.peek()? {
+                c if is_squote(c) => self.single_quoted()?,
+                c if is_dquote(c) => self.double_quoted(ev, false)?,
+                _ => self.bare_word_until(&['=', '.', '[']),
+            }
+        } else if self.eat('[') {
+            let k = ev.nest(|ev| self.group(ev, ']'))?;
+            dotnet::to_str(&k)
+        } else {
+            return None;
+        };
+        self.ws();
+        self.eat('=').then_some(())?;
+        self.ws_nl();
+        let from = self.i;
+        // a value not known here is kept as its source, like a hashtable entry's
+        let v = self.pipeline(ev).unwrap_or_else(|| {
+            let src: String = self.s[from..].iter().collect();
+            Value::Opaque(src.trim().to_string())
+        });
+        Some((key, v))
+    }
+
+    /// One pipeline that must span the whole text.
+    pub(super) fn whole_pipeline(&mut self, ev: &mut Evaluator) -> Option<Value> {
+        let v = self.pipeline(ev)?;
+        self.ws_nl();
+        (self.i == self.s.len()).then_some(v)
+    }
+
     /// Where the parser is.
     pub(super) fn offset(&self) -> usize {
         self.i
@@ -754,14 +787,46 @@ impl<'s> Parser<'s> {
             self.eat('=').then_some(())?;
             self.ws_nl();
             let saved = std::mem::replace(&mut self.no_comma, false);
-            let v = self.pipeline(ev);
+            let from = self.i;
+            let v = match self.pipeline(ev) {
+                Some(v) => v,
+                // a value not known here (a session, a credential): kept as its source
+                None => {
+                    self.i = from;
+                    self.skip_entry();
+                    let src: String = self.s[from..self.i].iter().collect();
+                    Value::Opaque(src.trim().to_string())
+                }
+            };
             self.no_comma = saved;
-            let v = v?;
             entries.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
             entries.push((key, v));
             if !ev.step() || entries.len() > 4096 {
                 return None;
             }
+        }
+    }
+
+    /// Skips a hashtable entry's value: to the `;`, newline or `}` that ends it, groups and
+    /// strings included.
+    fn skip_entry(&mut self) {
+        let mut depth = 0usize;
+        while let Some(c) = self.peek() {
+            match c {
+                '(' | '{' | '[' => depth += 1,
+                ')' | ']' => depth = depth.saturating_sub(1),
+                '}' if depth == 0 => return,
+                '}' => depth -= 1,
+                ';' | '\n' if depth == 0 => return,
+                c if is_squote(c) || is_dquote(c) => {
+                    self.i += 1;
+                    while self.peek().is_some_and(|d| d != c) {
+                        self.i += 1;
+                    }
+                }
+                _ => {}
+            }
+            self.i += 1;
         }
     }
 

@@ -228,7 +228,7 @@ impl Definitions for Defs {
             .map(|(_, start, end)| Definition {
                 start: *start,
                 end: *end,
-                reverse: false,
+                kind: Change::Assign,
             })
     }
 }
