@@ -22,7 +22,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "detect",
-        &["detect", "verdict", "reassembly", "pwsh", "constant", "flow"],
+        &[
+            "detect",
+            "verdict",
+            "reassembly",
+            "pwsh",
+            "constant",
+            "flow",
+        ],
     ),
     ("output", &["output", "enrich", "aggregate"]),
     ("driver", &["filter", "instance", "chunk_io"]),

@@ -441,7 +441,7 @@ fn read_word(chars: &[char], mut i: usize) -> (String, usize) {
             match chars.get(i + 1).copied() {
                 Some('\n') | Some('\r') | None => break,
                 Some(nx) => {
-                    w.push(nx);
+                    w.push(constant::word_escape(nx));
                     i += 2;
                     continue;
                 }
@@ -630,6 +630,7 @@ pub fn read(
         prev_stage: None,
         runs_code_at: words_that_run_code(chars),
         stage_stack: Vec::new(),
+        param_close: None,
     };
     for i in 0..tokens.len() {
         if reader.expect_cmd && !reader.piped {
@@ -712,6 +713,8 @@ struct Reader<'a> {
     runs_code_at: Vec<usize>,
     /// The stage state of the enclosing groups.
     stage_stack: Vec<(usize, Option<(usize, usize)>)>,
+    /// Where the last `param(` block closes.
+    param_close: Option<usize>,
 }
 
 impl Reader<'_> {
@@ -805,7 +808,8 @@ impl Reader<'_> {
             Tok::Open | Tok::OpenBlock => self.open(i),
             Tok::Close => {
                 self.depth = self.depth.saturating_sub(1);
-                self.expect_cmd = false;
+                // statements follow a param( ) block
+                self.expect_cmd = self.param_close == Some(i);
                 if let Some((start, prev)) = self.stage_stack.pop() {
                     self.stage_start = start;
                     self.prev_stage = prev;
@@ -838,6 +842,13 @@ impl Reader<'_> {
     /// `(` or `{`: a new statement context; `$v = { ... }` defers the block to `$v`.
     fn open(&mut self, i: usize) {
         self.depth += 1;
+        let after_param = i
+            .checked_sub(1)
+            .and_then(|p| self.word(p))
+            .is_some_and(|w| w.eq_ignore_ascii_case("param"));
+        if after_param && self.tokens[i].tok == Tok::Open {
+            self.param_close = Some(self.close[i]);
+        }
         self.expect_cmd = true;
         self.piped = false;
         self.pipeline_prev = None;
@@ -1099,6 +1110,30 @@ fn collect(
     while j < tokens.len() && args.len() < MAX_ARGS {
         let t = &tokens[j];
         let before = args.len();
+        // `.Member`, `[index]` or `(args)` right after an argument belong to it
+        let postfix = match &t.tok {
+            Tok::Word(w) => w.starts_with('.') || w.starts_with('['),
+            Tok::Open => {
+                matches!(tokens.get(j.wrapping_sub(1)).map(|p| &p.tok), Some(Tok::Word(w)) if w.starts_with('.'))
+            }
+            _ => false,
+        };
+        if postfix && t.start == end && !matches!(args.last(), None | Some(Arg::Param { .. })) {
+            let e = match t.tok {
+                Tok::Open => tokens.get(close[j]).map_or(t.end, |c| c.end),
+                _ => t.end,
+            };
+            if let (Some(first), Some(last)) = (starts.last().copied(), args.last_mut()) {
+                *last = Arg::Expr(text(first, e));
+            }
+            end = e;
+            j = if t.tok == Tok::Open {
+                close[j] + 1
+            } else {
+                j + 1
+            };
+            continue;
+        }
         match &t.tok {
             Tok::Sep(_) | Tok::Close => break,
             Tok::Open | Tok::OpenBlock => {
@@ -1466,13 +1501,14 @@ fn value_as_arg(v: Value) -> Arg {
             }
             _ => Arg::Expr(src),
         },
-        Value::Array(items) => Arg::Expr(
+        Value::Array(items) => Arg::Expr(format!(
+            "@({})",
             items
                 .iter()
                 .map(|i| format!("'{}'", constant::to_text(i).replace('\'', "''")))
                 .collect::<Vec<_>>()
-                .join(","),
-        ),
+                .join(",")
+        )),
         other => Arg::Literal(constant::to_text(&other)),
     }
 }
@@ -1685,11 +1721,43 @@ impl Resolver<'_> {
         cmdlet && !self.shadowed(inv.token)
     }
 
-    /// Whether the script defined a function or filter named Enter-PSSession before token
-    /// `at` (it then runs instead of the cmdlet).
+    /// Whether a function or filter named Enter-PSSession that the script defined is in
+    /// force at token `at`: defined before it, in its scope (one defined inside another
+    /// function lives only there), and not removed since (`Remove-Item
+    /// Function:\Enter-PSSession`).
     fn shadowed(&self, at: usize) -> bool {
-        self.reading.deferred.iter().any(|d| {
-            d.from < at && matches!(&d.trigger, Trigger::Function(f) if f == "enter-pssession")
+        let functions: Vec<&Deferred> = self
+            .reading
+            .deferred
+            .iter()
+            .filter(|d| matches!(d.trigger, Trigger::Function(_)))
+            .collect();
+        functions.iter().any(|d| {
+            let named = matches!(&d.trigger, Trigger::Function(f) if f == "enter-pssession");
+            let scope = functions
+                .iter()
+                .filter(|o| o.from < d.from && d.to <= o.to)
+                .min_by_key(|o| o.to - o.from);
+            let in_scope = scope.is_none_or(|o| o.from < at && at < o.to);
+            named && d.from < at && in_scope && !self.function_removed(d.from, at)
+        })
+    }
+
+    /// Whether `Remove-Item Function:\Enter-PSSession` ran between tokens `from` and `to`.
+    fn function_removed(&self, from: usize, to: usize) -> bool {
+        self.reading.invocations.iter().any(|r| {
+            let removes = matches!(
+                command_key(&r.name).as_str(),
+                "remove-item" | "ri" | "rm" | "del" | "erase" | "rd" | "rmdir"
+            );
+            let path = r.args.iter().any(|a| match a {
+                Arg::Literal(p) => {
+                    let p = p.to_ascii_lowercase().replace('/', "\\");
+                    p == "function:\\enter-pssession" || p == "function:enter-pssession"
+                }
+                _ => false,
+            });
+            removes && path && r.token > from && r.token < to && self.runs(r.token)
         })
     }
 
@@ -1740,10 +1808,10 @@ impl Resolver<'_> {
             }
             _ => return Some(()),
         };
-        let value = self.evaluate(|ev| ev.eval_text(&src, inv.start));
+        let value = self.evaluate(|ev| ev.eval_argument(&src, inv.start));
         let text = match value.map(|(v, _)| v) {
-            Some(Value::Array(items)) if items.len() > 1 => return None,
-            Some(Value::Array(items)) => items.first().map(constant::to_text),
+            // an array, even of one, does not bind to a single-valued parameter
+            Some(Value::Array(_)) => return None,
             Some(Value::Str(s)) => Some(s),
             Some(v @ (Value::Char(_) | Value::Int(_))) => Some(constant::to_text(&v)),
             _ => None,
@@ -2171,6 +2239,13 @@ fn read_piece(
                 | "icm"
                 | "remove-pssession"
                 | "rsn"
+                | "remove-item"
+                | "ri"
+                | "rm"
+                | "del"
+                | "erase"
+                | "rd"
+                | "rmdir"
         ) || is_powershell(k)
             || aliases.iter().any(|a| a == k)
     };
@@ -2241,7 +2316,11 @@ fn expression_statement_runs(resolver: &Resolver, piece: &Piece) -> Vec<Piece> {
             let _ = ev.eval_range(start, end);
             ev.take_runs()
         });
-        for r in found {
+        // a pipeline into Invoke-Expression is the reader's own invocation
+        for r in found
+            .into_iter()
+            .filter(|r| r.layers.last() != Some(&"invoke-expression"))
+        {
             let via = r.layers.last().copied().unwrap_or("expression");
             runs.push(piece.then(r.code, via, &r.layers));
         }

@@ -769,7 +769,7 @@ fn encoding_member(ev: &mut Evaluator, e: Encoding, m: &str, args: Vec<Value>) -
             if base64 {
                 ev.layer(e.layer());
             }
-            ev.produced(s.len())?;
+            ev.decoded(s.len())?;
             Some(Value::Str(s))
         }
         "getbytes" => {
@@ -973,7 +973,7 @@ fn from_base64(ev: &mut Evaluator, s: &str) -> Option<Value> {
     let data = base64::engine::general_purpose::STANDARD
         .decode(clean)
         .ok()?;
-    ev.produced(data.len())?;
+    ev.decoded(data.len())?;
     Some(Value::Bytes { data, base64: true })
 }
 
@@ -1062,7 +1062,7 @@ pub(super) fn new_object(ev: &mut Evaluator, t: &str, args: Vec<Value>) -> Optio
 
 /// Inflates raw deflate or gzip data, within what is left of the byte budget.
 fn inflate(ev: &mut Evaluator, data: &[u8], gzip: bool) -> Option<Vec<u8>> {
-    let limit = ev.budget.bytes as u64;
+    let limit = ev.budget.decodable() as u64;
     let mut out = Vec::new();
     let read = if gzip {
         flate2::read::GzDecoder::new(data)
@@ -1074,7 +1074,7 @@ fn inflate(ev: &mut Evaluator, data: &[u8], gzip: bool) -> Option<Vec<u8>> {
             .read_to_end(&mut out)
     };
     read.ok()?;
-    ev.produced(out.len())?;
+    ev.decoded(out.len())?;
     ev.budget.step(out.len() / 16 + data.len() / 16 + 1);
     Some(out)
 }

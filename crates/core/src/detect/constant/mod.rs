@@ -9,6 +9,7 @@ mod dotnet;
 mod parse;
 
 pub use commands::{glob_match, resolve_command_pattern};
+pub use parse::word_escape;
 
 use std::collections::HashMap;
 
@@ -102,26 +103,33 @@ impl Encoding {
 }
 
 /// Budget for all the evaluation done on one script: steps (parse and value operations),
-/// bytes produced (decoded, decompressed and built text), and nesting depth.
+/// bytes decoded (base64, inflated, text from bytes), bytes of any text built, and nesting
+/// depth.
 #[derive(Debug, Clone)]
 pub struct Budget {
     steps: usize,
+    decoded: usize,
     bytes: usize,
     max_depth: usize,
 }
 
 /// Most nested layers (parentheses, variables defined from variables, decoded payloads).
 pub const MAX_DEPTH: usize = 64;
-/// Most bytes evaluation may produce for one script, whatever its size.
+/// Most bytes evaluation may decode for one script, whatever its size.
 pub const MAX_BYTES: usize = 1 << 20;
+/// Most bytes of text evaluation may build for one script (every concatenation, format
+/// and replacement counts, intermediate ones too).
+const MAX_BUILT: usize = 16 << 20;
 
 impl Budget {
-    /// The budget for a script of `len` bytes: output at most 4x the script and 1 MB,
-    /// steps linear in the script, 64 nested layers.
+    /// The budget for a script of `len` bytes: decoded and decompressed output at most 4x
+    /// the script and 1 MB, text built at most 32x and 16 MB, steps linear in the script,
+    /// 64 nested layers.
     pub fn for_script(len: usize) -> Budget {
         Budget {
             steps: len.saturating_mul(16).saturating_add(200_000),
-            bytes: len.saturating_mul(4).clamp(4096, MAX_BYTES),
+            decoded: len.saturating_mul(4).clamp(4096, MAX_BYTES),
+            bytes: len.saturating_mul(32).clamp(1 << 16, MAX_BUILT),
             max_depth: MAX_DEPTH,
         }
     }
@@ -132,20 +140,35 @@ impl Budget {
         self.steps > 0
     }
 
-    /// Accounts for `n` bytes of produced text; false once the budget is spent.
+    /// Accounts for `n` bytes of built text; false once the budget is spent.
     fn produce(&mut self, n: usize) -> bool {
-        if n > self.bytes {
-            self.bytes = 0;
-            return false;
-        }
-        self.bytes -= n;
-        true
+        take(&mut self.bytes, n)
+    }
+
+    /// Accounts for `n` bytes of decoded output; false once the budget is spent.
+    fn decode(&mut self, n: usize) -> bool {
+        take(&mut self.decoded, n) && take(&mut self.bytes, n)
+    }
+
+    /// What may still be decoded.
+    fn decodable(&self) -> usize {
+        self.decoded.min(self.bytes)
     }
 
     /// Whether nothing is left.
     pub fn spent(&self) -> bool {
-        self.steps == 0 || self.bytes == 0
+        self.steps == 0 || self.bytes == 0 || self.decoded == 0
     }
+}
+
+/// Takes `n` from `left`; when there is not that much, empties it and says so.
+fn take(left: &mut usize, n: usize) -> bool {
+    if n > *left {
+        *left = 0;
+        return false;
+    }
+    *left -= n;
+    true
 }
 
 /// Where a variable was last set before a use: the source range of its value (char
@@ -245,6 +268,17 @@ impl<'a> Evaluator<'a> {
         v.map(|v| (v, layers))
     }
 
+    /// The value of `src` read as a command argument (bare words are strings, commas make
+    /// an array), with variables as defined before `at`.
+    pub fn eval_argument(&mut self, src: &str, at: usize) -> Option<Evaluated> {
+        let chars: Vec<char> = src.chars().collect();
+        let outer = std::mem::take(&mut self.layers);
+        let mut p = parse::Parser::new(&chars, at);
+        let v = p.whole_argument(self);
+        let layers = std::mem::replace(&mut self.layers, outer);
+        v.map(|v| (v, layers))
+    }
+
     /// The value of the operand starting at `start` (a primary expression with its members
     /// and indexes, as `&` takes it), read no further than `limit`; and where it ends.
     pub fn eval_operand(&mut self, start: usize, limit: usize) -> Option<(Evaluated, usize)> {
@@ -294,6 +328,11 @@ impl<'a> Evaluator<'a> {
     /// One step of work; false when the budget is spent.
     fn step(&mut self) -> bool {
         self.budget.step(1)
+    }
+
+    /// Accounts for decoded output (`produce` too).
+    fn decoded(&mut self, n: usize) -> Option<()> {
+        (self.budget.step(n / 64 + 1) && self.budget.decode(n)).then_some(())
     }
 
     /// Accounts for a produced string or byte array.

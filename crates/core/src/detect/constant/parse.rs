@@ -164,6 +164,14 @@ impl<'s> Parser<'s> {
         Some((key, v))
     }
 
+    /// One command argument that must span the whole text.
+    pub(super) fn whole_argument(&mut self, ev: &mut Evaluator) -> Option<Value> {
+        self.ws();
+        let v = self.argument(ev)?;
+        self.ws_nl();
+        (self.i == self.s.len()).then_some(v)
+    }
+
     /// One pipeline that must span the whole text.
     pub(super) fn whole_pipeline(&mut self, ev: &mut Evaluator) -> Option<Value> {
         let v = self.pipeline(ev)?;
@@ -383,7 +391,7 @@ impl<'s> Parser<'s> {
                 match self.at(1) {
                     None | Some('\n' | '\r') => break,
                     Some(n) => {
-                        w.push(n);
+                        w.push(word_escape(n));
                         self.i += 2;
                         continue;
                     }
@@ -1031,6 +1039,16 @@ impl<'s> Parser<'s> {
                 return None;
             }
         }
+    }
+}
+
+/// A backtick escape in a bare word: the control characters of `0 `a `b `f `n `r `t `v;
+/// `e is ESC only in PowerShell 7 and a plain e in 5.1, read as 5.1 (the reading that
+/// keeps a command name). Anything else is itself.
+pub fn word_escape(e: char) -> char {
+    match e {
+        'e' => 'e',
+        other => escape(other),
     }
 }
 
