@@ -834,7 +834,8 @@ impl<'s> Parser<'s> {
                 }
                 _ => {}
             }
-            self.i += 1;
+            // past the closing quote, or the end when the string runs out
+            self.i = (self.i + 1).min(self.s.len());
         }
     }
 

@@ -194,6 +194,11 @@ fn what_is_not_constant_stays_unknown() {
         "if ($x) { 'a' }",
         "'unterminated",
         "[Convert]::FromBase64String('not base64!')",
+        // found by the filter_chunk fuzzer: an unknown hashtable value running into an
+        // unterminated string
+        "@{\r\nGUID=\"{8FA5064B-8479-4c5c-86EA-0",
+        "@{ a = (Get-Date) ; b = 'x",
+        "@{ a = x`",
     ] {
         assert!(eval(src).is_none_or(|(v, _)| v == Value::Null), "{src}");
     }
