@@ -13,7 +13,8 @@
 # Targets (fuzz/fuzz_targets/): filter_chunk (arbitrary chunk through the pure filter: default,
 # reassemble on, mode extended, bare detector), shapes (record body -> shape reader),
 # xml_event (XmlWinEventLog parser), syslog_line (PowerShell-on-Linux readers), pwsh_script
-# (mode extended's PowerShell tokenizer and Enter-PSSession binding), ffi_entry (the real
+# (mode extended's PowerShell tokenizer and Enter-PSSession binding), constant_eval (its
+# constant evaluator: concatenation, -f, decoding, inflating, within its budget), ffi_entry (the real
 # cb_init / cb_filter / timers / cb_exit through the host emulator: each input is a whole
 # history of a fresh instance, so every finding replays alone), properties (the property
 # parser and start-up), state_file (the aggregate's state file, read and restored).
@@ -35,20 +36,20 @@ ROOT=$PWD
 CORPUS=$(mkdir -p "${FUZZ_CORPUS:-fuzz/corpus}" && cd "${FUZZ_CORPUS:-fuzz/corpus}" && pwd)
 LEDGER=$CORPUS/ledger.tsv
 
-ALL_TARGETS=(filter_chunk shapes xml_event syslog_line pwsh_script ffi_entry properties state_file)
+ALL_TARGETS=(filter_chunk shapes xml_event syslog_line pwsh_script constant_eval ffi_entry properties state_file)
 
 # Per target: the longest input (smaller inputs run faster; each reader's hostile sizes are
 # covered by tests/hostile.rs) and the dictionary.
 max_len() {
   case $1 in
     properties) echo 2048 ;;
-    pwsh_script|state_file|syslog_line) echo 4096 ;;
+    pwsh_script|constant_eval|state_file|syslog_line) echo 4096 ;;
     *) echo 8192 ;;
   esac
 }
 dict() {
   case $1 in
-    pwsh_script) echo dict/pwsh.dict ;;
+    pwsh_script|constant_eval) echo dict/pwsh.dict ;;
     properties) echo dict/properties.dict ;;
     state_file) echo dict/state.dict ;;
     *) echo dict/msgpack.dict ;;

@@ -78,6 +78,7 @@ struct Seeds {
     xml: Corpus,
     syslog: Corpus,
     pwsh: Corpus,
+    constant: Corpus,
     properties: Corpus,
     state: Corpus,
 }
@@ -148,11 +149,13 @@ fn main() {
         xml: Corpus::new(&root, "xml_event"),
         syslog: Corpus::new(&root, "syslog_line"),
         pwsh: Corpus::new(&root, "pwsh_script"),
+        constant: Corpus::new(&root, "constant_eval"),
         properties: Corpus::new(&root, "properties"),
         state: Corpus::new(&root, "state_file"),
     };
     let mut i = seed_labelled_and_demo(&mut s, &repo);
     seed_kept_findings(&mut s, &repo.join("tests/data/fuzz"));
+    seed_corpus_scripts(&mut s, &repo);
     seed_properties(&mut s, &repo);
     seed_state(&mut s);
     match args.get(3).map(PathBuf::from).filter(|p| p.is_dir()) {
@@ -267,6 +270,22 @@ fn seed_kept_findings(s: &mut Seeds, dir: &Path) {
     }
     for state in read("state_file") {
         s.state.add("kept", &state);
+    }
+    for chunk in read("filter_chunk") {
+        s.chunks.add("kept", &chunk);
+    }
+}
+
+/// The labelled PowerShell corpora's scripts (plain, obfuscated, nested), as seeds of the
+/// reader and of the constant evaluator.
+fn seed_corpus_scripts(s: &mut Seeds, repo: &Path) {
+    for name in ["remote_sessions.jsonl", "obfuscated.jsonl"] {
+        for case in jsonl(&repo.join("tests/data/corpus").join(name)) {
+            if let Some(script) = case.get("script").and_then(Value::as_str) {
+                s.pwsh.add("corpus", script.as_bytes());
+                s.constant.add("corpus", script.as_bytes());
+            }
+        }
     }
 }
 
@@ -385,7 +404,15 @@ fn otrf_records(f: &Path) -> Vec<Value> {
 fn report(s: &Seeds) {
     eprintln!(
         "seedgen: filter_chunk {}, ffi_entry {}, shapes {}, xml_event {}, syslog_line {}, \
-         pwsh_script {}, properties {}, state_file {}",
-        s.chunks.n, s.ffi.n, s.shapes.n, s.xml.n, s.syslog.n, s.pwsh.n, s.properties.n, s.state.n
+         pwsh_script {}, constant_eval {}, properties {}, state_file {}",
+        s.chunks.n,
+        s.ffi.n,
+        s.shapes.n,
+        s.xml.n,
+        s.syslog.n,
+        s.pwsh.n,
+        s.constant.n,
+        s.properties.n,
+        s.state.n
     );
 }
