@@ -1657,6 +1657,87 @@ struct Resolver<'r> {
     own: Option<&'r str>,
     chars: &'r [char],
     budget: std::cell::RefCell<&'r mut Budget>,
+    /// Per token, whether it can run (see [`running_tokens`]).
+    running: Vec<bool>,
+    /// The script's functions named Enter-PSSession: (definition token, scope from, scope
+    /// to), the scope being the enclosing function's body or the whole piece.
+    shadows: Vec<(usize, usize, usize)>,
+    /// Each variable's assignments (indices into `reading.assignments`, in order).
+    assigned: std::collections::HashMap<String, Vec<usize>>,
+    /// The invocations of Remove-PSSession, and of Remove-Item and its aliases.
+    removals: Vec<usize>,
+    item_removals: Vec<usize>,
+}
+
+/// Per token, whether it can run: not in a dead range, and not inside a function or script
+/// block that nothing runs. One pass over the ranges (a difference array), so asking is
+/// constant time however many blocks and invocations a piece has.
+fn running_tokens(reading: &Reading, n: usize) -> Vec<bool> {
+    let mut diff = vec![0i64; n + 2];
+    let mut off = |from: usize, to: usize| {
+        let (from, to) = (from.min(n), to.min(n));
+        if from < to {
+            diff[from] += 1;
+            diff[to] -= 1;
+        }
+    };
+    for &(from, to) in &reading.dead {
+        off(from, to);
+    }
+    for d in &reading.deferred {
+        let fires = match &d.trigger {
+            Trigger::Function(name) => reading.calls.contains(name),
+            Trigger::Variable(v) => reading.calls.contains(&format!("${v}")),
+            Trigger::Selected => false,
+        };
+        if !fires {
+            // strictly inside the block
+            off(d.from + 1, d.to);
+        }
+    }
+    let mut depth = 0i64;
+    (0..n)
+        .map(|i| {
+            depth += diff[i];
+            depth == 0
+        })
+        .collect()
+}
+
+/// Each variable's assignments, as indices into `reading.assignments` (in order).
+fn assignments_by_variable(reading: &Reading) -> std::collections::HashMap<String, Vec<usize>> {
+    let mut by: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for (k, (v, _, _)) in reading.assignments.iter().enumerate() {
+        by.entry(v.clone()).or_default().push(k);
+    }
+    by
+}
+
+/// The invocations of the commands `names`.
+fn invocations_of(reading: &Reading, names: &[&str]) -> Vec<usize> {
+    (0..reading.invocations.len())
+        .filter(|&k| names.contains(&command_key(&reading.invocations[k].name).as_str()))
+        .collect()
+}
+
+/// The functions named Enter-PSSession and the scope each lives in.
+fn shadowing_functions(reading: &Reading) -> Vec<(usize, usize, usize)> {
+    let functions: Vec<&Deferred> = reading
+        .deferred
+        .iter()
+        .filter(|d| matches!(d.trigger, Trigger::Function(_)))
+        .collect();
+    functions
+        .iter()
+        .filter(|d| matches!(&d.trigger, Trigger::Function(f) if f == "enter-pssession"))
+        .map(|d| {
+            let scope = functions
+                .iter()
+                .filter(|o| o.from < d.from && d.to <= o.to)
+                .min_by_key(|o| o.to - o.from);
+            scope.map_or((d.from, 0, usize::MAX), |o| (d.from, o.from, o.to))
+        })
+        .collect()
 }
 
 impl Resolver<'_> {
@@ -1669,13 +1750,16 @@ impl Resolver<'_> {
 
     /// The last value assigned to `$var` before token `before`.
     fn value_of(&self, var: &str, before: usize) -> Option<&Assigned> {
-        let v = var.to_ascii_lowercase();
-        self.reading
-            .assignments
-            .iter()
-            .rev()
-            .find(|(n, at, _)| *n == v && *at < before)
-            .map(|(_, _, a)| a)
+        self.assignment_of(var, before).map(|(_, a)| a)
+    }
+
+    /// The last assignment to `$var` before token `before`: its token and value.
+    fn assignment_of(&self, var: &str, before: usize) -> Option<(usize, &Assigned)> {
+        let list = self.assigned.get(&var.to_ascii_lowercase())?;
+        let all = &self.reading.assignments;
+        let k = list.partition_point(|&i| all[i].1 < before);
+        let (_, at, a) = &all[list[k.checked_sub(1)?]];
+        Some((*at, a))
     }
 
     /// A session made by New-PSSession (piped in, or through a variable), bound.
@@ -1726,30 +1810,15 @@ impl Resolver<'_> {
     /// function lives only there), and not removed since (`Remove-Item
     /// Function:\Enter-PSSession`).
     fn shadowed(&self, at: usize) -> bool {
-        let functions: Vec<&Deferred> = self
-            .reading
-            .deferred
-            .iter()
-            .filter(|d| matches!(d.trigger, Trigger::Function(_)))
-            .collect();
-        functions.iter().any(|d| {
-            let named = matches!(&d.trigger, Trigger::Function(f) if f == "enter-pssession");
-            let scope = functions
-                .iter()
-                .filter(|o| o.from < d.from && d.to <= o.to)
-                .min_by_key(|o| o.to - o.from);
-            let in_scope = scope.is_none_or(|o| o.from < at && at < o.to);
-            named && d.from < at && in_scope && !self.function_removed(d.from, at)
+        self.shadows.iter().any(|&(def, from, to)| {
+            def < at && from < at && at < to && !self.function_removed(def, at)
         })
     }
 
     /// Whether `Remove-Item Function:\Enter-PSSession` ran between tokens `from` and `to`.
     fn function_removed(&self, from: usize, to: usize) -> bool {
-        self.reading.invocations.iter().any(|r| {
-            let removes = matches!(
-                command_key(&r.name).as_str(),
-                "remove-item" | "ri" | "rm" | "del" | "erase" | "rd" | "rmdir"
-            );
+        self.item_removals.iter().any(|&k| {
+            let r = &self.reading.invocations[k];
             let path = r.args.iter().any(|a| match a {
                 Arg::Literal(p) => {
                     let p = p.to_ascii_lowercase().replace('/', "\\");
@@ -1757,7 +1826,7 @@ impl Resolver<'_> {
                 }
                 _ => false,
             });
-            removes && path && r.token > from && r.token < to && self.runs(r.token)
+            path && r.token > from && r.token < to && self.runs(r.token)
         })
     }
 
@@ -1765,15 +1834,9 @@ impl Resolver<'_> {
     /// token `at` (by the variable, or all sessions through `Get-PSSession |`).
     fn removed_before(&self, v: &str, at: usize) -> bool {
         let v = v.to_ascii_lowercase();
-        let set_at = self
-            .reading
-            .assignments
-            .iter()
-            .rev()
-            .find(|(n, t, _)| *n == v && *t < at)
-            .map_or(0, |(_, t, _)| *t);
-        self.reading.invocations.iter().any(|r| {
-            let removes = matches!(command_key(&r.name).as_str(), "remove-pssession" | "rsn");
+        let set_at = self.assignment_of(&v, at).map_or(0, |(t, _)| t);
+        self.removals.iter().any(|&k| {
+            let r = &self.reading.invocations[k];
             let piped: String = r.piped_input.map_or(String::new(), |(s, e)| {
                 self.chars[s.min(self.chars.len())..e.min(self.chars.len())]
                     .iter()
@@ -1787,7 +1850,7 @@ impl Resolver<'_> {
                 || piped == format!("${v}")
                 || (r.args.is_empty()
                     && (piped.starts_with("get-pssession") || piped.starts_with("gsn")));
-            removes && names_it && r.token > set_at && r.token < at && self.runs(r.token)
+            names_it && r.token > set_at && r.token < at && self.runs(r.token)
         })
     }
 
@@ -2042,26 +2105,7 @@ impl Resolver<'_> {
     /// Whether code at token `at` can run: not after a top-level return, and not inside a
     /// function or script block that nothing runs.
     fn runs(&self, at: usize) -> bool {
-        if self
-            .reading
-            .dead
-            .iter()
-            .any(|&(from, to)| (from..to).contains(&at))
-        {
-            return false;
-        }
-        self.reading.deferred.iter().all(|d| {
-            if at <= d.from || at >= d.to {
-                return true;
-            }
-            match &d.trigger {
-                Trigger::Function(name) => {
-                    self.reading.calls.iter().filter(|c| *c == name).count() > 0
-                }
-                Trigger::Variable(v) => self.reading.calls.iter().any(|c| *c == format!("${v}")),
-                Trigger::Selected => false,
-            }
-        })
+        self.running.get(at).copied().unwrap_or(true)
     }
 }
 
@@ -2255,6 +2299,14 @@ fn read_piece(
         own: own_computer,
         chars: &lexed.chars,
         budget: std::cell::RefCell::new(budget),
+        running: running_tokens(&reading, lexed.tokens.len()),
+        shadows: shadowing_functions(&reading),
+        assigned: assignments_by_variable(&reading),
+        removals: invocations_of(&reading, &["remove-pssession", "rsn"]),
+        item_removals: invocations_of(
+            &reading,
+            &["remove-item", "ri", "rm", "del", "erase", "rd", "rmdir"],
+        ),
     };
     for (code, layers, at) in &reading.code_strings {
         if resolver.runs(*at) {
