@@ -16,17 +16,19 @@ fn kept_filter_chunk_findings_pass_through_extended_mode() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no findings kept in {dir}");
-    let mut config = Config::default();
-    config.mode = Mode::Extended;
-    config.flag_local_sessions = true;
-    config.reassembly = Some(ReassemblySettings {
-        timeout_secs: 30.0,
-        max_bytes: 1 << 20,
-        max_blocks: 50,
-    });
+    let config = Config {
+        mode: Mode::Extended,
+        flag_local_sessions: true,
+        reassembly: Some(ReassemblySettings {
+            timeout_secs: 30.0,
+            max_bytes: 1 << 20,
+            max_blocks: 50,
+        }),
+        ..Config::default()
+    };
     for f in files {
         let chunk = std::fs::read(&f).unwrap();
-        let mut inst = FilterInstance::new(config.clone(), RowSink::Timer, "t".into(), 0.0);
+        let inst = FilterInstance::new(config.clone(), RowSink::Timer, "t".into(), 0.0);
         let out = inst.process_tagged(&chunk, "fuzz", 1.7e9, false);
         let (records, _) = pssession_oracle::values(&chunk);
         if let Outcome::Modified(modified) = &out.result.outcome {

@@ -12,35 +12,29 @@ use pssession_core::detect::constant::{
     to_text, Budget, Change, Definition, Definitions, Evaluator, MAX_BYTES,
 };
 
-/// `$name = value` lines of the text, as definitions (char ranges of the value).
+/// `$name = value` lines of the text, as definitions (byte ranges of the value).
 struct Lines(Vec<(String, Definition)>);
 
 impl Lines {
-    fn of(chars: &[char]) -> Lines {
+    fn of(text: &str) -> Lines {
         let mut defs = Vec::new();
         let mut start = 0;
-        for (i, c) in chars
-            .iter()
-            .enumerate()
-            .chain(std::iter::once((chars.len(), &'\n')))
-        {
-            if *c != '\n' {
-                continue;
-            }
-            let line: String = chars[start..i].iter().collect();
+        for line in text.split_inclusive('\n') {
+            let end = start + line.trim_end_matches('\n').len();
             if let Some((name, _)) = line.strip_prefix('$').and_then(|l| l.split_once('=')) {
                 let eq = start + line.find('=').unwrap_or(0);
                 let name = name.trim().to_ascii_lowercase();
+                let kind = Change::Assign;
                 defs.push((
                     name,
                     Definition {
                         start: eq + 1,
-                        end: i,
-                        kind: Change::Assign,
+                        end,
+                        kind,
                     },
                 ));
             }
-            start = i + 1;
+            start += line.len();
         }
         Lines(defs)
     }
@@ -84,12 +78,12 @@ const LAYERS: &[&str] = &[
     "expand-string",
 ];
 
-fn evaluate(chars: &[char], defs: &Lines) -> (String, usize) {
-    let mut budget = Budget::for_script(chars.len());
-    let mut ev = Evaluator::new(chars, defs, &mut budget);
-    let v = ev.eval_range(0, chars.len());
+fn evaluate(text: &str, defs: &Lines) -> (String, usize) {
+    let mut budget = Budget::for_script(text.len());
+    let mut ev = Evaluator::new(text, defs, &mut budget);
+    let v = ev.eval_range(0, text.len());
     let runs = ev.take_runs();
-    let limit = (chars.len() * 32).clamp(1 << 16, 16 << 20) + MAX_BYTES;
+    let limit = (text.len() * 32).clamp(1 << 16, 16 << 20) + MAX_BYTES;
     let run_bytes: usize = runs.iter().map(|r| r.code.len()).sum();
     assert!(run_bytes <= limit, "runs of {run_bytes} bytes");
     for r in &runs {
@@ -97,7 +91,7 @@ fn evaluate(chars: &[char], defs: &Lines) -> (String, usize) {
             assert!(LAYERS.contains(l), "unknown layer {l}");
         }
     }
-    let text = match &v {
+    let value = match &v {
         Some((v, layers)) => {
             for l in layers {
                 assert!(LAYERS.contains(l), "unknown layer {l}");
@@ -106,15 +100,14 @@ fn evaluate(chars: &[char], defs: &Lines) -> (String, usize) {
         }
         None => String::new(),
     };
-    assert!(text.len() <= limit, "a value of {} bytes", text.len());
-    (text, runs.len())
+    assert!(value.len() <= limit, "a value of {} bytes", value.len());
+    (value, runs.len())
 }
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let chars: Vec<char> = text.chars().collect();
-    let defs = Lines::of(&chars);
-    let first = evaluate(&chars, &defs);
-    let again = evaluate(&chars, &defs);
+    let defs = Lines::of(&text);
+    let first = evaluate(&text, &defs);
+    let again = evaluate(&text, &defs);
     assert_eq!(first, again, "evaluation is not deterministic");
 });

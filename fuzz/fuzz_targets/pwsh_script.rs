@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let mut end = 0;
     for t in &lexed.tokens {
         assert!(t.start <= t.end, "token ends before it starts: {t:?}");
-        assert!(t.end <= lexed.chars.len(), "token past the text: {t:?}");
+        assert!(t.end <= lexed.text.len(), "token past the text: {t:?}");
+        assert!(
+            lexed.text.is_char_boundary(t.start) && lexed.text.is_char_boundary(t.end),
+            "token not on character boundaries: {t:?}"
+        );
         assert!(
             t.start >= end,
             "tokens overlap or go back: {t:?} after {end}"

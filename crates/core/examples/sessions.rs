@@ -1,7 +1,7 @@
 //! What mode extended reads in a script: `cargo run -p pssession-core --example sessions
 //! < script.ps1` prints each Enter-PSSession that would run, with its target, transport,
 //! deobfuscated command line and the layers peeled to reach it. With `--eval`, prints what
-//! the constant evaluator makes of the text instead.
+//! the constant evaluator makes of the text instead; with `--tokenize`, only tokenizes.
 
 use std::io::Read;
 
@@ -12,12 +12,16 @@ fn main() {
         std::process::exit(2);
     }
     let own = std::env::args().nth(1);
+    if own.as_deref() == Some("--tokenize") {
+        let lexed = pssession_core::pwsh::tokenize(&script);
+        println!("{} tokens", lexed.tokens.len());
+        return;
+    }
     if own.as_deref() == Some("--eval") {
         use pssession_core::detect::constant::{Budget, Evaluator, NoDefinitions};
-        let chars: Vec<char> = script.chars().collect();
         let mut budget = Budget::for_script(script.len());
-        let mut ev = Evaluator::new(&chars, &NoDefinitions, &mut budget);
-        println!("{:?}", ev.eval_range(0, chars.len()));
+        let mut ev = Evaluator::new(&script, &NoDefinitions, &mut budget);
+        println!("{:?}", ev.eval_range(0, script.len()));
         println!("runs: {:?}", ev.take_runs());
         return;
     }

@@ -15,14 +15,14 @@ pub type DeadRanges = Vec<(usize, usize)>;
 /// The dead ranges of one piece, read after the reader's pass (so every definition is
 /// known, each used as of its position).
 pub fn dead_code(
-    chars: &[char],
+    text: &str,
     tokens: &[Token],
     close: &[usize],
     reading: &Reading,
     budget: &mut Budget,
 ) -> DeadRanges {
     let mut f = Flow {
-        chars,
+        text,
         tokens,
         close,
         reading,
@@ -59,7 +59,7 @@ enum Group {
 }
 
 struct Flow<'a> {
-    chars: &'a [char],
+    text: &'a str,
     tokens: &'a [Token],
     close: &'a [usize],
     reading: &'a Reading,
@@ -116,7 +116,7 @@ impl Flow<'_> {
         if e <= s {
             return None;
         }
-        let mut ev = Evaluator::new(self.chars, self.reading, self.budget);
+        let mut ev = Evaluator::new(self.text, self.reading, self.budget);
         ev.eval_pipeline(s, e).map(|(v, _)| v)
     }
 
@@ -328,9 +328,9 @@ impl Flow<'_> {
                     continue;
                 }
                 Some(Tok::Word(w)) if w.eq_ignore_ascii_case("default") => None,
-                Some(Tok::Word(w)) => Some(w.clone()),
+                Some(Tok::Word(w)) => Some(w.to_string()),
                 Some(Tok::Str { text, expandable }) if !(*expandable && text.contains('$')) => {
-                    Some(text.clone())
+                    Some(text.to_string())
                 }
                 _ => return,
             };
@@ -359,7 +359,7 @@ impl Flow<'_> {
     /// The value of the group at `open`, when constant.
     fn truth_value(&mut self, open: usize) -> Option<Value> {
         let (s, e) = self.span(open)?;
-        let mut ev = Evaluator::new(self.chars, self.reading, self.budget);
+        let mut ev = Evaluator::new(self.text, self.reading, self.budget);
         ev.eval_range(s, e).map(|(v, _)| v)
     }
 

@@ -171,7 +171,7 @@ fn take(left: &mut usize, n: usize) -> bool {
     true
 }
 
-/// Where a variable was last set before a use: the source range of its value (char
+/// Where a variable was last set before a use: the source range of its value (byte
 /// offsets into the code being read), or how it changed its earlier value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Definition {
@@ -220,7 +220,8 @@ pub type Evaluated = (Value, Vec<&'static str>);
 
 /// Evaluates expressions of one piece of code.
 pub struct Evaluator<'a> {
-    code: &'a [char],
+    /// The code being read; positions are byte offsets into it.
+    code: &'a str,
     defs: &'a dyn Definitions,
     budget: &'a mut Budget,
     depth: usize,
@@ -236,7 +237,7 @@ pub struct Evaluator<'a> {
 
 impl<'a> Evaluator<'a> {
     /// An evaluator for `code` (whose variables `defs` knows), drawing on `budget`.
-    pub fn new(code: &'a [char], defs: &'a dyn Definitions, budget: &'a mut Budget) -> Self {
+    pub fn new(code: &'a str, defs: &'a dyn Definitions, budget: &'a mut Budget) -> Self {
         Evaluator {
             code,
             defs,
@@ -252,18 +253,25 @@ impl<'a> Evaluator<'a> {
     /// The value of `code[start..end]` (an expression or pipeline), with variables as
     /// defined before `start`; and the layers peeled to get it.
     pub fn eval_range(&mut self, start: usize, end: usize) -> Option<Evaluated> {
-        let (start, end) = (start.min(self.code.len()), end.min(self.code.len()));
-        let code = self.code;
-        self.eval_chars(&code[start..end], start)
+        let chars = self.chars_of(start, end)?;
+        self.eval_chars(&chars, start)
+    }
+
+    /// The characters of `code[start..end]` (byte offsets at character boundaries), the
+    /// copy paid for in steps.
+    fn chars_of(&mut self, start: usize, end: usize) -> Option<Vec<char>> {
+        let text = self.code.get(start..end.min(self.code.len()))?;
+        self.budget
+            .step(text.len() / 16 + 1)
+            .then(|| text.chars().collect())
     }
 
     /// The value of one pipeline at `code[start..end]`, as it is (an empty array stays one,
     /// where a statement's output would be nothing).
     pub fn eval_pipeline(&mut self, start: usize, end: usize) -> Option<Evaluated> {
-        let (start, end) = (start.min(self.code.len()), end.min(self.code.len()));
-        let code = self.code;
+        let chars = self.chars_of(start, end)?;
         let outer = std::mem::take(&mut self.layers);
-        let v = parse::Parser::new(&code[start..end], start).whole_pipeline(self);
+        let v = parse::Parser::new(&chars, start).whole_pipeline(self);
         let layers = std::mem::replace(&mut self.layers, outer);
         v.map(|v| (v, layers))
     }
@@ -282,13 +290,16 @@ impl<'a> Evaluator<'a> {
     /// The value of the operand starting at `start` (a primary expression with its members
     /// and indexes, as `&` takes it), read no further than `limit`; and where it ends.
     pub fn eval_operand(&mut self, start: usize, limit: usize) -> Option<(Evaluated, usize)> {
-        let (start, limit) = (start.min(self.code.len()), limit.min(self.code.len()));
-        let code = self.code;
+        let chars = self.chars_of(start, limit)?;
         let outer = std::mem::take(&mut self.layers);
-        let mut p = parse::Parser::new(&code[start..limit], start);
+        let mut p = parse::Parser::new(&chars, start);
         let v = p.operand(self);
         let layers = std::mem::replace(&mut self.layers, outer);
-        v.map(|v| ((v, layers), start + p.offset()))
+        let bytes: usize = chars[..p.offset().min(chars.len())]
+            .iter()
+            .map(|c| c.len_utf8())
+            .sum();
+        v.map(|v| ((v, layers), start + bytes))
     }
 
     /// The value of `src` (text not in the code), with variables as defined before `at`.
@@ -383,16 +394,15 @@ impl<'a> Evaluator<'a> {
         let outer = std::mem::take(&mut self.layers);
         let saved_locals = std::mem::take(&mut self.locals);
         let v = self.nest(|ev| {
-            let code = ev.code;
-            let src = &code[d.start.min(code.len())..d.end.min(code.len())];
+            let src = ev.chars_of(d.start, d.end)?;
             match d.kind {
                 Change::Reverse => dotnet::reversed(ev.variable(key, d.start)?),
-                Change::Assign => parse::Parser::new(src, d.start).statements_value(ev),
+                Change::Assign => parse::Parser::new(&src, d.start).statements_value(ev),
                 Change::Member => {
                     let Value::Hash(mut entries) = ev.variable(key, d.start)? else {
                         return None;
                     };
-                    let (k, v) = parse::Parser::new(src, d.start).member_assignment(ev)?;
+                    let (k, v) = parse::Parser::new(&src, d.start).member_assignment(ev)?;
                     entries.retain(|(e, _)| !e.eq_ignore_ascii_case(&k));
                     entries.push((k, v));
                     Some(Value::Hash(entries))

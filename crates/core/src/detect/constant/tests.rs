@@ -7,10 +7,9 @@ const CMD: &str = "Enter-PSSession -ComputerName web01";
 
 /// The value of `src`, alone, with its layers.
 fn eval(src: &str) -> Option<(Value, Vec<&'static str>)> {
-    let chars: Vec<char> = src.chars().collect();
     let mut budget = Budget::for_script(src.len());
-    let mut ev = Evaluator::new(&chars, &NoDefinitions, &mut budget);
-    ev.eval_range(0, chars.len())
+    let mut ev = Evaluator::new(src, &NoDefinitions, &mut budget);
+    ev.eval_range(0, src.len())
 }
 
 fn text(src: &str) -> String {
@@ -21,10 +20,9 @@ fn text(src: &str) -> String {
 }
 
 fn runs(src: &str) -> Vec<Runs> {
-    let chars: Vec<char> = src.chars().collect();
     let mut budget = Budget::for_script(src.len());
-    let mut ev = Evaluator::new(&chars, &NoDefinitions, &mut budget);
-    let _ = ev.eval_range(0, chars.len());
+    let mut ev = Evaluator::new(src, &NoDefinitions, &mut budget);
+    let _ = ev.eval_range(0, src.len());
     ev.take_runs()
 }
 
@@ -242,10 +240,9 @@ impl Definitions for Defs {
 fn variables_resolve_through_their_definitions_once_each() {
     // $a = 'et'  /  $b = $a + 'sn'  /  use: $b
     let code = "'et' $a + 'sn' $b";
-    let chars: Vec<char> = code.chars().collect();
     let defs = Defs(vec![("a", 0, 4), ("b", 5, 14)]);
     let mut budget = Budget::for_script(code.len());
-    let mut ev = Evaluator::new(&chars, &defs, &mut budget);
+    let mut ev = Evaluator::new(code, &defs, &mut budget);
     let (v, _) = ev.eval_range(15, 17).unwrap();
     assert_eq!(v, Value::Str("etsn".into()));
 }

@@ -7,58 +7,12 @@
 //! queued and read the same way, a bounded number of times.
 
 use crate::detect::constant::{self, Budget, Change, Definition, Definitions, Evaluator, Value};
+mod lexer;
+
+pub use lexer::{tokenize, Lexed, Sep, Tok, Token};
+
 use crate::detect::flow;
 use base64::Engine;
-
-/// How a statement or pipeline ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sep {
-    Semicolon,
-    Newline,
-    Pipe,
-    AndAnd,
-    OrOr,
-}
-
-/// One token, with the span (in characters) it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Tok {
-    /// A bare word (command names, unquoted arguments), backtick escapes removed.
-    Word(String),
-    /// `-Name` or `-Name:value` (any of the dash look-alikes).
-    Param {
-        name: String,
-        value: Option<String>,
-    },
-    /// A string literal's content; `expandable` for double-quoted ones.
-    Str {
-        text: String,
-        expandable: bool,
-    },
-    /// `$name`, `${name}`, `$env:NAME`.
-    Var(String),
-    /// `(`, `$(`, `@(`, `@{`.
-    Open,
-    /// `{`: a script block (runs only when something runs it, unless it is a
-    /// statement's body).
-    OpenBlock,
-    /// `)` or `}`.
-    Close,
-    Sep(Sep),
-    /// `&` or `.` in command position.
-    Call,
-    /// `=` and the assignment operators: what follows is a pipeline.
-    Assign,
-    /// Anything else (commas, other operators).
-    Other,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Token {
-    pub tok: Tok,
-    pub start: usize,
-    pub end: usize,
-}
 
 /// `s` starts with the ASCII `prefix`, ignoring ASCII case (no lowercase copy: the reader
 /// asks this of every word).
@@ -66,435 +20,6 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.as_bytes()
         .get(..prefix.len())
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
-}
-
-fn is_dash(c: char) -> bool {
-    matches!(c, '-' | '\u{2013}' | '\u{2014}' | '\u{2015}')
-}
-
-fn is_dquote(c: char) -> bool {
-    matches!(c, '"' | '\u{201C}' | '\u{201D}' | '\u{201E}')
-}
-
-fn is_squote(c: char) -> bool {
-    matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}')
-}
-
-fn ends_word(c: char) -> bool {
-    c.is_whitespace() || matches!(c, ';' | '|' | '&' | '(' | ')' | '{' | '}' | ',')
-}
-
-/// The tokens of one piece of code, and the code found inside it that must be read too
-/// (`$( )` in double-quoted strings).
-pub struct Lexed {
-    pub chars: Vec<char>,
-    pub tokens: Vec<Token>,
-    pub nested: Vec<String>,
-}
-
-/// Tokenizes PowerShell source in one pass. Never fails: unterminated strings and comments
-/// run to the end.
-pub fn tokenize(src: &str) -> Lexed {
-    let chars: Vec<char> = src.chars().collect();
-    let mut lx = Lexer {
-        n: chars.len(),
-        chars,
-        i: 0,
-        out: Vec::new(),
-        nested: Vec::new(),
-    };
-    while lx.i < lx.n {
-        lx.next_token();
-    }
-    Lexed {
-        chars: lx.chars,
-        tokens: lx.out,
-        nested: lx.nested,
-    }
-}
-
-/// The tokenizer's state: where it is, and what it has found.
-struct Lexer {
-    chars: Vec<char>,
-    n: usize,
-    i: usize,
-    out: Vec<Token>,
-    nested: Vec<String>,
-}
-
-impl Lexer {
-    fn at(&self, i: usize) -> Option<char> {
-        self.chars.get(i).copied()
-    }
-
-    fn pos(&self, i: usize) -> usize {
-        i.min(self.n)
-    }
-
-    fn push(&mut self, tok: Tok, start: usize, end: usize) {
-        self.out.push(Token { tok, start, end });
-    }
-
-    /// One token at `self.i`, or the white space, comment or line continuation there.
-    /// Longer than most functions on purpose: it is the lexer's dispatch table, one short
-    /// arm per leading character; every longer form has a method of its own below.
-    fn next_token(&mut self) {
-        let c = self.chars[self.i];
-        let start = self.pos(self.i);
-        match c {
-            '\n' => {
-                self.push(Tok::Sep(Sep::Newline), start, self.pos(self.i + 1));
-                self.i += 1;
-            }
-            c if c.is_whitespace() => self.i += 1,
-            '#' => {
-                while self.i < self.n && self.chars[self.i] != '\n' {
-                    self.i += 1;
-                }
-            }
-            '<' if self.at(self.i + 1) == Some('#') => {
-                self.i += 2;
-                while self.i < self.n
-                    && !(self.chars[self.i] == '#' && self.at(self.i + 1) == Some('>'))
-                {
-                    self.i += 1;
-                }
-                self.i = (self.i + 2).min(self.n);
-            }
-            '`' if matches!(self.at(self.i + 1), Some('\n') | Some('\r')) => {
-                self.i += 2;
-                if self.at(self.i - 1) == Some('\r') && self.at(self.i) == Some('\n') {
-                    self.i += 1;
-                }
-            }
-            ';' => {
-                self.push(Tok::Sep(Sep::Semicolon), start, self.pos(self.i + 1));
-                self.i += 1;
-            }
-            '|' => {
-                let two = self.at(self.i + 1) == Some('|');
-                let tok = Tok::Sep(if two { Sep::OrOr } else { Sep::Pipe });
-                self.i += if two { 2 } else { 1 };
-                self.push(tok, start, self.pos(self.i));
-            }
-            '&' => {
-                let two = self.at(self.i + 1) == Some('&');
-                let tok = if two {
-                    Tok::Sep(Sep::AndAnd)
-                } else {
-                    Tok::Call
-                };
-                self.i += if two { 2 } else { 1 };
-                self.push(tok, start, self.pos(self.i));
-            }
-            '(' => {
-                self.push(Tok::Open, start, self.pos(self.i + 1));
-                self.i += 1;
-            }
-            '{' => {
-                self.push(Tok::OpenBlock, start, self.pos(self.i + 1));
-                self.i += 1;
-            }
-            ')' | '}' => {
-                self.push(Tok::Close, start, self.pos(self.i + 1));
-                self.i += 1;
-            }
-            '$' if self.at(self.i + 1) == Some('(') => {
-                self.push(Tok::Open, start, self.pos(self.i + 2));
-                self.i += 2;
-            }
-            '@' if matches!(self.at(self.i + 1), Some('(') | Some('{')) => {
-                self.push(Tok::Open, start, self.pos(self.i + 2));
-                self.i += 2;
-            }
-            '@' if self
-                .at(self.i + 1)
-                .is_some_and(|q| is_squote(q) || is_dquote(q))
-                && matches!(self.at(self.i + 2), Some('\n') | Some('\r')) =>
-            {
-                self.here_string(start)
-            }
-            q if is_squote(q) => self.single_quoted(start),
-            q if is_dquote(q) => self.double_quoted(start),
-            '$' => self.variable(start),
-            '=' => {
-                self.push(Tok::Assign, start, self.pos(self.i + 1));
-                self.i += 1;
-            }
-            ',' => {
-                self.push(Tok::Other, start, self.pos(self.i + 1));
-                self.i += 1;
-            }
-            '.' if self.at(self.i + 1).is_none_or(|c| c.is_whitespace()) => {
-                // the dot-source operator in command position, the current computer as an
-                // argument
-                self.push(Tok::Word(".".into()), start, self.pos(self.i + 1));
-                self.i += 1;
-            }
-            c if is_dash(c)
-                && self
-                    .at(self.i + 1)
-                    .is_some_and(|c| c.is_alphabetic() || c == '`') =>
-            {
-                self.parameter(start)
-            }
-            _ => {
-                let (w, next) = read_word(&self.chars, self.i);
-                self.i = next.max(self.i + 1);
-                self.push(Tok::Word(w), start, self.pos(self.i));
-            }
-        }
-    }
-
-    /// A here-string (@' '@ or @" "@): to a line that starts with the quote and '@'.
-    fn here_string(&mut self, start: usize) {
-        // here-string: to a line that starts with the quote and '@'
-        let expandable = self.at(self.i + 1).is_some_and(is_dquote);
-        let mut j = self.i + 2;
-        while j < self.n && self.chars[j] != '\n' {
-            j += 1;
-        }
-        let body_start = (j + 1).min(self.n);
-        let mut k = body_start;
-        let mut end = self.n;
-        while k < self.n {
-            if self.chars[k] == '\n' {
-                let q = self.at(k + 1);
-                if q.is_some_and(|q| is_squote(q) || is_dquote(q)) && self.at(k + 2) == Some('@') {
-                    end = k;
-                    break;
-                }
-            }
-            k += 1;
-        }
-        let text: String = self.chars[body_start.min(end)..end].iter().collect();
-        if expandable {
-            collect_subexpressions(&text, &mut self.nested);
-        }
-        self.i = (end + 3).min(self.n);
-        self.push_str(text, expandable, start);
-    }
-
-    /// A single-quoted string: no escapes, '' is a quote.
-    fn single_quoted(&mut self, start: usize) {
-        let mut text = String::new();
-        self.i += 1;
-        while self.i < self.n {
-            let ch = self.chars[self.i];
-            if is_squote(ch) {
-                if self.closes(is_squote, &mut text) {
-                    break;
-                }
-                continue;
-            }
-            text.push(ch);
-            self.i += 1;
-        }
-        self.push_str(text, false, start);
-    }
-
-    /// At a quote of the string's kind: a doubled quote is one quote of the text (false);
-    /// a single one ends the string (true). Moves past it either way.
-    fn closes(&mut self, is_quote: fn(char) -> bool, text: &mut String) -> bool {
-        if self.at(self.i + 1).is_some_and(is_quote) {
-            text.push(self.chars[self.i]);
-            self.i += 2;
-            return false;
-        }
-        self.i += 1;
-        true
-    }
-
-    /// A string token from `start` to here.
-    fn push_str(&mut self, text: String, expandable: bool, start: usize) {
-        let end = self.pos(self.i);
-        self.push(Tok::Str { text, expandable }, start, end);
-    }
-
-    /// A double-quoted string: backtick escapes, "" is a quote, and each unescaped
-    /// `$( )` kept as code to read too.
-    fn double_quoted(&mut self, start: usize) {
-        let mut text = String::new();
-        self.i += 1;
-        while self.i < self.n {
-            let ch = self.chars[self.i];
-            if ch == '`' {
-                if let Some(nx) = self.at(self.i + 1) {
-                    text.push(match nx {
-                        'n' => '\n',
-                        't' => '\t',
-                        'r' => '\r',
-                        '0' => '\0',
-                        other => other,
-                    });
-                }
-                self.i += 2;
-                continue;
-            }
-            if ch == '$' && self.at(self.i + 1) == Some('(') {
-                // an unescaped subexpression: code that runs when the string is made
-                let mut depth = 0usize;
-                let from = self.i + 2;
-                let mut j = self.i + 1;
-                while j < self.n {
-                    match self.chars[j] {
-                        '(' => depth += 1,
-                        ')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                let inner: String = self.chars[from.min(j)..j.min(self.n)].iter().collect();
-                text.push_str("$(");
-                text.push_str(&inner);
-                text.push(')');
-                self.nested.push(inner);
-                self.i = (j + 1).min(self.n);
-                continue;
-            }
-            if is_dquote(ch) {
-                if self.closes(is_dquote, &mut text) {
-                    break;
-                }
-                continue;
-            }
-            text.push(ch);
-            self.i += 1;
-        }
-        self.push_str(text, true, start);
-    }
-
-    /// A variable: `$name`, `$scope:name`, `${any name}`.
-    fn variable(&mut self, start: usize) {
-        let mut name = String::new();
-        self.i += 1;
-        if self.at(self.i) == Some('{') {
-            self.i += 1;
-            while self.i < self.n && self.chars[self.i] != '}' {
-                name.push(self.chars[self.i]);
-                self.i += 1;
-            }
-            self.i = (self.i + 1).min(self.n);
-        } else {
-            while self.i < self.n
-                && (self.chars[self.i].is_alphanumeric()
-                    || matches!(self.chars[self.i], '_' | ':' | '?' | '^' | '$'))
-            {
-                name.push(self.chars[self.i]);
-                self.i += 1;
-            }
-        }
-        self.push(Tok::Var(name), start, self.pos(self.i));
-    }
-
-    /// A parameter, `-Name` or `-Name:value` (any dash PowerShell accepts).
-    fn parameter(&mut self, start: usize) {
-        // -Name or -Name:value
-        let mut name = String::new();
-        self.i += 1;
-        while self.i < self.n {
-            let ch = self.chars[self.i];
-            // PowerShell keeps a backtick inside a parameter name as part of the name
-            // (so `-Co`mputerName` names no parameter and the command fails).
-            if ch == '`'
-                && self
-                    .at(self.i + 1)
-                    .is_some_and(|c| !matches!(c, '\n' | '\r'))
-            {
-                name.push('`');
-                if let Some(nx) = self.at(self.i + 1) {
-                    name.push(nx);
-                }
-                self.i += 2;
-                continue;
-            }
-            if ends_word(ch) || ch == ':' || is_squote(ch) || is_dquote(ch) || ch == '`' {
-                break;
-            }
-            name.push(ch);
-            self.i += 1;
-        }
-        let mut value = None;
-        if self.at(self.i) == Some(':') {
-            self.i += 1;
-            let (v, next) = read_word(&self.chars, self.i);
-            value = Some(v);
-            self.i = next;
-        }
-        self.push(Tok::Param { name, value }, start, self.pos(self.i));
-    }
-}
-
-/// A generic word: up to white space or a special character; backtick escapes removed,
-/// quoted pieces inside it joined (`a"b"c` is `abc`).
-fn read_word(chars: &[char], mut i: usize) -> (String, usize) {
-    let n = chars.len();
-    let mut w = String::new();
-    while i < n {
-        let ch = chars[i];
-        if ch == '`' {
-            match chars.get(i + 1).copied() {
-                Some('\n') | Some('\r') | None => break,
-                Some(nx) => {
-                    w.push(constant::word_escape(nx));
-                    i += 2;
-                    continue;
-                }
-            }
-        }
-        if is_squote(ch) || is_dquote(ch) {
-            let close = |c: char| {
-                if is_squote(ch) {
-                    is_squote(c)
-                } else {
-                    is_dquote(c)
-                }
-            };
-            i += 1;
-            while i < n && !close(chars[i]) {
-                w.push(chars[i]);
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        if ends_word(ch) {
-            break;
-        }
-        w.push(ch);
-        i += 1;
-    }
-    (w, i.min(n))
-}
-
-/// `$( ... )` inside an expandable string is code: queue its text.
-fn collect_subexpressions(text: &str, nested: &mut Vec<String>) {
-    let b = text.as_bytes();
-    let mut i = 0;
-    while let Some(off) = text[i..].find("$(") {
-        let start = i + off + 2;
-        let mut depth = 1usize;
-        let mut j = start;
-        while j < b.len() && depth > 0 {
-            match b[j] {
-                b'(' => depth += 1,
-                b')' => depth -= 1,
-                _ => {}
-            }
-            j += 1;
-        }
-        let end = if depth == 0 { j - 1 } else { j };
-        nested.push(text[start..end].to_string());
-        i = j.max(start);
-        if i >= text.len() {
-            break;
-        }
-    }
 }
 
 /// An argument of a command.
@@ -609,13 +134,13 @@ impl Reading {
 /// once, and an invocation's arguments skip over nested groups in one step. Names built
 /// at run time (`& ('{1}{0}' -f ...)`) are evaluated as constants, within `budget`.
 pub fn read(
-    chars: &[char],
+    text: &str,
     tokens: &[Token],
     interesting: &dyn Fn(&str) -> bool,
     budget: &mut Budget,
 ) -> Reading {
     let mut reader = Reader {
-        chars,
+        text,
         tokens,
         close: group_ends(tokens),
         interesting,
@@ -628,7 +153,7 @@ pub fn read(
         pipeline_prev: None,
         stage_start: 0,
         prev_stage: None,
-        runs_code_at: words_that_run_code(chars),
+        runs_code_at: words_that_run_code(text),
         stage_stack: Vec::new(),
         param_close: None,
     };
@@ -640,7 +165,7 @@ pub fn read(
             reader.record(i, command);
         }
     }
-    let dead = flow::dead_code(chars, tokens, &reader.close, &reader.r, reader.budget);
+    let dead = flow::dead_code(text, tokens, &reader.close, &reader.r, reader.budget);
     reader.r.dead = dead;
     reader.r
 }
@@ -651,14 +176,19 @@ const MAX_GROUP_DEPTH: usize = 4096;
 
 /// Where `invoke` and `create` (any case) start in the code: the expression statements
 /// worth evaluating hold one. One pass, so checking each statement costs a binary search.
-fn words_that_run_code(chars: &[char]) -> Vec<usize> {
-    let lower = |k: usize| chars.get(k).map(|c| c.to_ascii_lowercase());
-    let at = |i: usize, w: &str| w.chars().enumerate().all(|(k, c)| lower(i + k) == Some(c));
-    (0..chars.len())
-        .filter(|&i| matches!(lower(i), Some('i' | 'c')) && (at(i, "invoke") || at(i, "create")))
+fn words_that_run_code(text: &str) -> Vec<usize> {
+    let b = text.as_bytes();
+    let word_at = |i: usize, w: &[u8]| {
+        b.get(i..i + w.len())
+            .is_some_and(|x| x.eq_ignore_ascii_case(w))
+    };
+    memchr::memchr2_iter(b'i', b'I', b)
+        .chain(memchr::memchr2_iter(b'c', b'C', b))
+        .filter(|&i| word_at(i, b"invoke") || word_at(i, b"create"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
-
 /// For each opening token, the index of the token that closes it (`tokens.len()` when
 /// unclosed).
 fn group_ends(tokens: &[Token]) -> Vec<usize> {
@@ -689,7 +219,7 @@ struct Found {
 
 /// The state of one left-to-right pass of [`read`] over the tokens.
 struct Reader<'a> {
-    chars: &'a [char],
+    text: &'a str,
     tokens: &'a [Token],
     close: Vec<usize>,
     interesting: &'a dyn Fn(&str) -> bool,
@@ -719,8 +249,8 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn text(&self, s: usize, e: usize) -> String {
-        let n = self.chars.len();
-        self.chars[s.min(n)..e.min(n)].iter().collect()
+        let n = self.text.len();
+        self.text.get(s.min(n)..e.min(n)).unwrap_or("").to_string()
     }
 
     fn tok(&self, i: usize) -> Option<&Tok> {
@@ -738,12 +268,12 @@ impl Reader<'_> {
     /// first separator (other than `|`) or unmatched close at this level.
     fn statement_end(&self, from: usize) -> usize {
         let mut j = from;
-        let mut end = self.tokens.get(from).map_or(self.chars.len(), |t| t.start);
+        let mut end = self.tokens.get(from).map_or(self.text.len(), |t| t.start);
         while j < self.tokens.len() {
             match self.tokens[j].tok {
                 Tok::Open | Tok::OpenBlock => {
                     let k = self.close[j];
-                    end = self.tokens.get(k).map_or(self.chars.len(), |t| t.end);
+                    end = self.tokens.get(k).map_or(self.text.len(), |t| t.end);
                     j = k + 1;
                     continue;
                 }
@@ -788,7 +318,7 @@ impl Reader<'_> {
                 end: at,
                 kind: Change::Reverse,
             };
-            self.r.define(v.to_ascii_lowercase(), d);
+            self.r.define(v.as_str().to_ascii_lowercase(), d);
         }
     }
 
@@ -823,7 +353,7 @@ impl Reader<'_> {
                 self.note_reverse(i, &w);
                 self.expect_cmd = false;
             }
-            Tok::Word(w) if self.expect_cmd => return Some(self.command_word(i, w.clone())),
+            Tok::Word(w) if self.expect_cmd => return Some(self.command_word(i, w.to_string())),
             Tok::Var(v) => {
                 // $v.Invoke() / $v.InvokeReturnAsIs() runs a script block
                 if self
@@ -903,7 +433,7 @@ impl Reader<'_> {
             end: self.statement_end(i + 1),
             kind: Change::Member,
         };
-        self.r.define(v.to_ascii_lowercase(), d);
+        self.r.define(v.as_str().to_ascii_lowercase(), d);
     }
 
     /// `$v = value`: its source range is kept for constant evaluation; a constant value is
@@ -915,7 +445,7 @@ impl Reader<'_> {
         let Some(Tok::Var(v)) = i.checked_sub(1).and_then(|p| self.tok(p)) else {
             return;
         };
-        let v = v.to_ascii_lowercase();
+        let v = v.as_str().to_ascii_lowercase();
         if let Some(first) = self.tokens.get(i + 1) {
             let d = Definition {
                 start: first.start,
@@ -923,7 +453,7 @@ impl Reader<'_> {
                 kind: Change::Assign,
             };
             self.r.define(v.clone(), d);
-            if self.chars.get(first.start) == Some(&'@') && first.tok == Tok::Open {
+            if self.text.as_bytes().get(first.start) == Some(&b'@') && first.tok == Tok::Open {
                 self.defer_selected_blocks(i + 1);
             }
         }
@@ -932,21 +462,21 @@ impl Reader<'_> {
         match self.tok(i + 1) {
             Some(Tok::Str { text, expandable }) if ends => {
                 let val = if *expandable && text.contains('$') {
-                    Assigned::Expr(text.clone())
+                    Assigned::Expr(text.to_string())
                 } else {
-                    Assigned::Literal(text.clone())
+                    Assigned::Literal(text.to_string())
                 };
                 self.r.assignments.push((v, i, val));
             }
             Some(Tok::Word(w)) if ends && !(self.interesting)(&command_key(w)) => {
-                let val = Assigned::Literal(w.clone());
+                let val = Assigned::Literal(w.to_string());
                 self.r.assignments.push((v, i, val));
             }
             Some(Tok::Open) => {
                 let e = self
                     .tokens
                     .get(self.close[i + 1])
-                    .map_or(self.chars.len(), |t| t.end);
+                    .map_or(self.text.len(), |t| t.end);
                 let val = Assigned::Expr(self.text(self.tokens[i + 1].start, e));
                 self.r.assignments.push((v.clone(), i, val));
                 self.pending_assign = Some(v);
@@ -974,13 +504,13 @@ impl Reader<'_> {
             layers,
         };
         match &self.tokens.get(at)?.tok {
-            Tok::Word(w) => return Some(found(w.clone(), at + 1, Vec::new())),
+            Tok::Word(w) => return Some(found(w.to_string(), at + 1, Vec::new())),
             Tok::Str { .. } | Tok::Var(_) | Tok::Open => {}
             _ => return None,
         }
         let start = self.tokens[at].start;
         let limit = self.statement_end(at);
-        let mut ev = Evaluator::new(self.chars, &self.r, self.budget);
+        let mut ev = Evaluator::new(self.text, &self.r, self.budget);
         let operand = ev.eval_operand(start, limit);
         let runs = ev.take_runs();
         // the arguments start at the first token after the operand
@@ -997,7 +527,7 @@ impl Reader<'_> {
             .extend(runs.into_iter().map(|r| (r.code, r.layers, at)));
         let literal_block = |r: &Reading, v: &str| {
             r.definition(&v.to_ascii_lowercase(), start)
-                .is_some_and(|d| self.chars.get(d.start) == Some(&'{'))
+                .is_some_and(|d| self.text.as_bytes().get(d.start) == Some(&b'{'))
         };
         match (evaluated, &self.tokens[at].tok) {
             (Some((Value::Block(code), layers)), Tok::Var(v)) if !literal_block(&self.r, v) => {
@@ -1145,11 +675,11 @@ fn collect(
                 j = k + 1;
                 continue;
             }
-            Tok::Param { name, value } => args.push(Arg::Param {
-                name: name.clone(),
-                value: value.clone(),
+            Tok::Param(p) => args.push(Arg::Param {
+                name: p.name.to_string(),
+                value: p.value.as_ref().map(|v| v.to_string()),
             }),
-            Tok::Word(w) => args.push(Arg::Literal(w.clone())),
+            Tok::Word(w) => args.push(Arg::Literal(w.to_string())),
             Tok::Str {
                 text: st,
                 expandable,
@@ -1157,10 +687,10 @@ fn collect(
                 if *expandable && st.contains('$') {
                     args.push(Arg::Expr(text(t.start, t.end)));
                 } else {
-                    args.push(Arg::Literal(st.clone()));
+                    args.push(Arg::Literal(st.to_string()));
                 }
             }
-            Tok::Var(v) => args.push(Arg::Variable(v.clone())),
+            Tok::Var(v) => args.push(Arg::Variable(v.to_string())),
             Tok::Other => comma = text(t.start, t.end) == ",",
             _ => {}
         }
@@ -1655,7 +1185,7 @@ fn truncate_chars(mut s: String, max: usize) -> String {
 struct Resolver<'r> {
     reading: &'r Reading,
     own: Option<&'r str>,
-    chars: &'r [char],
+    text: &'r str,
     budget: std::cell::RefCell<&'r mut Budget>,
     /// Per token, whether it can run (see [`running_tokens`]).
     running: Vec<bool>,
@@ -1744,7 +1274,7 @@ impl Resolver<'_> {
     /// Runs `f` with an evaluator of this piece's code and variables.
     fn evaluate<T>(&self, f: impl FnOnce(&mut Evaluator) -> T) -> T {
         let mut budget = self.budget.borrow_mut();
-        let mut ev = Evaluator::new(self.chars, self.reading, &mut budget);
+        let mut ev = Evaluator::new(self.text, self.reading, &mut budget);
         f(&mut ev)
     }
 
@@ -1838,9 +1368,7 @@ impl Resolver<'_> {
         self.removals.iter().any(|&k| {
             let r = &self.reading.invocations[k];
             let piped: String = r.piped_input.map_or(String::new(), |(s, e)| {
-                self.chars[s.min(self.chars.len())..e.min(self.chars.len())]
-                    .iter()
-                    .collect()
+                self.text.get(s..e).unwrap_or("").to_string()
             });
             let piped = piped.trim().to_ascii_lowercase();
             let names_it = r
@@ -2293,11 +1821,11 @@ fn read_piece(
         ) || is_powershell(k)
             || aliases.iter().any(|a| a == k)
     };
-    let reading = read(&lexed.chars, &lexed.tokens, &interesting, budget);
+    let reading = read(&lexed.text, &lexed.tokens, &interesting, budget);
     let resolver = Resolver {
         reading: &reading,
         own: own_computer,
-        chars: &lexed.chars,
+        text: &lexed.text,
         budget: std::cell::RefCell::new(budget),
         running: running_tokens(&reading, lexed.tokens.len()),
         shadows: shadowing_functions(&reading),
@@ -2396,10 +1924,10 @@ fn alias_changes(
     budget: &mut Budget,
 ) -> Vec<AliasChange> {
     let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
-    let defs = read(&lexed.chars, &lexed.tokens, &alias_cmd, budget);
+    let defs = read(&lexed.text, &lexed.tokens, &alias_cmd, budget);
     let mut changes = Vec::new();
     for inv in &defs.invocations {
-        let mut ev = Evaluator::new(&lexed.chars, &defs, budget);
+        let mut ev = Evaluator::new(&lexed.text, &defs, budget);
         let mut layers = Vec::new();
         let mut value = |a: &Arg| argument_value(&mut ev, a, inv.start, &mut layers);
         let Some((alias, target)) = alias_definition(inv, &mut value) else {
@@ -2553,7 +2081,7 @@ fn is_literal_block_variable(resolver: &Resolver, src: &str, at: usize) -> bool 
     resolver
         .reading
         .definition(&v.to_ascii_lowercase(), at)
-        .is_some_and(|d| resolver.chars.get(d.start) == Some(&'{'))
+        .is_some_and(|d| resolver.text.as_bytes().get(d.start) == Some(&b'{'))
 }
 
 /// `Start-Process powershell -ArgumentList ...`: the code the child PowerShell runs.
