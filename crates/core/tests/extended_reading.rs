@@ -130,6 +130,10 @@ fn the_scripts_own_definitions() {
     // a proxy calling the module-qualified cmdlet still opens the session
     let proxy = "function Enter-PSSession { param($ComputerName) Microsoft.PowerShell.Core\\Enter-PSSession -ComputerName $ComputerName }\nEnter-PSSession -ComputerName app7";
     assert!(!remote(proxy).is_empty());
+    // called before the function is defined: the cmdlet runs
+    one("Enter-PSSession -ComputerName app7\nfunction Enter-PSSession { }");
+    // a Pester mock replaces the cmdlet for the whole test, calls in functions included
+    none("function Connect { param($N) Enter-PSSession -ComputerName $N }\nMock Enter-PSSession { }\nConnect -N app7");
     // removed again before the call: the cmdlet runs
     one("function Enter-PSSession { }\nRemove-Item Function:\\Enter-PSSession\nEnter-PSSession -ComputerName app7");
     // etsn re-pointed elsewhere before it is used, and an alias of one's own

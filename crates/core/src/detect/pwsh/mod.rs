@@ -1250,8 +1250,16 @@ fn invocations_of(reading: &Reading, names: &[&str]) -> Vec<usize> {
         .collect()
 }
 
-/// The functions named Enter-PSSession and the scope each lives in.
+/// The functions named Enter-PSSession and the scope each lives in; a Pester `Mock
+/// Enter-PSSession` replaces the cmdlet for the whole test script, whatever the order.
 fn shadowing_functions(reading: &Reading) -> Vec<(usize, usize, usize)> {
+    let mocked = reading.invocations.iter().any(|m| {
+        command_key(&m.name) == "mock"
+            && matches!(m.args.first(), Some(Arg::Literal(n)) if command_key(n) == "enter-pssession")
+    });
+    if mocked {
+        return vec![(0, 0, usize::MAX)];
+    }
     let functions: Vec<&Deferred> = reading
         .deferred
         .iter()
@@ -1341,7 +1349,10 @@ impl Resolver<'_> {
     /// Function:\Enter-PSSession`).
     fn shadowed(&self, at: usize) -> bool {
         self.shadows.iter().any(|&(def, from, to)| {
-            def < at && from < at && at < to && !self.function_removed(def, at)
+            // (0, 0, MAX) is a mock: in force everywhere
+            let mock = (def, from, to) == (0, 0, usize::MAX);
+            let in_force = mock || (def < at && from < at && at < to);
+            in_force && !self.function_removed(def, at)
         })
     }
 
@@ -1811,6 +1822,7 @@ fn read_piece(
                 | "icm"
                 | "remove-pssession"
                 | "rsn"
+                | "mock"
                 | "remove-item"
                 | "ri"
                 | "rm"
