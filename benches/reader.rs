@@ -14,7 +14,10 @@ fn plain_scripts(bytes: usize) -> String {
     let mut one = String::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-        let plain = matches!(v["category"].as_str(), Some("admin" | "help" | "local" | "session" | "other"));
+        let plain = matches!(
+            v["category"].as_str(),
+            Some("admin" | "help" | "local" | "session" | "other")
+        );
         if plain {
             one.push_str(v["script"].as_str().unwrap_or(""));
             one.push('\n');
@@ -32,8 +35,12 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("pwsh_reader");
     g.throughput(Throughput::Bytes(script.len() as u64));
     g.sample_size(10);
-    g.bench_function("tokenize", |b| b.iter(|| pwsh::tokenize(&script).tokens.len()));
-    g.bench_function("sessions", |b| b.iter(|| pwsh::sessions(&script, Some("ws01")).len()));
+    g.bench_function("tokenize", |b| {
+        b.iter(|| pwsh::tokenize(&script).tokens.len())
+    });
+    g.bench_function("sessions", |b| {
+        b.iter(|| pwsh::sessions(&script, Some("ws01")).len())
+    });
     g.finish();
 }
 
