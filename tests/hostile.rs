@@ -257,6 +257,144 @@ fn ten_megabyte_texts_in_every_reader_are_handled_in_linear_time() {
     }
 }
 
+/// Scripts of about `n` bytes built to blow up mode extended's constant evaluator, in
+/// time or memory: (what, script, whether it opens a session).
+fn hostile_scripts(n: usize) -> Vec<(&'static str, String, bool)> {
+    use base64::Engine;
+    use std::io::Write;
+    let repeat = |one: &str| one.repeat((n / one.len()).max(1));
+    // each variable twice the one before: text doubles per line
+    let mut doubling = String::from("$v0='Enter-PSSession '\n");
+    for i in 1.. {
+        if doubling.len() >= n {
+            doubling.push_str(&format!("& $v{} -cn x\n", i - 1));
+            break;
+        }
+        doubling.push_str(&format!("$v{i}=$v{}+$v{}\n", i - 1, i - 1));
+    }
+    // 50 MB of spaces, deflated to ~50 KB, inflated by the script itself, many times
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&vec![b' '; 50 << 20]).unwrap();
+    let bomb = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
+    let inflate = format!(
+        "iex (New-Object IO.StreamReader(New-Object IO.Compression.DeflateStream(\
+         [IO.MemoryStream][Convert]::FromBase64String('{bomb}'),\
+         [IO.Compression.CompressionMode]::Decompress))).ReadToEnd()\n"
+    );
+    let defs: String = (1..n / 12)
+        .map(|i| format!("$a{i}=$a{}\n", i - 1))
+        .collect();
+    vec![
+        ("variables doubling", doubling, false),
+        ("deflate bombs", repeat(&inflate), false),
+        (
+            "a million concatenations",
+            format!("& ({}'e') -cn x", "'e'+".repeat(n / 4)),
+            false,
+        ),
+        (
+            "parentheses a million deep",
+            format!(
+                "& {}'Enter-PSSession'{} x",
+                "(".repeat(n / 2),
+                ")".repeat(n / 2)
+            ),
+            false,
+        ),
+        (
+            "format bomb",
+            format!(
+                "iex (\"{}\" -f ('{}'))",
+                "{0}".repeat(n / 3),
+                "x".repeat(1000)
+            ),
+            false,
+        ),
+        (
+            "replace bomb",
+            format!(
+                "iex ('{}' -replace 'a','{}')",
+                "a".repeat(n / 2),
+                "b".repeat(1000)
+            ),
+            false,
+        ),
+        (
+            "a million char codes",
+            format!("iex (-join [char[]]({}69))", "69,".repeat(n / 3)),
+            false,
+        ),
+        (
+            "a million xor codes",
+            format!(
+                "iex (-join ({}33|%{{[char]($_ -bxor 0x41)}}))",
+                "33,".repeat(n / 3)
+            ),
+            false,
+        ),
+        (
+            "definitions a hundred thousand deep",
+            format!("$a0='Enter-'\n{defs}& ($a{}+'PSSession') x", n / 12 - 1),
+            false,
+        ),
+        ("many plain sessions", repeat("etsn web01\n"), true),
+        (
+            "many built sessions",
+            repeat("& ('Ent'+'er-PSSession') -cn ('h'+'1')\n"),
+            true,
+        ),
+        (
+            "nested Invoke-Expression",
+            repeat("iex \"iex 'iex (''Get-'' + ''Date'')'\"\n"),
+            false,
+        ),
+    ]
+}
+
+/// mode extended on scripts built against its evaluator: time grows with the script, never
+/// faster (budgets: steps, decoded and built bytes, depth); a script opening a million
+/// sessions lists at most `MAX_SESSIONS` targets, so the record stays small.
+#[test]
+fn hostile_scripts_in_mode_extended_stay_linear() {
+    let inst = plugin()
+        .instance(&[("match", "*"), ("mode", "extended")])
+        .unwrap();
+    let script_record = |s: &str| {
+        record(&raw_map(&[
+            (b"EventID", int_val(4104)),
+            (
+                b"Channel",
+                str_val(b"Microsoft-Windows-PowerShell/Operational"),
+            ),
+            (b"Hostname", str_val(b"ws01")),
+            (b"ScriptBlockText", str_val(s.as_bytes())),
+        ]))
+    };
+    let small = hostile_scripts(10 << 18);
+    let big = hostile_scripts(10 << 20);
+    for ((what, s, opens), (_, b, _)) in small.iter().zip(&big) {
+        let (small_record, big_record) = (script_record(s), script_record(b));
+        let (fs, mut ts) = run(&inst, &small_record, what);
+        let (fb, mut tb) = run(&inst, &big_record, what);
+        for _ in 0..2 {
+            if tb <= ts * 10 + Duration::from_millis(300) * time_scale() {
+                break;
+            }
+            ts = ts.min(run(&inst, &small_record, what).1);
+            tb = tb.min(run(&inst, &big_record, what).1);
+        }
+        eprintln!("extended {what}: 2.5 MB {ts:?}, 10 MB {tb:?}");
+        assert_eq!((fs > 0, fb > 0), (*opens, *opens), "{what}: flagged");
+        assert!(tb < big_call() * 4, "{what}: 10 MB took {tb:?}");
+        assert!(
+            tb <= ts * 10 + Duration::from_millis(300) * time_scale(),
+            "{what}: 2.5 MB took {ts:?}, 10 MB took {tb:?}"
+        );
+        let grown = inst.filter(&small_record, "hostile").chunk.len() - small_record.len();
+        assert!(grown < 64 << 10, "{what}: the record grew by {grown} bytes");
+    }
+}
+
 #[test]
 fn a_hundred_thousand_keys_in_every_place() {
     let inst = plugin().instance(&[("match", "*")]).unwrap();

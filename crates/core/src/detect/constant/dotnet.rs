@@ -417,16 +417,35 @@ fn split(ev: &mut Evaluator, l: &Value, r: &Value, cs: bool) -> Option<Value> {
     Some(Value::Array(out))
 }
 
+/// `re.replace_all(s, with)` (`$1`, `${name}` expanded), built match by match within the
+/// budget: a replacement that would outgrow it is unknown before it is built.
+fn replace_within(ev: &mut Evaluator, re: &regex::Regex, s: &str, with: &str) -> Option<String> {
+    let room = ev.budget.built_room();
+    let mut out = String::new();
+    let mut last = 0;
+    for caps in re.captures_iter(s) {
+        let m = caps.get(0)?;
+        out.push_str(&s[last..m.start()]);
+        caps.expand(with, &mut out);
+        last = m.end();
+        if out.len() > room || !ev.step() {
+            // what it would build is past the budget: spend it, the value is unknown
+            let _ = ev.produced(room.saturating_add(1));
+            return None;
+        }
+    }
+    out.push_str(&s[last..]);
+    ev.produced(out.len())?;
+    Some(out)
+}
+
 /// `-replace pattern, replacement` on a string or each element of an array.
 fn replace_op(ev: &mut Evaluator, l: &Value, r: &Value, cs: bool) -> Option<Value> {
     let r = items(r);
     let pattern = to_str(r.first()?);
     let with = r.get(1).map(to_str).unwrap_or_default();
     let re = regex(&pattern, cs)?;
-    let one = |ev: &mut Evaluator, s: String| {
-        let out = re.replace_all(&s, with.as_str()).into_owned();
-        ev.produced(out.len()).map(|_| Value::Str(out))
-    };
+    let one = |ev: &mut Evaluator, s: String| replace_within(ev, &re, &s, &with).map(Value::Str);
     ev.layer("replace");
     match l {
         Value::Array(a) => a
@@ -930,11 +949,8 @@ fn static_member(ev: &mut Evaluator, t: &str, m: &str, a: Vec<Value>) -> Option<
         ("regex", "replace") => {
             let re = regex(&arg(1)?, false)?;
             ev.layer("replace");
-            let out = re
-                .replace_all(&arg(0)?, arg(2).unwrap_or_default().as_str())
-                .into_owned();
-            ev.produced(out.len())?;
-            Some(Value::Str(out))
+            let with = arg(2).unwrap_or_default();
+            replace_within(ev, &re, &arg(0)?, &with).map(Value::Str)
         }
         ("regex", "split") => split(ev, a.first()?, a.get(1)?, false),
         ("scriptblock", "create") => {

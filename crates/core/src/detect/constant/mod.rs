@@ -120,6 +120,9 @@ pub const MAX_BYTES: usize = 1 << 20;
 /// Most bytes of text evaluation may build for one script (every concatenation, format
 /// and replacement counts, intermediate ones too).
 const MAX_BUILT: usize = 16 << 20;
+/// What one array element written out in the script counts for against the built bytes
+/// (about its size in memory), so a list of millions of numbers stays bounded too.
+const ELEMENT_BYTES: usize = std::mem::size_of::<Value>();
 
 impl Budget {
     /// The budget for a script of `len` bytes: decoded and decompressed output at most 4x
@@ -148,6 +151,11 @@ impl Budget {
     /// Accounts for `n` bytes of decoded output; false once the budget is spent.
     fn decode(&mut self, n: usize) -> bool {
         take(&mut self.decoded, n) && take(&mut self.bytes, n)
+    }
+
+    /// How many bytes of text may still be built.
+    fn built_room(&self) -> usize {
+        self.bytes
     }
 
     /// What may still be decoded.

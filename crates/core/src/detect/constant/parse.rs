@@ -4,7 +4,7 @@
 //! arrays, hashtables, script blocks). Parsing and evaluating are one pass.
 
 use super::commands::{self, CmdArg};
-use super::{dotnet, Evaluator, Value};
+use super::{dotnet, Evaluator, Value, ELEMENT_BYTES};
 
 /// Binary operators from the loosest to the tightest (PowerShell's about_Operator_Precedence).
 const LEVELS: &[&[&str]] = &[
@@ -350,6 +350,9 @@ impl<'s> Parser<'s> {
             if self.eat(',') {
                 self.ws_nl();
                 items.push(self.argument_item(ev)?);
+                if !ev.produce(ELEMENT_BYTES) {
+                    return None;
+                }
             } else {
                 self.i = save;
                 break;
@@ -499,7 +502,7 @@ impl<'s> Parser<'s> {
                 self.i += 1;
                 self.ws_nl();
                 items.push(self.unary(ev)?);
-                if !ev.step() {
+                if !ev.produce(ELEMENT_BYTES) {
                     return None;
                 }
             } else {

@@ -1697,6 +1697,23 @@ fn alias_definition(
 /// Invoke-Expression, encoded commands, subexpressions).
 const MAX_PIECES: usize = 64;
 
+/// Most sessions kept for one script (a script calling Enter-PSSession a million times
+/// would otherwise make a record of a million targets).
+pub const MAX_SESSIONS: usize = 64;
+
+/// Keeps `s` among the first [`MAX_SESSIONS`] sessions; when full, a remote session
+/// still takes the last place while every kept one is local, so lateral movement is
+/// never lost to a flood of local ones.
+fn keep_session(kept: &mut Vec<Session>, s: Session) {
+    if kept.len() < MAX_SESSIONS {
+        kept.push(s);
+    } else if !s.local && kept.iter().all(|k| k.local) {
+        if let Some(last) = kept.last_mut() {
+            *last = s;
+        }
+    }
+}
+
 /// Code a `powershell` / `pwsh` command line runs: `-Command ...` or `-EncodedCommand b64`.
 /// `value` gives an argument's text (a literal's, or a variable's or expression's value
 /// when known).
@@ -1780,7 +1797,7 @@ pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
             if !piece.via.is_empty() {
                 s.readings.push(format!("via:{}", piece.via));
             }
-            out.push(s);
+            keep_session(&mut out, s);
         }
         queue.extend(found.runs);
     }
@@ -1875,7 +1892,7 @@ fn read_piece(
                     .map(|l| l.to_string())
                     .chain(own)
                     .collect();
-                sessions.push(s);
+                keep_session(&mut sessions, s);
             }
             Effect::Nothing => {}
         }
