@@ -188,6 +188,21 @@ fn control_flow() {
     none("foreach ($h in @()) { etsn $h }");
     none("@() | ForEach-Object { etsn app7 }");
     one("$null | ForEach-Object { etsn app7 }");
+    // errors that end a block: Write-Error under Stop, a numeric cast that cannot convert
+    none("$ErrorActionPreference = 'Stop'\nWrite-Error 'no'\netsn app7");
+    none("Write-Error 'no' -ErrorAction Stop\netsn app7");
+    none("Write-Error 'no' -EA:Stop\netsn app7");
+    one("Write-Error 'no'\netsn app7");
+    one("$ErrorActionPreference = 'Continue'\nWrite-Error 'no'\netsn app7");
+    one("trap { continue }\n$ErrorActionPreference = 'Stop'\nWrite-Error 'no'\netsn app7");
+    one("function f { $ErrorActionPreference = 'Stop' }\nWrite-Error 'no'\netsn app7");
+    none("try {\n  $n = [int]'abc'\n  etsn app7\n} catch { }");
+    none("try { $n = [Int32] \"none\"; etsn app7 } catch { }");
+    one("try {\n  $n = [int]'12'\n  etsn app7\n} catch { }");
+    one("try {\n  $n = [int]''\n  etsn app7\n} catch { }");
+    one("try { $n = [string]'abc'; etsn app7 } catch { }");
+    // outside try a failed cast ends only its own statement
+    one("$n = [int]'abc'\netsn app7");
 }
 
 #[test]
@@ -208,6 +223,21 @@ fn tokenizer_details() {
     one("Enter-PSSession\u{a0}-ComputerName\u{a0}app7");
     // an array to the single-valued ComputerName fails to bind
     none("Enter-PSSession -ComputerName app7,app8");
+}
+
+#[test]
+fn sessions_are_capped_and_a_remote_one_is_never_lost() {
+    use pssession_core::pwsh::MAX_SESSIONS;
+    let many = "etsn web01\n".repeat(10_000);
+    assert_eq!(sessions(&many, Some("ws01")).len(), MAX_SESSIONS);
+    let local_then_remote = format!("{}etsn web01\n", "etsn localhost\n".repeat(10_000));
+    let found = sessions(&local_then_remote, Some("ws01"));
+    assert_eq!(found.len(), MAX_SESSIONS);
+    assert_eq!(
+        found.iter().filter(|s| !s.local).count(),
+        1,
+        "the remote one is kept"
+    );
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub fn dead_code(
         dead: Vec::new(),
         exiting: HashSet::new(),
         trap_continues: trap_continues(tokens, close),
+        stop_on_error: false,
         certain: HashSet::new(),
     };
     f.walk();
@@ -43,6 +44,50 @@ fn trap_continues(tokens: &[Token], close: &[usize]) -> bool {
             && matches!(tokens.get(i + 1).map(|t| &t.tok), Some(Tok::OpenBlock))
             && (i + 2..close[i + 1].min(tokens.len())).any(|k| is_word(tokens, k, "continue"))
     })
+}
+
+/// `-ErrorAction` or one of its prefixes and its alias `-EA`.
+fn is_error_action(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "ea" || (n.len() >= 6 && "erroraction".starts_with(&n))
+}
+
+/// Text no numeric conversion accepts: not blank, and not a single digit in it.
+fn no_number(text: &str) -> bool {
+    !text.trim().is_empty() && !text.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// What follows a numeric cast at the start of `word` (`[int]abc` -> `abc`).
+fn numeric_cast_prefix(word: &str) -> Option<&str> {
+    let end = word.find(']')? + 1;
+    is_numeric_cast(&word[..end]).then(|| &word[end..])
+}
+
+/// A cast to a numeric type (`[int]`, `[long]`, `[double]`, ...).
+fn is_numeric_cast(word: &str) -> bool {
+    let Some(t) = word.strip_prefix('[').and_then(|w| w.strip_suffix(']')) else {
+        return false;
+    };
+    let t = t.trim().to_ascii_lowercase();
+    let t = t.strip_prefix("system.").unwrap_or(&t);
+    matches!(
+        t,
+        "int"
+            | "int16"
+            | "int32"
+            | "int64"
+            | "long"
+            | "short"
+            | "byte"
+            | "sbyte"
+            | "uint16"
+            | "uint32"
+            | "uint64"
+            | "double"
+            | "single"
+            | "float"
+            | "decimal"
+    )
 }
 
 fn is_word(tokens: &[Token], i: usize, w: &str) -> bool {
@@ -68,6 +113,9 @@ struct Flow<'a> {
     /// Functions whose body exits unconditionally.
     exiting: HashSet<String>,
     trap_continues: bool,
+    /// `$ErrorActionPreference = 'Stop'` was set at script level before: errors end the
+    /// script.
+    stop_on_error: bool,
     /// Statement blocks that run whenever the code around them runs (`try`, `finally`, the
     /// branch a constant condition takes): an exit inside one leaves the enclosing scope.
     certain: HashSet<usize>,
@@ -155,6 +203,7 @@ impl Flow<'_> {
                     stack.pop();
                 }
                 Some(Tok::Word(_)) if self.statement_start(i) => self.statement(i, &stack),
+                Some(Tok::Assign) => self.assignment(i, &stack),
                 Some(Tok::Word(_)) => self.pipeline_stage(i),
                 _ => {}
             }
@@ -169,6 +218,7 @@ impl Flow<'_> {
         match key.as_str() {
             "throw" if self.trap_continues => {}
             "throw" | "return" | "exit" => self.leave(i, &key, stack),
+            "write-error" if !self.trap_continues && self.stops(i) => self.leave(i, "throw", stack),
             "break" | "continue" => {
                 if let Some((open, _)) = block {
                     self.dead.push((i + 1, self.close[*open]));
@@ -189,6 +239,76 @@ impl Flow<'_> {
                 self.dead.push((i + 1, end));
             }
             _ => {}
+        }
+    }
+
+    /// Whether the error the statement at token `i` writes is terminating: an
+    /// `-ErrorAction Stop` (`-EA`) of its own, or the script's preference.
+    fn stops(&self, i: usize) -> bool {
+        let mut k = i + 1;
+        while let Some(t) = self.tok(k) {
+            match t {
+                Tok::Sep(_) | Tok::Close => break,
+                Tok::Param(p) if is_error_action(&p.name) => {
+                    let value = match &p.value {
+                        Some(v) => Some(v.to_string()),
+                        None => self.literal(k + 1),
+                    };
+                    return value.is_some_and(|v| v.eq_ignore_ascii_case("stop"));
+                }
+                _ => k += 1,
+            }
+        }
+        self.stop_on_error
+    }
+
+    /// Whether a value ends before token `k` (a separator, a close or the end).
+    fn value_ends(&self, k: usize) -> bool {
+        matches!(self.tok(k), None | Some(Tok::Sep(_) | Tok::Close))
+    }
+
+    /// The text of a bare word or a plain string at token `i`.
+    fn literal(&self, i: usize) -> Option<String> {
+        match self.tok(i)? {
+            Tok::Word(w) | Tok::Str { text: w, .. } => Some(w.to_string()),
+            _ => None,
+        }
+    }
+
+    /// An assignment at token `i`: `$ErrorActionPreference = 'Stop'` at script level makes
+    /// later errors end the script; inside `try`, a constant numeric cast of a string with
+    /// no digit at all (`$n = [int]'abc'`) throws, so the rest of the `try` never runs.
+    fn assignment(&mut self, i: usize, stack: &[(usize, Group)]) {
+        let target = i.checked_sub(1).and_then(|k| self.tok(k));
+        if let Some(Tok::Var(v)) = target {
+            if v.eq_ignore_ascii_case("erroractionpreference")
+                && stack.is_empty()
+                && self.value_ends(i + 2)
+            {
+                self.stop_on_error = self
+                    .literal(i + 1)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("stop"));
+            }
+        }
+        let in_try = stack
+            .iter()
+            .rev()
+            .find(|(_, g)| *g != Group::Paren)
+            .and_then(|(open, _)| open.checked_sub(1))
+            .and_then(|k| self.word(k))
+            .is_some_and(|w| w == "try");
+        // the reader keeps `[int]'abc'` as one word, quotes removed
+        let failing = match (self.tok(i + 1), self.tok(i + 2)) {
+            (Some(Tok::Word(w)), Some(Tok::Str { text, .. })) if is_numeric_cast(w) => {
+                no_number(text) && self.value_ends(i + 3)
+            }
+            (Some(Tok::Word(w)), _) => {
+                numeric_cast_prefix(w).is_some_and(no_number) && self.value_ends(i + 2)
+            }
+            _ => false,
+        };
+        if in_try && failing && !self.trap_continues {
+            self.leave(i, "throw", stack);
         }
     }
 
