@@ -82,6 +82,7 @@ valgrind:
 # table).
 eval: build
 	target/release/pssession-eval tests/data/corpus/remote_sessions.jsonl --markdown
+	target/release/pssession-eval tests/data/corpus/obfuscated.jsonl --markdown
 
 # Through a real fluent-bit when one is on PATH, else through the host emulator (the same
 # ABI path: the .so is loaded and called exactly as Fluent Bit does).

@@ -9,6 +9,9 @@ semantics (and the PowerShell engine source), not from the detector. Each line i
   category        obf-name, obf-object, obf-encoded, definitions, splatting,
                   control-flow, tokenizer or nested
   layers          obfuscation layers applied, outermost last (vocabulary: LAYERS)
+  scored          false where Windows PowerShell 5.1 and PowerShell 7 disagree (the label
+                  is then the reading that opens a session, and the note says why); such
+                  scripts are run and listed, never counted in precision or recall
   expect_command  for remote/local: the Enter-PSSession call that runs, deobfuscated
                   (full cmdlet and parameter names, constant values resolved,
                   variables kept as written); empty for none
@@ -1167,6 +1170,19 @@ def assemble(ctx, body, host_hint=None, pre=None, realistic=True):
 # ---------------------------------------------------------------------------
 # Samples.
 
+# Note fragments that say PowerShell 5.1 and 7 read the script differently (each is
+# written by one builder below): such a sample is not scored.
+VERSIONS_DIFFER = (
+    "only in Windows PowerShell 5.1",
+    "exists only in PowerShell 7",
+    "SSH transport to localhost (PowerShell 7)",
+    "PowerShell 7 only",
+    "PowerShell 7.1+",
+    "plain e in Windows PowerShell 5.1",
+    "the built-in etsn is AllScope",
+)
+
+
 def sample(label, category, note, script, layers, expect=""):
     assert label in ("remote", "local", "none")
     assert category in CATEGORIES
@@ -1180,8 +1196,11 @@ def sample(label, category, note, script, layers, expect=""):
     for part in note.split("; "):
         if part and part not in parts:
             parts.append(part)
-    return {"label": label, "category": category, "note": "; ".join(parts), "script": script,
-            "layers": list(layers), "expect_command": expect}
+    rec = {"label": label, "category": category, "note": "; ".join(parts), "script": script,
+           "layers": list(layers), "expect_command": expect}
+    if any(p in rec["note"] for p in VERSIONS_DIFFER):
+        rec["scored"] = False
+    return rec
 
 
 def want_local(label):
@@ -2468,6 +2487,8 @@ def generate():
     for n, s in enumerate(out, 1):
         rec = {"id": "o%03d" % n, "label": s["label"], "category": s["category"], "note": s["note"],
                "script": s["script"], "layers": s["layers"], "expect_command": s["expect_command"]}
+        if "scored" in s:
+            rec["scored"] = s["scored"]
         recs.append(rec)
     return recs
 

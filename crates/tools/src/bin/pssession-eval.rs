@@ -4,7 +4,9 @@
 //! literal search on every script.
 //!
 //! Usage: pssession-eval [CORPUS.jsonl] [--markdown] [--check]
-//! Each corpus line: {"id", "label": "remote"|"local"|"none", "category", "script"}.
+//! Each corpus line: {"id", "label": "remote"|"local"|"none", "category", "script"}, and
+//! `"scored": false` on scripts Windows PowerShell 5.1 and PowerShell 7 read differently:
+//! those are run and counted per label, never in precision or recall.
 
 use pssession_core::chunk_io::{self, Layout};
 use pssession_host_emulator::{self as host_emulator, Instance, Plugin};
@@ -40,6 +42,21 @@ impl Counts {
     fn recall(&self) -> f64 {
         ratio(self.tp, self.tp + self.fn_)
     }
+}
+
+/// `P / R` for a table cell; `-` where nothing was flagged or nothing was positive.
+fn precision_recall(c: &Counts) -> String {
+    let p = if c.tp + c.fp == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.2}", c.precision())
+    };
+    let r = if c.tp + c.fn_ == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.2}", c.recall())
+    };
+    format!("{p} / {r}")
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -162,6 +179,10 @@ struct Tally {
     extended: Counts,
     /// label -> (scripts, flagged by exact, flagged by extended)
     per_label: BTreeMap<String, (u64, u64, u64)>,
+    /// Scripts 5.1 and 7 read differently: run, never scored.
+    unscored: u64,
+    /// category -> (exact, extended) over the scored scripts of that category
+    per_category: BTreeMap<String, (Counts, Counts)>,
     /// Scripts where `mode exact` and the analytic's search differ.
     disagreements: Vec<String>,
     /// Scripts `mode extended` gets wrong.
@@ -178,6 +199,7 @@ impl Tally {
         let id = v["id"].as_str().unwrap_or("?");
         let label = v["label"].as_str().unwrap_or("none").to_string();
         let truth = label == "remote";
+        let scored = v["scored"].as_bool() != Some(false);
         let e = flagged_remote(exact, script);
         let evidence = flagged_evidence(extended, script);
         let x = evidence.is_some();
@@ -197,17 +219,25 @@ impl Tally {
         if e != analytic(script) {
             self.disagreements.push(id.to_string());
         }
-        if x != truth {
+        if x != truth && scored {
             let said = if x { "remote" } else { "not remote" };
             self.misses
                 .push(format!("{id} ({label}, extended said {said})"));
         }
-        self.exact.add(truth, e);
-        self.extended.add(truth, x);
-        let entry = self.per_label.entry(label).or_default();
+        let entry = self.per_label.entry(label.clone()).or_default();
         entry.0 += 1;
         entry.1 += e as u64;
         entry.2 += x as u64;
+        if !scored {
+            self.unscored += 1;
+            return;
+        }
+        self.exact.add(truth, e);
+        self.extended.add(truth, x);
+        let category = v["category"].as_str().unwrap_or("-").to_string();
+        let per = self.per_category.entry(category).or_default();
+        per.0.add(truth, e);
+        per.1.add(truth, x);
     }
 
     fn total(&self) -> u64 {
@@ -241,6 +271,17 @@ impl Tally {
             for (l, (n, e, x)) in &self.per_label {
                 println!("| {l} | {n} | {e} | {x} |");
             }
+            println!();
+            println!("| category | scripts | `exact` P / R | `extended` P / R |");
+            println!("|---|---|---|---|");
+            for (k, (e, x)) in &self.per_category {
+                let n = e.tp + e.fp + e.fn_ + e.tn;
+                println!(
+                    "| {k} | {n} | {} | {} |",
+                    precision_recall(e),
+                    precision_recall(x)
+                );
+            }
         } else {
             for m in &self.misses {
                 println!("  extended wrong on {m}");
@@ -255,6 +296,12 @@ impl Tally {
                 self.evidence.1, self.evidence.0
             );
         }
+        if self.unscored > 0 {
+            println!(
+                "\n{} scripts that PowerShell 5.1 and 7 read differently are listed per label, not scored",
+                self.unscored
+            );
+        }
         let d = &self.disagreements;
         let which = if d.is_empty() {
             String::new()
@@ -262,8 +309,9 @@ impl Tally {
             format!(": {d:?}")
         };
         println!(
-            "\nexact mode disagrees with the analytic's literal search on {} of {total} scripts{which}",
-            d.len()
+            "\nexact mode disagrees with the analytic's literal search on {} of {} scripts{which}",
+            d.len(),
+            total + self.unscored
         );
     }
 }
