@@ -51,6 +51,8 @@ impl Definitions for Lines {
 }
 
 const LAYERS: &[&str] = &[
+    "concat",
+    "bxor",
     "format-operator",
     "join",
     "replace",

@@ -225,13 +225,14 @@ fn add(ev: &mut Evaluator, l: Value, r: Value) -> Option<Value> {
     match l {
         Value::Str(mut s) => {
             let rs = to_str(&r);
+            ev.layer("concat");
             ev.produced(rs.len())?;
             s.push_str(&rs);
             Some(Value::Str(s))
         }
         Value::Array(mut a) => {
             let more = items(&r);
-            ev.produced(more.len())?;
+            ev.produced(more.len().saturating_mul(super::ELEMENT_BYTES))?;
             a.extend(more);
             Some(Value::Array(a))
         }
@@ -246,6 +247,7 @@ fn add(ev: &mut Evaluator, l: Value, r: Value) -> Option<Value> {
         // a char on the left concatenates ($ShellId[1]+$ShellId[13]+'x' is 'iex')
         Value::Char(c) => {
             let s = format!("{c}{}", to_str(&r));
+            ev.layer("concat");
             ev.produced(s.len())?;
             Some(Value::Str(s))
         }
@@ -260,7 +262,10 @@ impl Evaluator<'_> {
     }
 }
 
-fn arith(_ev: &mut Evaluator, op: &str, l: &Value, r: &Value) -> Option<Value> {
+fn arith(ev: &mut Evaluator, op: &str, l: &Value, r: &Value) -> Option<Value> {
+    if op == "bxor" {
+        ev.layer("bxor");
+    }
     let (a, b) = (to_int(l)?, to_int(r)?);
     let n = match op {
         "-" => a.checked_sub(b)?,
