@@ -147,6 +147,30 @@ fn the_scripts_own_definitions() {
 }
 
 #[test]
+fn a_functions_parameters_are_bound_at_its_calls() {
+    // a wrapper never called opens nothing, in either form of parameter list
+    none("function Connect($h) { Enter-PSSession $h }");
+    none("function Connect { param($h) Enter-PSSession -ComputerName $h }");
+    // called with this computer: local; with another: remote, named or positional
+    none("function Connect { param($h) Enter-PSSession $h }\nConnect localhost");
+    none("function c { param([string]$Computer) etsn -cn $Computer }\nc -Comp $env:COMPUTERNAME");
+    let s = one("function Connect { param($h) Enter-PSSession $h }\nConnect web01");
+    assert_eq!(s.target.text(), "web01");
+    assert_eq!(s.command_line, "Enter-PSSession -ComputerName web01");
+    let s = one(
+        "function Connect([switch]$Force, $Name, $Port = 5985) {\n  Enter-PSSession -ComputerName $Name -Port $Port\n}\nConnect -Force ('db'+'01')",
+    );
+    assert_eq!(s.target.text(), "db01");
+    // one call with a remote value is enough, whatever the others give
+    let s = one("function c { param($Computer) etsn -cn $Computer }\nc -Comp .\nc -Computer sql02");
+    assert_eq!(s.target.text(), "sql02");
+    // a proxy named Enter-PSSession, reached through etsn, forwarding its parameter
+    none("function Enter-PSSession { param($ComputerName) Microsoft.PowerShell.Core\\Enter-PSSession -ComputerName $ComputerName }\netsn .");
+    let s = one("function Enter-PSSession { param($ComputerName) Microsoft.PowerShell.Core\\Enter-PSSession -ComputerName $ComputerName }\netsn app7");
+    assert_eq!(s.target.text(), "app7");
+}
+
+#[test]
 fn splatting() {
     let s = one("$p = @{ ComputerName = 'app7'; Port = 5986 }\nEnter-PSSession @p -UseSSL");
     assert_eq!(

@@ -13,6 +13,7 @@ pub use lexer::{tokenize, Lexed, Sep, Tok, Token};
 
 use crate::detect::flow;
 use base64::Engine;
+use std::collections::HashSet;
 
 /// `s` starts with the ASCII `prefix`, ignoring ASCII case (no lowercase copy: the reader
 /// asks this of every word).
@@ -83,6 +84,9 @@ pub struct Deferred {
     pub from: usize,
     pub to: usize,
     pub trigger: Trigger,
+    /// A function's declared parameters, in order: name (lowercase, no `$`) and whether
+    /// it is a `[switch]`.
+    pub params: Vec<(String, bool)>,
 }
 
 /// A variable's value, as far as a constant reading tells.
@@ -392,6 +396,7 @@ impl Reader<'_> {
                 from: i,
                 to: self.close[i],
                 trigger: Trigger::Variable(v),
+                params: Vec::new(),
             });
         }
     }
@@ -407,6 +412,7 @@ impl Reader<'_> {
                     from: k,
                     to: self.close[k],
                     trigger: Trigger::Selected,
+                    params: Vec::new(),
                 });
                 k = self.close[k];
             }
@@ -554,14 +560,7 @@ impl Reader<'_> {
         let key = command_key(&w);
         self.r.calls.insert(key.clone());
         if matches!(key.as_str(), "function" | "filter" | "workflow") {
-            if let (Some(name), Some(Tok::OpenBlock)) = (self.word(i + 1), self.tok(i + 2)) {
-                let trigger = Trigger::Function(command_key(name));
-                self.r.deferred.push(Deferred {
-                    from: i + 2,
-                    to: self.close[i + 2],
-                    trigger,
-                });
-            }
+            self.function_definition(i);
         }
         self.expect_cmd = false;
         Found {
@@ -570,6 +569,80 @@ impl Reader<'_> {
             call_op: false,
             layers: Vec::new(),
         }
+    }
+
+    /// `function NAME { param(...) ... }` or `function NAME (...) { ... }` at token `i`:
+    /// its body runs when NAME is called, with the parameters it declares.
+    fn function_definition(&mut self, i: usize) {
+        let Some(name) = self.word(i + 1).map(command_key) else {
+            return;
+        };
+        let (body, list) = match self.tok(i + 2) {
+            Some(Tok::OpenBlock) => {
+                let first = self.next_code(i + 2);
+                let list = (self
+                    .word(first)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("param"))
+                    && self.tok(first + 1) == Some(&Tok::Open))
+                .then_some(first + 1);
+                (i + 2, list)
+            }
+            Some(Tok::Open) => (self.next_code(self.close[i + 2]), Some(i + 2)),
+            _ => return,
+        };
+        if self.tok(body) != Some(&Tok::OpenBlock) {
+            return;
+        }
+        let params = list.map(|l| self.declared_params(l)).unwrap_or_default();
+        self.r.deferred.push(Deferred {
+            from: body,
+            to: self.close[body],
+            trigger: Trigger::Function(name),
+            params,
+        });
+    }
+
+    /// The next token after `i` that is not a newline.
+    fn next_code(&self, mut i: usize) -> usize {
+        i += 1;
+        while matches!(self.tok(i), Some(Tok::Sep(Sep::Newline))) {
+            i += 1;
+        }
+        i
+    }
+
+    /// The parameters declared in the list opened at token `open` (`($a, [switch]$b =
+    /// ...)`): each declaration's variable, skipping attributes' arguments and defaults.
+    fn declared_params(&self, open: usize) -> Vec<(String, bool)> {
+        let end = self.close[open].min(self.tokens.len());
+        let mut params = Vec::new();
+        let (mut declaring, mut switch) = (true, false);
+        let mut k = open + 1;
+        while k < end && params.len() < MAX_ARGS {
+            match &self.tokens[k].tok {
+                Tok::Open | Tok::OpenBlock => k = self.close[k],
+                Tok::Var(v) if declaring => {
+                    params.push((v.to_ascii_lowercase().to_string(), switch));
+                    declaring = false;
+                }
+                Tok::Word(w) if declaring => {
+                    let w = w.to_ascii_lowercase();
+                    switch |= w.contains("[switch]");
+                    // `[switch]$Force` reads as one word
+                    let var = w.rfind(']').and_then(|e| w[e + 1..].strip_prefix('$'));
+                    if let Some(v) = var.filter(|v| !v.is_empty()) {
+                        params.push((v.to_string(), switch));
+                        declaring = false;
+                    }
+                }
+                Tok::Other if self.text.as_bytes().get(self.tokens[k].start) == Some(&b',') => {
+                    (declaring, switch) = (true, false);
+                }
+                _ => {}
+            }
+            k += 1;
+        }
+        params
     }
 
     /// Keeps the invocation at token `i` when it is one `interesting` accepts.
@@ -1397,6 +1470,21 @@ impl Resolver<'_> {
     /// constant becomes that literal. None when the value is an array, which a
     /// single-valued parameter refuses (the command fails).
     fn evaluate_target(&self, b: &mut Bound, inv: &Invocation) -> Option<()> {
+        if let Target::Variable(v) = &b.target {
+            let positional = b.readings.iter().any(|r| r == "positional");
+            let session = b.transport == Transport::Session;
+            if self.value_of(v, inv.token).is_none() && (positional || !session) {
+                if let Some(target) = self.parameter_value(v, inv) {
+                    b.readings.push(format!("parameter:${v}"));
+                    // a string given positionally binds to ComputerName, not Session
+                    if session {
+                        b.transport = Transport::WinRm;
+                    }
+                    b.target = target;
+                    return Some(());
+                }
+            }
+        }
         let src = match (&b.transport, &b.target) {
             (Transport::Session, _) => return Some(()),
             (_, Target::Expression(e)) if !is_own_name_expr(e) => e.clone(),
@@ -1423,6 +1511,103 @@ impl Resolver<'_> {
             b.target = Target::Literal(t);
         }
         Some(())
+    }
+
+    /// `$v` as a parameter of the function `inv` is in, bound at the calls of that function
+    /// that run: the first remote value, else (every call giving a constant) the first
+    /// value. None when the function does not declare `$v` or is never called.
+    fn parameter_value(&self, v: &str, inv: &Invocation) -> Option<Target> {
+        let f = self
+            .reading
+            .deferred
+            .iter()
+            .filter(|d| matches!(d.trigger, Trigger::Function(_)))
+            .filter(|d| d.from < inv.token && inv.token < d.to)
+            .min_by_key(|d| d.to - d.from)?;
+        let Trigger::Function(name) = &f.trigger else {
+            return None;
+        };
+        let k = f
+            .params
+            .iter()
+            .position(|(p, _)| p.eq_ignore_ascii_case(v))?;
+        // a proxy named Enter-PSSession is also reached through its alias etsn
+        let proxy = name == "enter-pssession";
+        let calls = self.reading.invocations.iter().filter(|c| {
+            let n = command_key(&c.name);
+            (n == *name || (proxy && n == "etsn" && !c.qualified))
+                && !(f.from <= c.token && c.token <= f.to)
+                && self.runs(c.token)
+        });
+        let values: Vec<Option<Target>> = calls
+            .take(MAX_ARGS)
+            .map(|c| self.call_argument(c, &f.params, k))
+            .collect();
+        // a call with a remote value opens a remote session, whatever the others give
+        let known = values.iter().flatten();
+        let remote = |t: &&Target| matches!(t, Target::Literal(x) if !is_local_name(x, self.own));
+        if let Some(r) = known.clone().find(remote) {
+            return Some(r.clone());
+        }
+        let all_known = values.iter().all(Option::is_some);
+        known.clone().next().filter(|_| all_known).cloned()
+    }
+
+    /// The constant value call `c` gives the function's `k`th parameter: by name (or an
+    /// unambiguous prefix), else by position among the parameters not named.
+    fn call_argument(&self, c: &Invocation, params: &[(String, bool)], k: usize) -> Option<Target> {
+        let mut named: Vec<Option<&Arg>> = vec![None; params.len()];
+        let mut positional = Vec::new();
+        let mut args = c.args.iter();
+        while let Some(a) = args.next() {
+            let Arg::Param { name, value } = a else {
+                positional.push(a);
+                continue;
+            };
+            let n = name.to_ascii_lowercase();
+            let hits: Vec<usize> = (0..params.len())
+                .filter(|&i| params[i].0 == n || params[i].0.starts_with(&n))
+                .collect();
+            let exact = hits.iter().find(|&&i| params[i].0 == n).copied();
+            let i = exact.or((hits.len() == 1).then(|| hits[0]))?;
+            if let Some(value) = value {
+                if i == k {
+                    return Some(Target::Literal(value.clone()));
+                }
+            } else if !params[i].1 {
+                named[i] = args.next();
+            }
+        }
+        let arg = match named[k] {
+            Some(a) => a,
+            None => {
+                let slot = (0..k)
+                    .filter(|&i| named[i].is_none() && !params[i].1)
+                    .count();
+                *positional.get(slot)?
+            }
+        };
+        self.constant_argument(arg, c.start)
+    }
+
+    /// A call argument as a target: a literal, a variable or expression whose value is a
+    /// string or a number, or this computer's own name (`$env:COMPUTERNAME`, ...).
+    fn constant_argument(&self, a: &Arg, at: usize) -> Option<Target> {
+        let src = match a {
+            Arg::Literal(l) => return Some(Target::Literal(l.clone())),
+            Arg::Variable(v) if v.eq_ignore_ascii_case("env:COMPUTERNAME") => {
+                return Some(Target::Variable(v.clone()))
+            }
+            Arg::Expr(e) if is_own_name_expr(e) => return Some(Target::Expression(e.clone())),
+            Arg::Variable(v) => format!("${{{v}}}"),
+            Arg::Expr(e) => e.clone(),
+            Arg::Param { .. } => return None,
+        };
+        match self.evaluate(|ev| ev.eval_argument(&src, at))?.0 {
+            Value::Str(s) => Some(Target::Literal(s)),
+            v @ (Value::Char(_) | Value::Int(_)) => Some(Target::Literal(constant::to_text(&v))),
+            _ => None,
+        }
     }
 
     /// The last New-PSSession before token `before` that names its session `name`.
@@ -1509,8 +1694,13 @@ impl Resolver<'_> {
                 b.target = Target::Literal(l.clone());
             }
         }
+        let bound = b
+            .readings
+            .iter()
+            .any(|r| r.starts_with("parameter:"))
+            .then(|| b.target.text());
         Some(Session {
-            command_line: self.command_line(inv, b.transport),
+            command_line: self.command_line(inv, b.transport, bound.as_deref()),
             transport: b.transport,
             target: b.target,
             local,
@@ -1589,7 +1779,9 @@ impl Resolver<'_> {
     /// The invocation as it runs: `Enter-PSSession`, the target's parameter first, every
     /// parameter by its full name, positional arguments under the parameter they bind to,
     /// and values that are constants evaluated; at most 1 KB.
-    fn command_line(&self, inv: &Invocation, transport: Transport) -> String {
+    /// `bound`: the target's value when it came from the calls of the function around
+    /// (a parameter of that function), shown in place of the parameter.
+    fn command_line(&self, inv: &Invocation, transport: Transport, bound: Option<&str>) -> String {
         let Some(p) = bind_params(&inv.args) else {
             return truncate_chars(format!("Enter-PSSession {}", inv.text), COMMAND_LINE_MAX);
         };
@@ -1611,9 +1803,16 @@ impl Resolver<'_> {
         for (name, arg) in parts {
             line.push_str(" -");
             line.push_str(name);
-            if let Some(a) = arg {
-                line.push(' ');
-                line.push_str(&self.shown_value(a, inv.start));
+            match (arg, bound) {
+                (Some(_), Some(value)) if name == target_param => {
+                    line.push(' ');
+                    line.push_str(value);
+                }
+                (Some(a), _) => {
+                    line.push(' ');
+                    line.push_str(&self.shown_value(a, inv.start));
+                }
+                (None, _) => {}
             }
             if line.len() > COMMAND_LINE_MAX {
                 break;
@@ -1825,6 +2024,8 @@ fn read_piece(
         .collect();
     // Aliases first (a script defines them before it uses them), then the commands.
     let changes = alias_changes(&lexed, aliases, budget);
+    // calls of the script's own functions, to bind their parameters
+    let functions = defined_functions(&lexed.tokens);
     let interesting = |k: &str| {
         matches!(
             k,
@@ -1849,6 +2050,7 @@ fn read_piece(
                 | "rmdir"
         ) || is_powershell(k)
             || aliases.iter().any(|a| a == k)
+            || functions.contains(k)
     };
     let reading = read(&lexed.text, &lexed.tokens, &interesting, budget);
     let resolver = Resolver {
@@ -1935,6 +2137,18 @@ fn expression_statement_runs(resolver: &Resolver, piece: &Piece) -> Vec<Piece> {
         }
     }
     runs
+}
+
+/// The names of the functions and filters the code defines (lowercase).
+fn defined_functions(tokens: &[Token]) -> HashSet<String> {
+    let word = |i: usize| match tokens.get(i).map(|t| &t.tok) {
+        Some(Tok::Word(w)) => Some(command_key(w)),
+        _ => None,
+    };
+    (0..tokens.len())
+        .filter(|&i| matches!(word(i).as_deref(), Some("function" | "filter")))
+        .filter_map(|i| word(i + 1))
+        .collect()
 }
 
 /// One `Set-Alias` / `New-Alias` of the piece: where, the alias, and whether it now
