@@ -168,6 +168,18 @@ fn a_functions_parameters_are_bound_at_its_calls() {
     none("function Enter-PSSession { param($ComputerName) Microsoft.PowerShell.Core\\Enter-PSSession -ComputerName $ComputerName }\netsn .");
     let s = one("function Enter-PSSession { param($ComputerName) Microsoft.PowerShell.Core\\Enter-PSSession -ComputerName $ComputerName }\netsn app7");
     assert_eq!(s.target.text(), "app7");
+    // a proxy forwarding @PSBoundParameters, with attributes before param()
+    let proxy = "function Enter-PSSession {\n  [CmdletBinding()]\n  param([Parameter(Position = 0)][Alias('Cn')][string]$ComputerName, [pscredential]$Credential)\n  Microsoft.PowerShell.Core\\Enter-PSSession @PSBoundParameters\n}\n";
+    let s = one(&format!(
+        "{proxy}Enter-PSSession -ComputerName sql15 -Credential $c"
+    ));
+    assert_eq!(
+        s.command_line,
+        "Enter-PSSession -ComputerName sql15 -Credential $c"
+    );
+    let s = one(&format!("{proxy}etsn ('bkp'+'12')"));
+    assert_eq!(s.command_line, "Enter-PSSession -ComputerName bkp12");
+    none(&format!("{proxy}etsn localhost"));
 }
 
 #[test]

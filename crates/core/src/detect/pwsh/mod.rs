@@ -578,15 +578,7 @@ impl Reader<'_> {
             return;
         };
         let (body, list) = match self.tok(i + 2) {
-            Some(Tok::OpenBlock) => {
-                let first = self.next_code(i + 2);
-                let list = (self
-                    .word(first)
-                    .is_some_and(|w| w.eq_ignore_ascii_case("param"))
-                    && self.tok(first + 1) == Some(&Tok::Open))
-                .then_some(first + 1);
-                (i + 2, list)
-            }
+            Some(Tok::OpenBlock) => (i + 2, self.param_block(i + 2)),
             Some(Tok::Open) => (self.next_code(self.close[i + 2]), Some(i + 2)),
             _ => return,
         };
@@ -600,6 +592,26 @@ impl Reader<'_> {
             trigger: Trigger::Function(name),
             params,
         });
+    }
+
+    /// The `param(` list at the start of the body opened at token `body`, after any
+    /// attributes (`[CmdletBinding()]`): the token of its `(`.
+    fn param_block(&self, body: usize) -> Option<usize> {
+        let mut k = self.next_code(body);
+        for _ in 0..16 {
+            let w = self.word(k)?;
+            if w.eq_ignore_ascii_case("param") {
+                return (self.tok(k + 1) == Some(&Tok::Open)).then_some(k + 1);
+            }
+            if !(w.starts_with('[') || w.starts_with(']')) {
+                return None;
+            }
+            k = match self.tok(k + 1) {
+                Some(Tok::Open) => self.next_code(self.close[k + 1]),
+                _ => self.next_code(k),
+            };
+        }
+        None
     }
 
     /// The next token after `i` that is not a newline.
@@ -1513,34 +1525,45 @@ impl Resolver<'_> {
         Some(())
     }
 
+    /// The innermost function whose body holds token `at`.
+    fn enclosing_function(&self, at: usize) -> Option<&Deferred> {
+        self.reading
+            .deferred
+            .iter()
+            .filter(|d| matches!(d.trigger, Trigger::Function(_)))
+            .filter(|d| d.from < at && at < d.to)
+            .min_by_key(|d| d.to - d.from)
+    }
+
+    /// The calls of function `f` that run, outside its own body (a proxy named
+    /// Enter-PSSession is also reached through its alias etsn).
+    fn calls_of(&self, f: &Deferred) -> Vec<&Invocation> {
+        let name = match &f.trigger {
+            Trigger::Function(n) => n.as_str(),
+            _ => "",
+        };
+        let proxy = name == "enter-pssession";
+        let calls = self.reading.invocations.iter().filter(|c| {
+            let n = command_key(&c.name);
+            (n == name || (proxy && n == "etsn" && !c.qualified))
+                && !(f.from <= c.token && c.token <= f.to)
+                && self.runs(c.token)
+        });
+        calls.take(MAX_ARGS).collect()
+    }
+
     /// `$v` as a parameter of the function `inv` is in, bound at the calls of that function
     /// that run: the first remote value, else (every call giving a constant) the first
     /// value. None when the function does not declare `$v` or is never called.
     fn parameter_value(&self, v: &str, inv: &Invocation) -> Option<Target> {
-        let f = self
-            .reading
-            .deferred
-            .iter()
-            .filter(|d| matches!(d.trigger, Trigger::Function(_)))
-            .filter(|d| d.from < inv.token && inv.token < d.to)
-            .min_by_key(|d| d.to - d.from)?;
-        let Trigger::Function(name) = &f.trigger else {
-            return None;
-        };
+        let f = self.enclosing_function(inv.token)?;
         let k = f
             .params
             .iter()
             .position(|(p, _)| p.eq_ignore_ascii_case(v))?;
-        // a proxy named Enter-PSSession is also reached through its alias etsn
-        let proxy = name == "enter-pssession";
-        let calls = self.reading.invocations.iter().filter(|c| {
-            let n = command_key(&c.name);
-            (n == *name || (proxy && n == "etsn" && !c.qualified))
-                && !(f.from <= c.token && c.token <= f.to)
-                && self.runs(c.token)
-        });
-        let values: Vec<Option<Target>> = calls
-            .take(MAX_ARGS)
+        let values: Vec<Option<Target>> = self
+            .calls_of(f)
+            .into_iter()
             .map(|c| self.call_argument(c, &f.params, k))
             .collect();
         // a call with a remote value opens a remote session, whatever the others give
@@ -1553,41 +1576,49 @@ impl Resolver<'_> {
         known.clone().next().filter(|_| all_known).cloned()
     }
 
-    /// The constant value call `c` gives the function's `k`th parameter: by name (or an
-    /// unambiguous prefix), else by position among the parameters not named.
+    /// The constant value call `c` gives the function's `k`th parameter.
     fn call_argument(&self, c: &Invocation, params: &[(String, bool)], k: usize) -> Option<Target> {
-        let mut named: Vec<Option<&Arg>> = vec![None; params.len()];
-        let mut positional = Vec::new();
-        let mut args = c.args.iter();
-        while let Some(a) = args.next() {
-            let Arg::Param { name, value } = a else {
-                positional.push(a);
-                continue;
-            };
-            let n = name.to_ascii_lowercase();
-            let hits: Vec<usize> = (0..params.len())
-                .filter(|&i| params[i].0 == n || params[i].0.starts_with(&n))
-                .collect();
-            let exact = hits.iter().find(|&&i| params[i].0 == n).copied();
-            let i = exact.or((hits.len() == 1).then(|| hits[0]))?;
-            if let Some(value) = value {
-                if i == k {
-                    return Some(Target::Literal(value.clone()));
-                }
-            } else if !params[i].1 {
-                named[i] = args.next();
-            }
+        let bound = bound_arguments(c, params)?;
+        match bound.get(k)? {
+            Given::Value(a) => self.constant_argument(a, c.start),
+            Given::Colon(v) => Some(Target::Literal(v.clone())),
+            Given::Switch | Given::Unbound => None,
         }
-        let arg = match named[k] {
-            Some(a) => a,
-            None => {
-                let slot = (0..k)
-                    .filter(|&i| named[i].is_none() && !params[i].1)
-                    .count();
-                *positional.get(slot)?
+    }
+
+    /// `@PSBoundParameters` inside a function: the parameters a call that runs gives it
+    /// (one with a remote constant value first), as named arguments, constants evaluated.
+    fn bound_parameters(&self, inv: &Invocation) -> Option<Vec<Arg>> {
+        let f = self.enclosing_function(inv.token)?;
+        let calls = self.calls_of(f);
+        let expanded = |c: &Invocation| -> Option<Vec<Arg>> {
+            let bound = bound_arguments(c, &f.params)?;
+            let mut args = Vec::new();
+            for ((name, _), b) in f.params.iter().zip(bound) {
+                let value = match b {
+                    Given::Unbound => continue,
+                    Given::Switch => None,
+                    Given::Colon(v) => Some(Arg::Literal(v)),
+                    Given::Value(a) => Some(match self.constant_argument(a, c.start) {
+                        Some(Target::Literal(l)) => Arg::Literal(l),
+                        _ => a.clone(),
+                    }),
+                };
+                args.push(Arg::Param {
+                    name: name.clone(),
+                    value: None,
+                });
+                args.extend(value);
             }
+            Some(args)
         };
-        self.constant_argument(arg, c.start)
+        let all: Vec<Vec<Arg>> = calls.iter().filter_map(|c| expanded(c)).collect();
+        let remote = all.iter().position(|args| {
+            args.iter()
+                .any(|a| matches!(a, Arg::Literal(l) if !is_local_name(l, self.own)))
+        });
+        let pick = remote.unwrap_or(0);
+        all.into_iter().nth(pick)
     }
 
     /// A call argument as a target: a literal, a variable or expression whose value is a
@@ -1729,6 +1760,16 @@ impl Resolver<'_> {
                 out.args.push(a.clone());
                 continue;
             };
+            if name.eq_ignore_ascii_case("PSBoundParameters") {
+                match self.bound_parameters(inv) {
+                    Some(args) => {
+                        layers.push("splatting");
+                        out.args.extend(args);
+                    }
+                    None => out.args.push(a.clone()),
+                }
+                continue;
+            }
             let value = self.evaluate(|ev| ev.eval_text(&format!("${{{name}}}"), inv.start));
             match value.map(|(v, _)| v) {
                 Some(Value::Hash(entries)) => {
@@ -2137,6 +2178,54 @@ fn expression_statement_runs(resolver: &Resolver, piece: &Piece) -> Vec<Piece> {
         }
     }
     runs
+}
+
+/// What a call gives one parameter of a function the script defines.
+#[derive(Debug, Clone, PartialEq)]
+enum Given<'a> {
+    Unbound,
+    /// A `[switch]` named in the call.
+    Switch,
+    /// `-Name:value`.
+    Colon(String),
+    Value(&'a Arg),
+}
+
+/// Binds call `c`'s arguments to a function's declared `params` as PowerShell binds a
+/// simple function's: by name or an unambiguous prefix, then by position among the
+/// parameters not named ([switch]es take no position). None when a name matches no
+/// parameter, or several.
+fn bound_arguments<'a>(c: &'a Invocation, params: &[(String, bool)]) -> Option<Vec<Given<'a>>> {
+    let mut given = vec![Given::Unbound; params.len()];
+    let mut positional = Vec::new();
+    let mut args = c.args.iter();
+    while let Some(a) = args.next() {
+        let Arg::Param { name, value } = a else {
+            positional.push(a);
+            continue;
+        };
+        let n = name.to_ascii_lowercase();
+        let hits: Vec<usize> = (0..params.len())
+            .filter(|&i| params[i].0.starts_with(&n))
+            .collect();
+        let exact = hits.iter().find(|&&i| params[i].0 == n).copied();
+        let i = exact.or((hits.len() == 1).then(|| hits[0]))?;
+        given[i] = match (value, params[i].1) {
+            (Some(v), _) => Given::Colon(v.clone()),
+            (None, true) => Given::Switch,
+            (None, false) => Given::Value(args.next()?),
+        };
+    }
+    let mut positional = positional.into_iter();
+    for (g, (_, switch)) in given.iter_mut().zip(params) {
+        if *g == Given::Unbound && !switch {
+            match positional.next() {
+                Some(a) => *g = Given::Value(a),
+                None => break,
+            }
+        }
+    }
+    Some(given)
 }
 
 /// The names of the functions and filters the code defines (lowercase).
