@@ -1713,8 +1713,10 @@ def definitions_positive(ctx, label, i):
         note = ("$PSDefaultParameterValues supplies -ComputerName %s to the bare Enter-PSSession (keys may use the alias etsn, "
                 "the parameter alias Cn and wildcards)" % h)
         script = assemble(ctx, body, None)
+        # the dictionary's other default applies too
+        also = "" if k == 4 else " -Authentication Negotiate"
         return sample(label, "definitions", note + ("; " + t.note if t.note else ""), script, layers,
-                      "Enter-PSSession -ComputerName %s" % h.strip("()"))
+                      "Enter-PSSession -ComputerName %s%s" % (h.strip("()"), also))
     elif k == 6:
         body = ["function Enter-PSSession { param($ComputerName) Write-Warning \"blocked: $ComputerName\" }",
                 "Remove-Item -Path Function:\\Enter-PSSession",

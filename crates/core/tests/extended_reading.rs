@@ -201,6 +201,17 @@ fn splatting() {
     none("$p = @{ ComputerName = 'app7','app8' }\nEnter-PSSession @p");
     none("$p = @{ ComputerName = 'app7'; VMName = 'lab' }\nEnter-PSSession @p");
     assert!(remote("$p = @{ ComputerName = 'localhost' }\nEnter-PSSession @p").is_empty());
+    // a one-element array, and a key computed at run time
+    let s = one("$p = @('10.56.111.16')\nEnter-PSSession @p");
+    assert_eq!(s.command_line, "Enter-PSSession -ComputerName 10.56.111.16");
+    let s = one("$c = @{ ('Co'+'m'+'puterName') = 'sccm08'; Port = 5985 }\nEnter-PSSession @c");
+    assert_eq!(
+        s.command_line,
+        "Enter-PSSession -ComputerName sccm08 -Port 5985"
+    );
+    // an entry added with .Add()
+    let s = one("$s = @{ Comp = 'ca02' }\n$s.Add('UseSSL', $true)\netsn @s");
+    assert_eq!(s.command_line, "Enter-PSSession -ComputerName ca02 -UseSSL");
 }
 
 #[test]

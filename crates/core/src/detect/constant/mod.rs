@@ -195,8 +195,8 @@ pub enum Change {
     Assign,
     /// `[array]::Reverse($v)`: the earlier value reversed.
     Reverse,
-    /// `$v.Key = <value>` or `$v['Key'] = <value>`: the range starts at the member; the
-    /// earlier value (a hashtable) with that entry set.
+    /// `$v.Key = <value>`, `$v['Key'] = <value>` or `$v.Add(key, value)`: the range starts
+    /// at the member; the earlier value (a hashtable) with that entry set.
     Member,
 }
 

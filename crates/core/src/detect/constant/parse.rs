@@ -138,8 +138,22 @@ impl<'s> Parser<'s> {
         }
     }
 
-    /// `.Key = value` or `[key] = value`: the key and the value.
+    /// `.Key = value`, `[key] = value` or `.Add(key, value)`: the key and the value.
     pub(super) fn member_assignment(&mut self, ev: &mut Evaluator) -> Option<(String, Value)> {
+        // `.Add(key, value)`
+        let add = self
+            .s
+            .get(self.i..self.i + 5)
+            .is_some_and(|w| w.iter().collect::<String>().eq_ignore_ascii_case(".add("));
+        if add {
+            self.i += 5;
+            let mut args = ev.nest(|ev| self.method_args(ev))?;
+            if args.len() != 2 {
+                return None;
+            }
+            let v = args.pop()?;
+            return Some((dotnet::to_str(&args[0]), v));
+        }
         let key = if self.eat('.') {
             match self.peek()? {
                 c if is_squote(c) => self.single_quoted()?,
@@ -792,6 +806,11 @@ impl<'s> Parser<'s> {
             let key = match self.peek()? {
                 c if is_squote(c) => self.single_quoted()?,
                 c if is_dquote(c) => self.double_quoted(ev, false)?,
+                // a key computed at run time: `@{ ('Co'+'mputerName') = ... }`
+                '(' => {
+                    self.i += 1;
+                    dotnet::to_str(&self.group(ev, ')')?)
+                }
                 _ => self.bare_word_until(&['=']),
             };
             self.ws();

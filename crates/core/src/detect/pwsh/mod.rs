@@ -366,6 +366,9 @@ impl Reader<'_> {
                 {
                     self.r.calls.insert(format!("${}", v.to_ascii_lowercase()));
                 }
+                if self.expect_cmd {
+                    self.note_hashtable_add(i);
+                }
                 self.expect_cmd = false;
             }
             _ => self.expect_cmd = false,
@@ -437,6 +440,28 @@ impl Reader<'_> {
         let d = Definition {
             start: self.tokens[member].start,
             end: self.statement_end(i + 1),
+            kind: Change::Member,
+        };
+        self.r.define(v.as_str().to_ascii_lowercase(), d);
+    }
+
+    /// A statement `$v.Add(key, value)` at token `i`: a definition that adds one entry to
+    /// the hashtable in `$v`.
+    fn note_hashtable_add(&mut self, i: usize) {
+        let (Some(Tok::Var(v)), Some(m), Some(Tok::Open)) =
+            (self.tok(i), self.word(i + 1), self.tok(i + 2))
+        else {
+            return;
+        };
+        let adjacent = self.tokens[i + 1].start == self.tokens[i].end
+            && self.tokens[i + 2].start == self.tokens[i + 1].end;
+        if !adjacent || !m.eq_ignore_ascii_case(".add") {
+            return;
+        }
+        let end = self.close[i + 2].min(self.tokens.len() - 1);
+        let d = Definition {
+            start: self.tokens[i + 1].start,
+            end: self.tokens[end].end,
             kind: Change::Member,
         };
         self.r.define(v.as_str().to_ascii_lowercase(), d);
@@ -1784,6 +1809,11 @@ impl Resolver<'_> {
                 Some(Value::Array(items)) => {
                     layers.push("splatting");
                     out.args.extend(items.into_iter().map(value_as_arg));
+                }
+                // `@('x')` evaluates to its one element; a scalar splats as one argument
+                Some(v @ (Value::Str(_) | Value::Int(_) | Value::Char(_))) => {
+                    layers.push("splatting");
+                    out.args.push(value_as_arg(v));
                 }
                 _ => out.args.push(a.clone()),
             }
