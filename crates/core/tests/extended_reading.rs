@@ -212,6 +212,10 @@ fn splatting() {
     // an entry added with .Add()
     let s = one("$s = @{ Comp = 'ca02' }\n$s.Add('UseSSL', $true)\netsn @s");
     assert_eq!(s.command_line, "Enter-PSSession -ComputerName ca02 -UseSSL");
+    // strings piped in bind to ComputerName by value
+    let s = one("'web28.lab', 'vpn28' | Enter-PSSession");
+    assert_eq!(s.command_line, "Enter-PSSession -ComputerName web28.lab");
+    none("'localhost' | Enter-PSSession");
 }
 
 #[test]

@@ -1709,6 +1709,35 @@ impl Resolver<'_> {
         }
     }
 
+    /// Strings piped into Enter-PSSession bind to ComputerName by value: the first remote
+    /// one (else the first) becomes the target. Whether it is local; None when nothing
+    /// constant is piped.
+    fn piped_computer_names(&self, b: &mut Bound, inv: &Invocation) -> Option<bool> {
+        if b.transport != Transport::Session || b.target != Target::Implicit {
+            return None;
+        }
+        let (s, e) = inv.piped_input?;
+        let names: Vec<String> = match self.evaluate(|ev| ev.eval_pipeline(s, e))?.0 {
+            Value::Str(x) => vec![x],
+            Value::Array(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    Value::Str(x) => Some(x),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?,
+            _ => return None,
+        };
+        let first = names
+            .iter()
+            .find(|n| !is_local_name(n, self.own))
+            .or(names.first())?;
+        b.transport = Transport::WinRm;
+        b.target = Target::Literal(first.clone());
+        b.readings.push("pipeline:ComputerName".into());
+        Some(is_local_name(first, self.own))
+    }
+
     /// Binds an Enter-PSSession invocation and decides whether it stays local.
     fn session(&self, inv: &Invocation, reading: &str) -> Option<Session> {
         let (expanded, layers) = self.expand_splats(inv);
@@ -1743,6 +1772,8 @@ impl Resolver<'_> {
             if nb.transport == Transport::Vm {
                 b.transport = Transport::Vm;
             }
+        } else if let Some(l) = self.piped_computer_names(&mut b, inv) {
+            local = l;
         }
         if let (Target::Variable(v), false) = (&b.target, local) {
             if let Some(Assigned::Literal(l)) = self.value_of(v, inv.token) {
@@ -1753,7 +1784,7 @@ impl Resolver<'_> {
         let bound = b
             .readings
             .iter()
-            .any(|r| r.starts_with("parameter:"))
+            .any(|r| r.starts_with("parameter:") || r == "pipeline:ComputerName")
             .then(|| b.target.text());
         Some(Session {
             command_line: self.command_line(inv, b.transport, bound.as_deref()),
@@ -1869,13 +1900,16 @@ impl Resolver<'_> {
             parts.push((positional_names[k.min(1)], Some(a)));
         }
         parts.extend(p.named.iter().map(|(n, a)| (*n, a.as_ref())));
+        if bound.is_some() && !parts.iter().any(|(n, _)| *n == target_param) {
+            parts.push((target_param, None));
+        }
         parts.sort_by_key(|(n, _)| !TARGETS.contains(n));
         let mut line = String::from("Enter-PSSession");
         for (name, arg) in parts {
             line.push_str(" -");
             line.push_str(name);
             match (arg, bound) {
-                (Some(_), Some(value)) if name == target_param => {
+                (_, Some(value)) if name == target_param => {
                     line.push(' ');
                     line.push_str(value);
                 }
