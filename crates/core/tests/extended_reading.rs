@@ -144,6 +144,11 @@ fn the_scripts_own_definitions() {
     let s =
         one("$PSDefaultParameterValues['Enter-PSSession:ComputerName'] = 'app7'\nEnter-PSSession");
     assert_eq!(s.command_line, "Enter-PSSession -ComputerName app7");
+    // variables set and read through the variable cmdlets
+    one("sv x 'Enter-PSSession'; & (gv x -ValueOnly) -ComputerName web01");
+    one("Set-Variable -Name c -Value ('Enter'+'-PSSession') -Scope Script\n& (Get-Variable c).Value web01");
+    one("New-Variable -Value Enter-PSSession -Name c\n& (Get-Item Variable:c).Value web01");
+    none("sv x 'Get-Date'; & (gv x -ValueOnly) web01");
 }
 
 #[test]

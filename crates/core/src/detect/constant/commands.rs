@@ -103,7 +103,7 @@ pub(super) fn run(
             let pattern = args
                 .named("name", 1)
                 .or_else(|| args.positional().into_iter().next())?;
-            let found = variables_matching(&to_str(&pattern));
+            let found = variables_named(ev, &to_str(&pattern), base);
             let value_only = args.named("valueonly", 2).is_some();
             pick_one(found, value_only)
         }
@@ -114,7 +114,7 @@ pub(super) fn run(
             let path = to_str(&path).to_ascii_lowercase();
             let (drive, pattern) = path.split_once(':')?;
             match drive {
-                "variable" => pick_one(variables_matching(pattern), false),
+                "variable" => pick_one(variables_named(ev, pattern, base), false),
                 "env" => {
                     let found = ENV
                         .iter()
@@ -197,6 +197,18 @@ fn item(name: &str, value: Value) -> Value {
         ("Name".into(), Value::Str(name.into())),
         ("Value".into(), value),
     ])
+}
+
+/// The variables `pattern` names: the script's own (a plain name, as set before `at`),
+/// else PowerShell's automatic ones (a name or a wildcard).
+fn variables_named(ev: &mut Evaluator, pattern: &str, at: usize) -> Vec<Value> {
+    let plain = !pattern.contains(['*', '?', '[']);
+    if plain {
+        if let Some(v) = ev.variable(pattern, at) {
+            return vec![item(pattern, v)];
+        }
+    }
+    variables_matching(pattern)
 }
 
 fn variables_matching(pattern: &str) -> Vec<Value> {

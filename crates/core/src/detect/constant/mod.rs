@@ -195,6 +195,9 @@ pub enum Change {
     Assign,
     /// `[array]::Reverse($v)`: the earlier value reversed.
     Reverse,
+    /// `Set-Variable v <argument>` (`sv`, `New-Variable`): the range is the argument, read
+    /// as a command argument (a bare word is a string).
+    Argument,
     /// `$v.Key = <value>`, `$v['Key'] = <value>` or `$v.Add(key, value)`: the range starts
     /// at the member; the earlier value (a hashtable) with that entry set.
     Member,
@@ -406,6 +409,7 @@ impl<'a> Evaluator<'a> {
             match d.kind {
                 Change::Reverse => dotnet::reversed(ev.variable(key, d.start)?),
                 Change::Assign => parse::Parser::new(&src, d.start).statements_value(ev),
+                Change::Argument => parse::Parser::new(&src, d.start).whole_argument(ev),
                 Change::Member => {
                     let Value::Hash(mut entries) = ev.variable(key, d.start)? else {
                         return None;

@@ -445,6 +445,80 @@ impl Reader<'_> {
         self.r.define(v.as_str().to_ascii_lowercase(), d);
     }
 
+    /// `Set-Variable x value` (`sv`, `New-Variable`, `-Name`/`-Value` in any order) at
+    /// token `i`: a definition of `$x` whose value is the argument's source.
+    fn note_set_variable(&mut self, i: usize) {
+        let (mut name, mut value) = (None, None);
+        let mut k = i + 1;
+        while k < self.tokens.len() {
+            let slot = match &self.tokens[k].tok {
+                Tok::Sep(_) | Tok::Close => break,
+                Tok::Param(p) if p.value.is_some() => {
+                    k += 1;
+                    continue;
+                }
+                Tok::Param(p) => {
+                    let n = p.name.to_ascii_lowercase().to_string();
+                    k += 1;
+                    match n.as_str() {
+                        _ if "name".starts_with(n.as_str()) => Some(0),
+                        _ if "value".starts_with(n.as_str()) => Some(1),
+                        "force" | "passthru" | "whatif" | "confirm" => continue,
+                        _ => None, // -Scope, -Option, -Description ...: skip their value
+                    }
+                }
+                _ => [name.is_none(), value.is_none()]
+                    .iter()
+                    .position(|&free| free),
+            };
+            let end = self.argument_end(k);
+            match slot {
+                Some(0) => name = self.literal_text(k),
+                Some(1) => value = Some((self.tokens[k].start, self.tokens[end].end)),
+                _ => {}
+            }
+            k = end + 1;
+        }
+        if let (Some(n), Some((start, end))) = (name, value) {
+            let d = Definition {
+                start,
+                end,
+                kind: Change::Argument,
+            };
+            self.r.define(n.to_ascii_lowercase(), d);
+        }
+    }
+
+    /// The last token of the command argument starting at token `k`: a group to its
+    /// close, then members, indexes and calls written right after it.
+    fn argument_end(&self, k: usize) -> usize {
+        let last = self.tokens.len().saturating_sub(1);
+        let mut end = match self.tok(k) {
+            Some(Tok::Open | Tok::OpenBlock) => self.close[k].min(last),
+            _ => k.min(last),
+        };
+        while let Some(t) = self.tokens.get(end + 1) {
+            let attached = t.start == self.tokens[end].end;
+            match &t.tok {
+                Tok::Word(w) if attached && (w.starts_with('.') || w.starts_with('[')) => end += 1,
+                Tok::Open if attached => end = self.close[end + 1].min(last),
+                _ => break,
+            }
+        }
+        end
+    }
+
+    /// The text of a bare word or a plain string at token `k`.
+    fn literal_text(&self, k: usize) -> Option<String> {
+        match self.tok(k)? {
+            Tok::Word(w) => Some(w.to_string()),
+            Tok::Str { text, expandable } if !expandable || !text.contains('$') => {
+                Some(text.to_string())
+            }
+            _ => None,
+        }
+    }
+
     /// A statement `$v.Add(key, value)` at token `i`: a definition that adds one entry to
     /// the hashtable in `$v`.
     fn note_hashtable_add(&mut self, i: usize) {
@@ -586,6 +660,9 @@ impl Reader<'_> {
         self.r.calls.insert(key.clone());
         if matches!(key.as_str(), "function" | "filter" | "workflow") {
             self.function_definition(i);
+        }
+        if matches!(key.as_str(), "set-variable" | "sv" | "new-variable" | "nv") {
+            self.note_set_variable(i);
         }
         self.expect_cmd = false;
         Found {
