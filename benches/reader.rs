@@ -45,7 +45,9 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("sessions_each", |b| {
         b.iter(|| {
-            let found = scripts.iter().map(|s| pwsh::sessions(s, Some("ws01")).len());
+            let found = scripts
+                .iter()
+                .map(|s| pwsh::sessions(s, Some("ws01")).len());
             found.sum::<usize>()
         })
     });

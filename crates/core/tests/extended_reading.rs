@@ -282,6 +282,15 @@ fn tokenizer_details() {
 }
 
 #[test]
+fn this_computer_through_variables() {
+    none("$me = $env:COMPUTERNAME; Enter-PSSession -ComputerName $me");
+    none("$me = hostname\nEnter-PSSession -ComputerName $me");
+    none("$a = $env:COMPUTERNAME; $b = $a; etsn $b");
+    none("$a = 'localhost'\n$b = $a\netsn -cn $b");
+    one("$a = 'web01'; $b = $a; etsn -cn $b");
+}
+
+#[test]
 fn sessions_are_capped_and_a_remote_one_is_never_lost() {
     use pssession_core::pwsh::MAX_SESSIONS;
     let many = "etsn web01\n".repeat(10_000);

@@ -564,6 +564,8 @@ impl Reader<'_> {
         }
         // a constant value ends the statement right after it
         let ends = matches!(self.tok(i + 2), None | Some(Tok::Sep(_)) | Some(Tok::Close));
+        // ... and is not piped on
+        let alone = ends && self.tok(i + 2) != Some(&Tok::Sep(Sep::Pipe));
         match self.tok(i + 1) {
             Some(Tok::Str { text, expandable }) if ends => {
                 let val = if *expandable && text.contains('$') {
@@ -573,8 +575,19 @@ impl Reader<'_> {
                 };
                 self.r.assignments.push((v, i, val));
             }
+            // `$me = hostname` runs the command: this computer's name
+            Some(Tok::Word(w)) if alone && is_own_name_expr(w) => {
+                self.r
+                    .assignments
+                    .push((v, i, Assigned::Expr(w.to_string())));
+            }
             Some(Tok::Word(w)) if ends && !(self.interesting)(&command_key(w)) => {
                 let val = Assigned::Literal(w.to_string());
+                self.r.assignments.push((v, i, val));
+            }
+            // `$me = $env:COMPUTERNAME`: kept as written, for the local-name test
+            Some(Tok::Var(x)) if alone => {
+                let val = Assigned::Expr(format!("${x}"));
                 self.r.assignments.push((v, i, val));
             }
             Some(Tok::Open) => {
@@ -1771,18 +1784,30 @@ impl Resolver<'_> {
                 is_local_name(t.rsplit('@').next().unwrap_or(t), self.own)
             }
             (_, Target::Expression(e)) => is_own_name_expr(e),
-            (_, Target::Variable(v)) => {
-                if v.eq_ignore_ascii_case("env:COMPUTERNAME") {
-                    return true;
-                }
-                match self.value_of(v, at) {
-                    Some(Assigned::Literal(l)) => is_local_name(l, self.own),
-                    Some(Assigned::Expr(e)) => is_own_name_expr(e),
-                    Some(Assigned::Command(i)) => self.new_session(*i).is_some_and(|(_, l)| l),
-                    None => false,
-                }
-            }
+            (_, Target::Variable(v)) => self.variable_is_local(v, at, 0),
             _ => false,
+        }
+    }
+
+    /// Whether `$v`, as set before token `at`, holds this computer (following `$b = $a`
+    /// up to 8 variables back) or a session New-PSSession opened to it.
+    fn variable_is_local(&self, v: &str, at: usize, depth: usize) -> bool {
+        if v.eq_ignore_ascii_case("env:COMPUTERNAME") {
+            return true;
+        }
+        match self.assignment_of(v, at) {
+            Some((_, Assigned::Literal(l))) => is_local_name(l, self.own),
+            Some((set_at, Assigned::Expr(e))) => {
+                let other = e.strip_prefix('$').filter(|x| {
+                    x.chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == ':')
+                });
+                is_own_name_expr(e)
+                    || (depth < 8
+                        && other.is_some_and(|x| self.variable_is_local(x, set_at, depth + 1)))
+            }
+            Some((_, Assigned::Command(i))) => self.new_session(*i).is_some_and(|(_, l)| l),
+            None => false,
         }
     }
 
