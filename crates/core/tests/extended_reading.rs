@@ -149,6 +149,10 @@ fn the_scripts_own_definitions() {
     one("Set-Variable -Name c -Value ('Enter'+'-PSSession') -Scope Script\n& (Get-Variable c).Value web01");
     one("New-Variable -Value Enter-PSSession -Name c\n& (Get-Item Variable:c).Value web01");
     none("sv x 'Get-Date'; & (gv x -ValueOnly) web01");
+    // aliases the script makes for Invoke-Expression
+    one("Set-Alias x Invoke-Expression; x 'etsn web01'");
+    one("nal -Name run -Value iex\nrun ('Enter-PSSession' + ' web01')");
+    none("Set-Alias x Write-Output; x 'etsn web01'");
 }
 
 #[test]

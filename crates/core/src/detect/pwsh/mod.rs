@@ -2258,6 +2258,7 @@ fn read_piece(
         ) || is_powershell(k)
             || aliases.iter().any(|a| a == k)
             || functions.contains(k)
+            || changes.iter().any(|c| c.alias == k)
     };
     let reading = read(&lexed.text, &lexed.tokens, &interesting, budget);
     let resolver = Resolver {
@@ -2394,6 +2395,23 @@ fn bound_arguments<'a>(c: &'a Invocation, params: &[(String, bool)]) -> Option<V
     Some(given)
 }
 
+/// The command `name` stands for at token `at`: through the aliases the script set before
+/// (`Set-Alias x Invoke-Expression`), up to 8 deep; else `name` itself.
+fn aliased_command(name: &str, at: usize, changes: &[AliasChange]) -> String {
+    let mut name = name.to_string();
+    for _ in 0..8 {
+        let Some(c) = changes
+            .iter()
+            .rev()
+            .find(|c| c.token < at && c.alias == name && c.target != name)
+        else {
+            break;
+        };
+        name = c.target.clone();
+    }
+    name
+}
+
 /// The names of the functions and filters the code defines (lowercase).
 fn defined_functions(tokens: &[Token]) -> HashSet<String> {
     let word = |i: usize| match tokens.get(i).map(|t| &t.tok) {
@@ -2411,6 +2429,8 @@ fn defined_functions(tokens: &[Token]) -> HashSet<String> {
 struct AliasChange {
     token: usize,
     alias: String,
+    /// The command it now stands for (lowercase, module qualifier removed).
+    target: String,
     to_session: bool,
 }
 
@@ -2438,6 +2458,7 @@ fn alias_changes(
         changes.push(AliasChange {
             token: inv.token,
             alias,
+            target: command_key(&target),
             to_session,
         });
     }
@@ -2462,7 +2483,7 @@ fn invocation_effect(
     aliases: &[String],
     changes: &[AliasChange],
 ) -> Effect {
-    let name = command_key(&inv.name);
+    let name = aliased_command(&command_key(&inv.name), inv.token, changes);
     let runs = |c: Option<(String, &'static str)>| {
         Effect::Runs(c.into_iter().map(|(c, via)| (c, via, Vec::new())).collect())
     };
@@ -2481,8 +2502,9 @@ fn invocation_effect(
                     .collect(),
             )
         }),
-        n if resolver.opens_session(inv, aliases, changes) => {
-            let reading = match (n, inv.call_operator) {
+        _ if resolver.opens_session(inv, aliases, changes) => {
+            let written = command_key(&inv.name);
+            let reading = match (written.as_str(), inv.call_operator) {
                 (_, true) => "call-operator",
                 ("enter-pssession", false) => "command",
                 ("etsn", false) => "alias:etsn",
