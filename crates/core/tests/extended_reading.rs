@@ -120,6 +120,12 @@ fn payloads_the_script_decodes_and_runs() {
         &u16[half..]
     ));
     assert_eq!(s.command_line, "Enter-PSSession -ComputerName web01");
+    // cmd starting PowerShell (Invoke-Obfuscation's launchers); cmd's own commands are not read
+    let s = one("cmd.exe /c \"powershell -c Enter-PSSession web01\"");
+    assert_eq!(s.layers, ["cmd-command", "powershell-command"]);
+    one("cmd /c powershell -nop -c \"etsn web01\"");
+    none("cmd /c \"etsn web01\"");
+    none("cmd /c echo Enter-PSSession web01");
 }
 
 #[test]

@@ -2242,6 +2242,8 @@ fn read_piece(
                 | "nsn"
                 | "start-process"
                 | "saps"
+                | "cmd"
+                | "cmd.exe"
                 | "start"
                 | "invoke-command"
                 | "icm"
@@ -2491,6 +2493,7 @@ fn invocation_effect(
         "invoke-expression" | "iex" => Effect::Runs(resolver.evaluate(|ev| iex_payloads(ev, inv))),
         "invoke-command" | "icm" => Effect::Runs(local_script_block(resolver, inv)),
         "start-process" | "saps" | "start" => runs(start_process_payload(resolver, inv)),
+        "cmd" | "cmd.exe" => runs(cmd_payload(resolver, inv)),
         "new-pssession" => Effect::Nothing,
         n if is_powershell(n) => resolver.evaluate(|ev| {
             let mut layers = Vec::new();
@@ -2605,6 +2608,40 @@ fn is_literal_block_variable(resolver: &Resolver, src: &str, at: usize) -> bool 
 }
 
 /// `Start-Process powershell -ArgumentList ...`: the code the child PowerShell runs.
+/// `cmd /c "powershell ..."` (or `/k`, `/r`): the PowerShell command line cmd starts, to
+/// read as code. Only a line that starts PowerShell: cmd's own commands are not read.
+fn cmd_payload(resolver: &Resolver, inv: &Invocation) -> Option<(String, &'static str)> {
+    let at = inv.args.iter().position(|a| {
+        matches!(a, Arg::Literal(l) if ["/c", "/k", "/r"].iter().any(|s| l.eq_ignore_ascii_case(s)))
+    })?;
+    let rest = &inv.args[at + 1..];
+    let words: Vec<String> = rest
+        .iter()
+        .map(|a| match a {
+            Arg::Param { name, value } => match value {
+                Some(v) => format!("-{name}:{v}"),
+                None => format!("-{name}"),
+            },
+            _ => {
+                let w = resolver
+                    .evaluate(|ev| argument_value(ev, a, inv.start, &mut Vec::new()))
+                    .unwrap_or_default();
+                // one argument stays one word of the command line; cmd strips the
+                // quotes of a whole line given as one
+                if rest.len() > 1 && w.contains(' ') && !w.starts_with('"') {
+                    format!("\"{w}\"")
+                } else {
+                    w
+                }
+            }
+        })
+        .collect();
+    let line = words.join(" ");
+    let first = line.trim_start().trim_start_matches(['"', '\'']);
+    let program = first.split([' ', '"', '\'']).next().unwrap_or("");
+    is_powershell(program).then_some((line, "cmd-command"))
+}
+
 fn start_process_payload(resolver: &Resolver, inv: &Invocation) -> Option<(String, &'static str)> {
     let file = inv.args.iter().find_map(|a| match a {
         Arg::Literal(l) => Some(l.clone()),
