@@ -159,6 +159,13 @@ fn the_scripts_own_definitions() {
     one("Set-Alias x Invoke-Expression; x 'etsn web01'");
     one("nal -Name run -Value iex\nrun ('Enter-PSSession' + ' web01')");
     none("Set-Alias x Write-Output; x 'etsn web01'");
+    // scope-qualified functions, functions set through the function: drive, aliases removed
+    none("function global:Enter-PSSession { 'x' }\nEnter-PSSession web01");
+    none("${function:Enter-PSSession} = { 'x' }\nEnter-PSSession web01");
+    one("$function:f = { etsn web01 }\nf");
+    none("Remove-Item Alias:etsn -Force\netsn web01");
+    none("del alias:\\etsn\netsn web01");
+    one("Remove-Item Alias:etsn\nEnter-PSSession web01");
 }
 
 #[test]
@@ -269,6 +276,15 @@ fn control_flow() {
     one("try { $n = [string]'abc'; etsn app7 } catch { }");
     // outside try a failed cast ends only its own statement
     one("$n = [int]'abc'\netsn app7");
+    // break or continue outside any loop stops the script; a function that surely throws
+    // (or exits) does so where it is called
+    none("break\netsn app7");
+    none("continue\netsn app7");
+    none("function f { throw 'x' }\nf\netsn app7");
+    one("function f { throw 'x' }\ntry { f } catch { }\netsn app7");
+    none("function f { exit }\nif (Test-Path x) { f; etsn app7 }");
+    none("switch (1) { 1 { exit } }\netsn app7");
+    one("switch (2) { 1 { exit } }\netsn app7");
 }
 
 #[test]

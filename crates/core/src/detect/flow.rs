@@ -29,6 +29,7 @@ pub fn dead_code(
         budget,
         dead: Vec::new(),
         exiting: HashSet::new(),
+        throwing: HashSet::new(),
         trap_continues: trap_continues(tokens, close),
         stop_on_error: false,
         certain: HashSet::new(),
@@ -112,6 +113,8 @@ struct Flow<'a> {
     dead: DeadRanges,
     /// Functions whose body exits unconditionally.
     exiting: HashSet<String>,
+    /// Functions whose body throws unconditionally (no `try` around the `throw`).
+    throwing: HashSet<String>,
     trap_continues: bool,
     /// `$ErrorActionPreference = 'Stop'` was set at script level before: errors end the
     /// script.
@@ -219,11 +222,11 @@ impl Flow<'_> {
             "throw" if self.trap_continues => {}
             "throw" | "return" | "exit" => self.leave(i, &key, stack),
             "write-error" if !self.trap_continues && self.stops(i) => self.leave(i, "throw", stack),
-            "break" | "continue" => {
-                if let Some((open, _)) = block {
-                    self.dead.push((i + 1, self.close[*open]));
-                }
-            }
+            "break" | "continue" => match block {
+                Some((open, _)) => self.dead.push((i + 1, self.close[*open])),
+                // outside any loop, at the top of the script: the script stops
+                None => self.dead.push((i + 1, end)),
+            },
             "if" => self.if_chain(i),
             "while" => {
                 let cond = i + 1;
@@ -235,8 +238,10 @@ impl Flow<'_> {
             "for" => self.for_loop(i),
             "foreach" => self.foreach_loop(i),
             "switch" => self.switch(i),
-            name if stack.is_empty() && self.exiting.contains(name) => {
-                self.dead.push((i + 1, end));
+            // a call of a function that surely exits (or throws) does so here too
+            name if self.exiting.contains(name) => self.leave(i, "exit", stack),
+            name if self.throwing.contains(name) && !self.trap_continues => {
+                self.leave(i, "throw", stack)
             }
             _ => {}
         }
@@ -323,9 +328,11 @@ impl Flow<'_> {
             }
             self.dead.push((i + 1, self.close[*open]));
             if let Group::Function(name) = g {
-                if key == "exit" {
-                    self.exiting.insert(command_key(name));
-                }
+                match key {
+                    "exit" => self.exiting.insert(command_key(name)),
+                    "throw" => self.throwing.insert(command_key(name)),
+                    _ => false,
+                };
                 return;
             }
             let in_try = open
@@ -461,6 +468,8 @@ impl Flow<'_> {
             cases.push((label, block));
             k = self.close[block] + 1;
         }
+        // the switch's own body runs whenever the switch does
+        self.certain.insert(body);
         let matches = |l: &str| subjects.iter().any(|s| s.eq_ignore_ascii_case(l));
         let any = cases.iter().any(|(l, _)| l.as_deref().is_some_and(matches));
         for (label, block) in cases {

@@ -395,10 +395,15 @@ impl Reader<'_> {
         self.stage_start = i + 1;
         self.prev_stage = None;
         if let (Some(v), Tok::OpenBlock) = (self.pending_assign.take(), &self.tokens[i].tok) {
+            // `${function:Name} = { ... }` defines a function
+            let trigger = match v.strip_prefix("function:") {
+                Some(f) => Trigger::Function(command_key(unscoped(f))),
+                None => Trigger::Variable(v),
+            };
             self.r.deferred.push(Deferred {
                 from: i,
                 to: self.close[i],
-                trigger: Trigger::Variable(v),
+                trigger,
                 params: Vec::new(),
             });
         }
@@ -689,7 +694,10 @@ impl Reader<'_> {
     /// `function NAME { param(...) ... }` or `function NAME (...) { ... }` at token `i`:
     /// its body runs when NAME is called, with the parameters it declares.
     fn function_definition(&mut self, i: usize) {
-        let Some(name) = self.word(i + 1).map(command_key) else {
+        let Some(name) = self
+            .word(i + 1)
+            .map(|w| unscoped(&command_key(w)).to_string())
+        else {
             return;
         };
         let (body, list) = match self.tok(i + 2) {
@@ -1540,6 +1548,9 @@ impl Resolver<'_> {
             Some(to_session) => to_session,
             None => aliases.contains(&n),
         };
+        // `Remove-Item Alias:\etsn`: the alias is gone
+        let alias_gone = n != "enter-pssession" && self.item_removed("alias", &n, 0, inv.token);
+        let cmdlet = cmdlet && !alias_gone;
         cmdlet && !self.shadowed(inv.token)
     }
 
@@ -1558,16 +1569,23 @@ impl Resolver<'_> {
 
     /// Whether `Remove-Item Function:\Enter-PSSession` ran between tokens `from` and `to`.
     fn function_removed(&self, from: usize, to: usize) -> bool {
+        self.item_removed("function", "enter-pssession", from, to)
+    }
+
+    /// Whether `Remove-Item <drive>:\<name>` (or `del`, `rm`, ...) ran at or after token
+    /// `from` and before `to`.
+    fn item_removed(&self, drive: &str, name: &str, from: usize, to: usize) -> bool {
         self.item_removals.iter().any(|&k| {
             let r = &self.reading.invocations[k];
             let path = r.args.iter().any(|a| match a {
                 Arg::Literal(p) => {
                     let p = p.to_ascii_lowercase().replace('/', "\\");
-                    p == "function:\\enter-pssession" || p == "function:enter-pssession"
+                    let rest = p.strip_prefix(drive).and_then(|p| p.strip_prefix(':'));
+                    rest.is_some_and(|r| r.trim_start_matches('\\') == name)
                 }
                 _ => false,
             });
-            path && r.token > from && r.token < to && self.runs(r.token)
+            path && r.token >= from && r.token < to && self.runs(r.token)
         })
     }
 
@@ -2414,6 +2432,14 @@ fn aliased_command(name: &str, at: usize, changes: &[AliasChange]) -> String {
     name
 }
 
+/// A name without its scope (`global:`, `script:`, `local:`, `private:`).
+fn unscoped(name: &str) -> &str {
+    ["global:", "script:", "local:", "private:"]
+        .iter()
+        .find_map(|s| name.strip_prefix(s))
+        .unwrap_or(name)
+}
+
 /// The names of the functions and filters the code defines (lowercase).
 fn defined_functions(tokens: &[Token]) -> HashSet<String> {
     let word = |i: usize| match tokens.get(i).map(|t| &t.tok) {
@@ -2422,7 +2448,7 @@ fn defined_functions(tokens: &[Token]) -> HashSet<String> {
     };
     (0..tokens.len())
         .filter(|&i| matches!(word(i).as_deref(), Some("function" | "filter")))
-        .filter_map(|i| word(i + 1))
+        .filter_map(|i| word(i + 1).map(|w| unscoped(&w).to_string()))
         .collect()
 }
 
