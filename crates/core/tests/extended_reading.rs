@@ -305,6 +305,14 @@ fn tokenizer_details() {
     one("Enter-PSSession\u{a0}-ComputerName\u{a0}app7");
     // an array to the single-valued ComputerName fails to bind
     none("Enter-PSSession -ComputerName app7,app8");
+    // a colon and a space: the next argument is the value, a switch's too
+    let s = one("Enter-PSSession -ComputerName: 10.254.145.90 -Port 5985");
+    assert_eq!(
+        s.command_line,
+        "Enter-PSSession -ComputerName 10.254.145.90 -Port 5985"
+    );
+    let s = one("Enter-PSSession -ComputerName web01 -UseSSL: $false");
+    assert_eq!(s.command_line, "Enter-PSSession -ComputerName web01");
 }
 
 #[test]

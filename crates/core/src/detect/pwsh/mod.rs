@@ -1283,7 +1283,20 @@ fn bind_params(args: &[Arg]) -> Option<Params> {
                 if !param.eq_ignore_ascii_case(name) {
                     p.readings.push(format!("prefix-or-alias:-{name}"));
                 }
-                if switch {
+                if value.as_deref() == Some("") {
+                    // `-Name: value`: the colon binds the next argument, even to a switch
+                    k += 1;
+                    let a = match args.get(k) {
+                        None | Some(Arg::Param { .. }) => return None,
+                        Some(a) => a.clone(),
+                    };
+                    let off = matches!(&a, Arg::Variable(v) if v.eq_ignore_ascii_case("false"));
+                    if !switch {
+                        p.named.push((param, Some(a)));
+                    } else if !off {
+                        p.named.push((param, None));
+                    }
+                } else if switch {
                     p.named.push((param, None));
                 } else if let Some(v) = value {
                     p.readings.push("colon-value".into());
