@@ -325,6 +325,20 @@ fn this_computer_through_variables() {
 }
 
 #[test]
+fn loop_variables_over_constant_items() {
+    none("foreach ($h in 'localhost','.') { Enter-PSSession -ComputerName $h }");
+    none("'localhost' | % { etsn -cn $_ }");
+    let s = one(
+        "$hosts = 'localhost','web01'\nforeach ($h in $hosts) { Enter-PSSession -ComputerName $h }",
+    );
+    assert_eq!(s.target.text(), "web01");
+    let s = one("'web01' | ForEach-Object { etsn $_ }");
+    assert_eq!(s.command_line, "Enter-PSSession -ComputerName web01");
+    // items not known: the variable stays as written, and the call counts as remote
+    one("Get-Content hosts.txt | % { etsn -cn $_ }");
+}
+
+#[test]
 fn sessions_are_capped_and_a_remote_one_is_never_lost() {
     use pssession_core::pwsh::MAX_SESSIONS;
     let many = "etsn web01\n".repeat(10_000);

@@ -117,6 +117,20 @@ pub struct Reading {
     /// Statements that are expressions and may run code (`.Invoke()`, `InvokeScript`):
     /// first token and char range.
     pub expression_statements: Vec<(usize, usize, usize)>,
+    /// Loops whose variable takes each item of a collection in turn.
+    pub loops: Vec<Loop>,
+}
+
+/// `foreach ($v in <items>) { ... }`, or `<items> | ForEach-Object { ... $_ ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loop {
+    /// The loop variable (lowercase, no `$`): `_` for ForEach-Object.
+    pub var: String,
+    /// The body's tokens (its `{` and `}`).
+    pub from: usize,
+    pub to: usize,
+    /// The items' source (byte range).
+    pub items: (usize, usize),
 }
 
 impl Definitions for Reading {
@@ -450,6 +464,47 @@ impl Reader<'_> {
         self.r.define(v.as_str().to_ascii_lowercase(), d);
     }
 
+    /// A loop at token `i`: the `foreach ($v in ...)` statement, or `ForEach-Object` (`%`,
+    /// `foreach`) with its block right after it, fed by the pipeline stage before.
+    fn note_loop(&mut self, i: usize) {
+        if self.piped {
+            let block = self.next_code(i);
+            let stage = self.prev_stage;
+            if let (Some(Tok::OpenBlock), Some((s, e))) = (self.tok(block), stage) {
+                let items = (self.tokens[s].start, self.tokens[e].start);
+                let to = self.close[block];
+                let var = "_".to_string();
+                self.r.loops.push(Loop {
+                    var,
+                    from: block,
+                    to,
+                    items,
+                });
+            }
+            return;
+        }
+        let (Some(Tok::Open), Some(Tok::Var(v))) = (self.tok(i + 1), self.tok(i + 2)) else {
+            return;
+        };
+        let close = self.close[i + 1];
+        let body = self.next_code(close);
+        let is_in = self
+            .word(i + 3)
+            .is_some_and(|w| w.eq_ignore_ascii_case("in"));
+        if !is_in || i + 4 >= close || self.tok(body) != Some(&Tok::OpenBlock) {
+            return;
+        }
+        let items = (self.tokens[i + 4].start, self.tokens[close].start);
+        let var = v.to_ascii_lowercase().to_string();
+        let to = self.close[body];
+        self.r.loops.push(Loop {
+            var,
+            from: body,
+            to,
+            items,
+        });
+    }
+
     /// `Set-Variable x value` (`sv`, `New-Variable`, `-Name`/`-Value` in any order) at
     /// token `i`: a definition of `$x` whose value is the argument's source.
     fn note_set_variable(&mut self, i: usize) {
@@ -681,6 +736,9 @@ impl Reader<'_> {
         }
         if matches!(key.as_str(), "set-variable" | "sv" | "new-variable" | "nv") {
             self.note_set_variable(i);
+        }
+        if matches!(key.as_str(), "foreach" | "foreach-object" | "%") {
+            self.note_loop(i);
         }
         self.expect_cmd = false;
         Found {
@@ -1632,7 +1690,8 @@ impl Resolver<'_> {
             let positional = b.readings.iter().any(|r| r == "positional");
             let session = b.transport == Transport::Session;
             if self.value_of(v, inv.token).is_none() && (positional || !session) {
-                if let Some(target) = self.parameter_value(v, inv) {
+                let bound = self.parameter_value(v, inv);
+                if let Some(target) = bound.or_else(|| self.loop_value(v, inv)) {
                     b.readings.push(format!("parameter:${v}"));
                     // a string given positionally binds to ComputerName, not Session
                     if session {
@@ -1720,6 +1779,43 @@ impl Resolver<'_> {
         }
         let all_known = values.iter().all(Option::is_some);
         known.clone().next().filter(|_| all_known).cloned()
+    }
+
+    /// `$v` as the variable of the innermost loop around `inv` over constant items: the
+    /// first remote item, else (every item constant) the first.
+    fn loop_value(&self, v: &str, inv: &Invocation) -> Option<Target> {
+        let l = self
+            .reading
+            .loops
+            .iter()
+            .filter(|l| l.from < inv.token && inv.token < l.to && l.var.eq_ignore_ascii_case(v))
+            .min_by_key(|l| l.to - l.from)?;
+        let items = match self
+            .evaluate(|ev| ev.eval_pipeline(l.items.0, l.items.1))?
+            .0
+        {
+            Value::Array(items) => items,
+            one => vec![one],
+        };
+        let texts: Vec<Option<String>> = items
+            .iter()
+            .take(MAX_ARGS)
+            .map(|i| match i {
+                Value::Str(s) => Some(s.clone()),
+                Value::Int(_) | Value::Char(_) => Some(constant::to_text(i)),
+                _ => None,
+            })
+            .collect();
+        let known = texts.iter().flatten();
+        if let Some(r) = known.clone().find(|t| !is_local_name(t, self.own)) {
+            return Some(Target::Literal(r.clone()));
+        }
+        let all_known = texts.iter().all(Option::is_some);
+        known
+            .clone()
+            .next()
+            .filter(|_| all_known)
+            .map(|t| Target::Literal(t.clone()))
     }
 
     /// The constant value call `c` gives the function's `k`th parameter.
