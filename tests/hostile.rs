@@ -351,11 +351,83 @@ fn hostile_scripts(n: usize) -> Vec<(&'static str, String, bool)> {
     ]
 }
 
+/// Scripts of about `n` bytes whose every session once asked a question of every earlier
+/// line (removals, calls, aliases, named sessions, enclosing functions and loops): (what,
+/// script, whether it opens a session).
+fn many_questions(n: usize) -> Vec<(&'static str, String, bool)> {
+    let half = |one: &str| one.repeat((n / 2 / one.len()).max(1));
+    vec![
+        (
+            "removals, then sessions",
+            half("ri x\n") + &half("etsn a\n"),
+            true,
+        ),
+        (
+            "a function of many sessions, called many times",
+            format!(
+                "function f($h) {{\n{}}}\n{}",
+                half("etsn $h\n"),
+                half("f a\n")
+            ),
+            true,
+        ),
+        (
+            "many aliases of etsn, each used",
+            numbered(n / 2, |i| format!("Set-Alias a{i} etsn\n"))
+                + &numbered(n / 2, |i| format!("a{i} x\n")),
+            true,
+        ),
+        (
+            "many aliases of iex",
+            half("Set-Alias q iex\n") + &half("q 'etsn a'\n"),
+            true,
+        ),
+        (
+            "named sessions",
+            half("New-PSSession -Name a -cn x\n") + &half("etsn -Name a\n"),
+            true,
+        ),
+        (
+            "functions and loops",
+            numbered(n / 2, |i| {
+                format!("function f{i} {{ foreach ($x in 1,2) {{ }} }}\n")
+            }) + &half("etsn $h\n"),
+            true,
+        ),
+    ]
+}
+
+/// `count` bytes (about) of `line(i)` for i = 0, 1, 2, ...
+fn numbered(count: usize, line: impl Fn(usize) -> String) -> String {
+    let mut out = String::with_capacity(count + 64);
+    for i in 0.. {
+        if out.len() >= count {
+            break;
+        }
+        out.push_str(&line(i));
+    }
+    out
+}
+
 /// mode extended on scripts built against its evaluator: time grows with the script, never
 /// faster (budgets: steps, decoded and built bytes, depth); a script opening a million
 /// sessions lists at most `MAX_SESSIONS` targets, so the record stays small.
 #[test]
 fn hostile_scripts_in_mode_extended_stay_linear() {
+    stay_linear(hostile_scripts, 10 << 18, 10 << 20);
+}
+
+/// The same for scripts that make every session ask about every earlier line (quadratic
+/// growth shows as well at 1 and 4 MB).
+#[test]
+fn many_questions_in_mode_extended_stay_linear() {
+    stay_linear(many_questions, 1 << 20, 4 << 20);
+}
+
+/// Each of `scripts`' kinds as a 4104 record of `small` and of `big` (4x) bytes through
+/// mode extended: flagged as expected, within a bound, time growing with the bytes (not
+/// their square), and the record growing by at most the capped sessions' evidence.
+fn stay_linear(scripts: fn(usize) -> Vec<(&'static str, String, bool)>, small: usize, big: usize) {
     let inst = plugin()
         .instance(&[("match", "*"), ("mode", "extended")])
         .unwrap();
@@ -370,9 +442,7 @@ fn hostile_scripts_in_mode_extended_stay_linear() {
             (b"ScriptBlockText", str_val(s.as_bytes())),
         ]))
     };
-    let small = hostile_scripts(10 << 18);
-    let big = hostile_scripts(10 << 20);
-    for ((what, s, opens), (_, b, _)) in small.iter().zip(&big) {
+    for ((what, s, opens), (_, b, _)) in scripts(small).iter().zip(&scripts(big)) {
         let (small_record, big_record) = (script_record(s), script_record(b));
         let (fs, mut ts) = run(&inst, &small_record, what);
         let (fb, mut tb) = run(&inst, &big_record, what);
@@ -383,12 +453,12 @@ fn hostile_scripts_in_mode_extended_stay_linear() {
             ts = ts.min(run(&inst, &small_record, what).1);
             tb = tb.min(run(&inst, &big_record, what).1);
         }
-        eprintln!("extended {what}: 2.5 MB {ts:?}, 10 MB {tb:?}");
+        eprintln!("extended {what}: {small} bytes {ts:?}, {big} bytes {tb:?}");
         assert_eq!((fs > 0, fb > 0), (*opens, *opens), "{what}: flagged");
-        assert!(tb < big_call() * 4, "{what}: 10 MB took {tb:?}");
+        assert!(tb < big_call() * 4, "{what}: {big} bytes took {tb:?}");
         assert!(
             tb <= ts * 10 + Duration::from_millis(300) * time_scale(),
-            "{what}: 2.5 MB took {ts:?}, 10 MB took {tb:?}"
+            "{what}: {small} bytes took {ts:?}, {big} took {tb:?}"
         );
         let grown = inst.filter(&small_record, "hostile").chunk.len() - small_record.len();
         assert!(grown < 64 << 10, "{what}: the record grew by {grown} bytes");

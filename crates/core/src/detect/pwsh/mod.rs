@@ -8,12 +8,14 @@
 
 use crate::detect::constant::{self, Budget, Change, Definition, Definitions, Evaluator, Value};
 mod lexer;
+mod nest;
 
 pub use lexer::{tokenize, Lexed, Sep, Tok, Token};
 
 use crate::detect::flow;
 use base64::Engine;
-use std::collections::HashSet;
+use nest::Nest;
+use std::collections::{HashMap, HashSet};
 
 /// `s` starts with the ASCII `prefix`, ignoring ASCII case (no lowercase copy: the reader
 /// asks this of every word).
@@ -1476,6 +1478,68 @@ struct Resolver<'r> {
     /// The invocations of Remove-PSSession, and of Remove-Item and its aliases.
     removals: Vec<usize>,
     item_removals: Vec<usize>,
+    /// The functions around each token (items: indices into `reading.deferred`).
+    functions: Nest,
+    /// The loops around each token (items: indices into `reading.loops`).
+    loops: Nest,
+    /// Each command's invocations (indices into `reading.invocations`), by lowercase name.
+    calls_by_name: HashMap<String, Vec<usize>>,
+    /// The tokens of the Remove-Item calls that run, by the item they remove
+    /// (`alias:etsn`, `function:enter-pssession`).
+    removed_items: HashMap<String, Vec<usize>>,
+    /// New-PSSession calls that name their session, by the name (see `sessions_by_name`).
+    named_sessions: HashMap<String, Vec<usize>>,
+    /// Parameters bound at calls and loop values already worked out, by (body token,
+    /// parameter).
+    bound: std::cell::RefCell<HashMap<(usize, usize), Option<Target>>>,
+}
+
+/// The spans of the functions a piece defines, for [`Nest`].
+fn function_spans(reading: &Reading) -> Nest {
+    let spans = reading.deferred.iter().enumerate().filter_map(|(k, d)| {
+        matches!(d.trigger, Trigger::Function(_)).then_some((d.from, d.to, k))
+    });
+    Nest::new(spans.filter(|&(from, to, _)| from < to).collect())
+}
+
+/// The New-PSSession invocations that name their session (`-Name x`), by the name
+/// (lowercase), in token order.
+fn sessions_by_name(reading: &Reading) -> HashMap<String, Vec<usize>> {
+    let mut by: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, inv) in reading.invocations.iter().enumerate() {
+        if !is_new_pssession(&inv.name) {
+            continue;
+        }
+        for (k, a) in inv.args.iter().enumerate() {
+            let Arg::Param { name: p, value } = a else {
+                continue;
+            };
+            if !p.eq_ignore_ascii_case("name") {
+                continue;
+            }
+            let v = value.clone().or_else(|| match inv.args.get(k + 1) {
+                Some(Arg::Literal(l)) => Some(l.clone()),
+                _ => None,
+            });
+            if let Some(v) = v {
+                by.entry(v.to_ascii_lowercase()).or_default().push(i);
+            }
+        }
+    }
+    for list in by.values_mut() {
+        list.sort_by_key(|&i| reading.invocations[i].token);
+        list.dedup();
+    }
+    by
+}
+
+/// Each command's invocations, by lowercase name.
+fn invocations_by_name(reading: &Reading) -> HashMap<String, Vec<usize>> {
+    let mut by: HashMap<String, Vec<usize>> = HashMap::new();
+    for (k, inv) in reading.invocations.iter().enumerate() {
+        by.entry(command_key(&inv.name)).or_default().push(k);
+    }
+    by
 }
 
 /// Per token, whether it can run: not in a dead range, and not inside a function or script
@@ -1605,16 +1669,17 @@ impl Resolver<'_> {
     /// name there: a module-qualified name is the cmdlet; an alias (as last set before the
     /// call) comes before a function, and a function the script defined before the call
     /// comes before the cmdlet.
-    fn opens_session(&self, inv: &Invocation, aliases: &[String], changes: &[AliasChange]) -> bool {
+    fn opens_session(
+        &self,
+        inv: &Invocation,
+        aliases: &HashSet<String>,
+        changes: &AliasChanges,
+    ) -> bool {
         let n = command_key(&inv.name);
         if inv.qualified {
             return n == "enter-pssession";
         }
-        let changed = changes
-            .iter()
-            .rev()
-            .find(|c| c.token < inv.token && c.alias == n)
-            .map(|c| c.to_session);
+        let changed = changes.last_before(&n, inv.token).map(|c| c.to_session);
         let cmdlet = match changed {
             Some(to_session) => to_session,
             None => aliases.contains(&n),
@@ -1646,18 +1711,32 @@ impl Resolver<'_> {
     /// Whether `Remove-Item <drive>:\<name>` (or `del`, `rm`, ...) ran at or after token
     /// `from` and before `to`.
     fn item_removed(&self, drive: &str, name: &str, from: usize, to: usize) -> bool {
-        self.item_removals.iter().any(|&k| {
+        let Some(at) = self.removed_items.get(&format!("{drive}:{name}")) else {
+            return false;
+        };
+        let k = at.partition_point(|&t| t < from);
+        at.get(k).is_some_and(|&t| t < to)
+    }
+
+    /// The Remove-Item calls that run, by the item they remove (`alias:etsn`).
+    fn index_removed_items(&mut self) {
+        for &k in &self.item_removals {
             let r = &self.reading.invocations[k];
-            let path = r.args.iter().any(|a| match a {
-                Arg::Literal(p) => {
-                    let p = p.to_ascii_lowercase().replace('/', "\\");
-                    let rest = p.strip_prefix(drive).and_then(|p| p.strip_prefix(':'));
-                    rest.is_some_and(|r| r.trim_start_matches('\\') == name)
+            if !self.runs(r.token) {
+                continue;
+            }
+            for a in &r.args {
+                let Arg::Literal(p) = a else { continue };
+                let p = p.to_ascii_lowercase().replace('/', "\\");
+                if let Some((drive, rest)) = p.split_once(':') {
+                    let key = format!("{drive}:{}", rest.trim_start_matches('\\'));
+                    self.removed_items.entry(key).or_default().push(r.token);
                 }
-                _ => false,
-            });
-            path && r.token >= from && r.token < to && self.runs(r.token)
-        })
+            }
+        }
+        self.removed_items
+            .values_mut()
+            .for_each(|t| t.sort_unstable());
     }
 
     /// Whether `Remove-PSSession` closed the session in `$v` after it was set and before
@@ -1732,12 +1811,8 @@ impl Resolver<'_> {
 
     /// The innermost function whose body holds token `at`.
     fn enclosing_function(&self, at: usize) -> Option<&Deferred> {
-        self.reading
-            .deferred
-            .iter()
-            .filter(|d| matches!(d.trigger, Trigger::Function(_)))
-            .filter(|d| d.from < at && at < d.to)
-            .min_by_key(|d| d.to - d.from)
+        let k = self.functions.around(at).next()?;
+        self.reading.deferred.get(k)
     }
 
     /// The calls of function `f` that run, outside its own body (a proxy named
@@ -1748,12 +1823,16 @@ impl Resolver<'_> {
             _ => "",
         };
         let proxy = name == "enter-pssession";
-        let calls = self.reading.invocations.iter().filter(|c| {
-            let n = command_key(&c.name);
-            (n == name || (proxy && n == "etsn" && !c.qualified))
-                && !(f.from <= c.token && c.token <= f.to)
-                && self.runs(c.token)
-        });
+        let names: &[&str] = if proxy { &[name, "etsn"] } else { &[name] };
+        let calls = names
+            .iter()
+            .flat_map(|n| self.calls_by_name.get(*n).into_iter().flatten())
+            .map(|&k| &self.reading.invocations[k])
+            .filter(|c| {
+                let qualified_alias = c.qualified && command_key(&c.name) == "etsn";
+                let inside = (f.from..=f.to).contains(&c.token);
+                !qualified_alias && !inside && self.runs(c.token)
+            });
         calls.take(MAX_ARGS).collect()
     }
 
@@ -1766,6 +1845,16 @@ impl Resolver<'_> {
             .params
             .iter()
             .position(|(p, _)| p.eq_ignore_ascii_case(v))?;
+        if let Some(known) = self.bound.borrow().get(&(f.from, k)) {
+            return known.clone();
+        }
+        let found = self.bind_parameter(f, k);
+        self.bound.borrow_mut().insert((f.from, k), found.clone());
+        found
+    }
+
+    /// Function `f`'s `k`th parameter as its calls bind it (see `parameter_value`).
+    fn bind_parameter(&self, f: &Deferred, k: usize) -> Option<Target> {
         let values: Vec<Option<Target>> = self
             .calls_of(f)
             .into_iter()
@@ -1784,12 +1873,23 @@ impl Resolver<'_> {
     /// `$v` as the variable of the innermost loop around `inv` over constant items: the
     /// first remote item, else (every item constant) the first.
     fn loop_value(&self, v: &str, inv: &Invocation) -> Option<Target> {
-        let l = self
-            .reading
+        let k = self
             .loops
-            .iter()
-            .filter(|l| l.from < inv.token && inv.token < l.to && l.var.eq_ignore_ascii_case(v))
-            .min_by_key(|l| l.to - l.from)?;
+            .around(inv.token)
+            .find(|&k| self.reading.loops[k].var.eq_ignore_ascii_case(v))?;
+        let l = &self.reading.loops[k];
+        if let Some(known) = self.bound.borrow().get(&(l.from, usize::MAX)) {
+            return known.clone();
+        }
+        let found = self.loop_items_target(l);
+        self.bound
+            .borrow_mut()
+            .insert((l.from, usize::MAX), found.clone());
+        found
+    }
+
+    /// The target a loop's constant items give its variable (see `loop_value`).
+    fn loop_items_target(&self, l: &Loop) -> Option<Target> {
         let items = match self
             .evaluate(|ev| ev.eval_pipeline(l.items.0, l.items.1))?
             .0
@@ -1885,22 +1985,10 @@ impl Resolver<'_> {
 
     /// The last New-PSSession before token `before` that names its session `name`.
     fn session_named(&self, name: &str, before: usize) -> Option<usize> {
+        let named = self.named_sessions.get(&name.to_ascii_lowercase())?;
         let invs = &self.reading.invocations;
-        (0..invs.len()).rev().find(|&i| {
-            let inv = &invs[i];
-            inv.token < before
-                && is_new_pssession(&inv.name)
-                && inv.args.iter().enumerate().any(|(k, a)| match a {
-                    Arg::Param { name: p, value } if p.eq_ignore_ascii_case("name") => {
-                        let v = value.clone().or_else(|| match inv.args.get(k + 1) {
-                            Some(Arg::Literal(l)) => Some(l.clone()),
-                            _ => None,
-                        });
-                        v.is_some_and(|v| v.eq_ignore_ascii_case(name))
-                    }
-                    _ => false,
-                })
-        })
+        let n = named.partition_point(|&i| invs[i].token < before);
+        named.get(n.checked_sub(1)?).copied()
     }
 
     fn is_local(&self, b: &Bound, at: usize) -> bool {
@@ -2314,7 +2402,7 @@ pub fn sessions(script: &str, own_computer: Option<&str>) -> Vec<Session> {
         via: "",
         layers: Vec::new(),
     }];
-    let mut aliases: Vec<String> = vec!["enter-pssession".into(), "etsn".into()];
+    let mut aliases: HashSet<String> = ["enter-pssession", "etsn"].map(String::from).into();
     let mut budget = Budget::for_script(script.len());
     let read_budget = script.len().saturating_mul(4).max(1 << 16);
     let mut read_bytes = 0usize;
@@ -2347,7 +2435,7 @@ struct PieceFindings {
 fn read_piece(
     piece: &Piece,
     own_computer: Option<&str>,
-    aliases: &mut Vec<String>,
+    aliases: &mut HashSet<String>,
     budget: &mut Budget,
 ) -> PieceFindings {
     let lexed = tokenize(&piece.code);
@@ -2385,12 +2473,12 @@ fn read_piece(
                 | "rd"
                 | "rmdir"
         ) || is_powershell(k)
-            || aliases.iter().any(|a| a == k)
+            || aliases.contains(k)
             || functions.contains(k)
-            || changes.iter().any(|c| c.alias == k)
+            || changes.by_alias.contains_key(k)
     };
     let reading = read(&lexed.text, &lexed.tokens, &interesting, budget);
-    let resolver = Resolver {
+    let mut resolver = Resolver {
         reading: &reading,
         own: own_computer,
         text: &lexed.text,
@@ -2403,7 +2491,19 @@ fn read_piece(
             &reading,
             &["remove-item", "ri", "rm", "del", "erase", "rd", "rmdir"],
         ),
+        functions: function_spans(&reading),
+        loops: Nest::new(
+            (reading.loops.iter().enumerate())
+                .filter(|(_, l)| l.from < l.to)
+                .map(|(k, l)| (l.from, l.to, k))
+                .collect(),
+        ),
+        calls_by_name: invocations_by_name(&reading),
+        removed_items: HashMap::new(),
+        named_sessions: sessions_by_name(&reading),
+        bound: std::cell::RefCell::new(HashMap::new()),
     };
+    resolver.index_removed_items();
     for (code, layers, at) in &reading.code_strings {
         if resolver.runs(*at) {
             runs.push(piece.then(code.clone(), "scriptblock-create", layers));
@@ -2526,17 +2626,13 @@ fn bound_arguments<'a>(c: &'a Invocation, params: &[(String, bool)]) -> Option<V
 
 /// The command `name` stands for at token `at`: through the aliases the script set before
 /// (`Set-Alias x Invoke-Expression`), up to 8 deep; else `name` itself.
-fn aliased_command(name: &str, at: usize, changes: &[AliasChange]) -> String {
+fn aliased_command(name: &str, at: usize, changes: &AliasChanges) -> String {
     let mut name = name.to_string();
     for _ in 0..8 {
-        let Some(c) = changes
-            .iter()
-            .rev()
-            .find(|c| c.token < at && c.alias == name && c.target != name)
-        else {
-            break;
-        };
-        name = c.target.clone();
+        match changes.last_before(&name, at) {
+            Some(c) if c.target != name => name = c.target.clone(),
+            _ => break,
+        }
     }
     name
 }
@@ -2571,13 +2667,29 @@ struct AliasChange {
     to_session: bool,
 }
 
+/// A piece's alias changes, in order, and where each alias's changes are.
+struct AliasChanges {
+    list: Vec<AliasChange>,
+    /// Per alias, the indices of its changes in `list` (in order).
+    by_alias: HashMap<String, Vec<usize>>,
+}
+
+impl AliasChanges {
+    /// The last change of `alias` before token `at`.
+    fn last_before(&self, alias: &str, at: usize) -> Option<&AliasChange> {
+        let ks = self.by_alias.get(alias)?;
+        let n = ks.partition_point(|&k| self.list[k].token < at);
+        ks.get(n.checked_sub(1)?).map(|&k| &self.list[k])
+    }
+}
+
 /// The aliases the code defines or re-points (`Set-Alias x etsn`, `sal etsn Get-Date`),
 /// values evaluated; the ones that now open a session are added to `aliases` too.
 fn alias_changes(
     lexed: &Lexed,
-    aliases: &mut Vec<String>,
+    aliases: &mut HashSet<String>,
     budget: &mut Budget,
-) -> Vec<AliasChange> {
+) -> AliasChanges {
     let alias_cmd = |k: &str| matches!(k, "set-alias" | "new-alias" | "sal" | "nal");
     let defs = read(&lexed.text, &lexed.tokens, &alias_cmd, budget);
     let mut changes = Vec::new();
@@ -2589,8 +2701,8 @@ fn alias_changes(
             continue;
         };
         let to_session = aliases.contains(&target);
-        if to_session && !aliases.contains(&alias) {
-            aliases.push(alias.clone());
+        if to_session {
+            aliases.insert(alias.clone());
         }
         changes.push(AliasChange {
             token: inv.token,
@@ -2599,7 +2711,15 @@ fn alias_changes(
             to_session,
         });
     }
-    changes
+    changes.sort_by_key(|c| c.token);
+    let mut by_alias: HashMap<String, Vec<usize>> = HashMap::new();
+    for (k, c) in changes.iter().enumerate() {
+        by_alias.entry(c.alias.clone()).or_default().push(k);
+    }
+    AliasChanges {
+        list: changes,
+        by_alias,
+    }
 }
 
 /// Code to run: text, how it runs, the layers peeled to reach it.
@@ -2617,8 +2737,8 @@ enum Effect {
 fn invocation_effect(
     resolver: &Resolver,
     inv: &Invocation,
-    aliases: &[String],
-    changes: &[AliasChange],
+    aliases: &HashSet<String>,
+    changes: &AliasChanges,
 ) -> Effect {
     let name = aliased_command(&command_key(&inv.name), inv.token, changes);
     let runs = |c: Option<(String, &'static str)>| {
