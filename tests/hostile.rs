@@ -383,6 +383,18 @@ fn many_questions(n: usize) -> Vec<(&'static str, String, bool)> {
             true,
         ),
         (
+            "closed sessions, then sessions",
+            "$s = nsn x\n".to_string() + &half("rsn $t\n") + &half("etsn -Session $s\n"),
+            true,
+        ),
+        (
+            "shadows in other functions' scopes",
+            numbered(n / 2, |i| {
+                format!("function g{i} {{ function Enter-PSSession {{ }} }}\n")
+            }) + &half("Enter-PSSession a\n"),
+            true,
+        ),
+        (
             "named sessions",
             half("New-PSSession -Name a -cn x\n") + &half("etsn -Name a\n"),
             true,

@@ -1470,9 +1470,9 @@ struct Resolver<'r> {
     budget: std::cell::RefCell<&'r mut Budget>,
     /// Per token, whether it can run (see [`running_tokens`]).
     running: Vec<bool>,
-    /// The script's functions named Enter-PSSession: (definition token, scope from, scope
-    /// to), the scope being the enclosing function's body or the whole piece.
-    shadows: Vec<(usize, usize, usize)>,
+    /// The script's functions named Enter-PSSession: their definition tokens by scope (the
+    /// enclosing function's body, or (0, MAX) for the whole piece).
+    shadows: HashMap<(usize, usize), Vec<usize>>,
     /// Each variable's assignments (indices into `reading.assignments`, in order).
     assigned: std::collections::HashMap<String, Vec<usize>>,
     /// The invocations of Remove-PSSession, and of Remove-Item and its aliases.
@@ -1487,11 +1487,25 @@ struct Resolver<'r> {
     /// The tokens of the Remove-Item calls that run, by the item they remove
     /// (`alias:etsn`, `function:enter-pssession`).
     removed_items: HashMap<String, Vec<usize>>,
+    /// Remove-PSSession calls that run, by the variable they close (see
+    /// `index_closed_sessions`).
+    closed_sessions: HashMap<String, Vec<usize>>,
     /// New-PSSession calls that name their session, by the name (see `sessions_by_name`).
     named_sessions: HashMap<String, Vec<usize>>,
     /// Parameters bound at calls and loop values already worked out, by (body token,
     /// parameter).
     bound: std::cell::RefCell<HashMap<(usize, usize), Option<Target>>>,
+}
+
+/// The functions named Enter-PSSession (see `shadowing_functions`): their definition
+/// tokens, in order, by scope (the enclosing function's body, or (0, MAX) for the piece).
+fn shadows_by_scope(reading: &Reading, functions: &Nest) -> HashMap<(usize, usize), Vec<usize>> {
+    let mut by: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+    for (def, from, to) in shadowing_functions(reading, functions) {
+        by.entry((from, to)).or_default().push(def);
+    }
+    by.values_mut().for_each(|d| d.sort_unstable());
+    by
 }
 
 /// The spans of the functions a piece defines, for [`Nest`].
@@ -1595,7 +1609,7 @@ fn invocations_of(reading: &Reading, names: &[&str]) -> Vec<usize> {
 
 /// The functions named Enter-PSSession and the scope each lives in; a Pester `Mock
 /// Enter-PSSession` replaces the cmdlet for the whole test script, whatever the order.
-fn shadowing_functions(reading: &Reading) -> Vec<(usize, usize, usize)> {
+fn shadowing_functions(reading: &Reading, functions: &Nest) -> Vec<(usize, usize, usize)> {
     let mocked = reading.invocations.iter().any(|m| {
         command_key(&m.name) == "mock"
             && matches!(m.args.first(), Some(Arg::Literal(n)) if command_key(n) == "enter-pssession")
@@ -1603,19 +1617,15 @@ fn shadowing_functions(reading: &Reading) -> Vec<(usize, usize, usize)> {
     if mocked {
         return vec![(0, 0, usize::MAX)];
     }
-    let functions: Vec<&Deferred> = reading
+    reading
         .deferred
-        .iter()
-        .filter(|d| matches!(d.trigger, Trigger::Function(_)))
-        .collect();
-    functions
         .iter()
         .filter(|d| matches!(&d.trigger, Trigger::Function(f) if f == "enter-pssession"))
         .map(|d| {
             let scope = functions
-                .iter()
-                .filter(|o| o.from < d.from && d.to <= o.to)
-                .min_by_key(|o| o.to - o.from);
+                .around(d.from)
+                .next()
+                .and_then(|k| reading.deferred.get(k));
             scope.map_or((d.from, 0, usize::MAX), |o| (d.from, o.from, o.to))
         })
         .collect()
@@ -1695,12 +1705,30 @@ impl Resolver<'_> {
     /// function lives only there), and not removed since (`Remove-Item
     /// Function:\Enter-PSSession`).
     fn shadowed(&self, at: usize) -> bool {
-        self.shadows.iter().any(|&(def, from, to)| {
-            // (0, 0, MAX) is a mock: in force everywhere
-            let mock = (def, from, to) == (0, 0, usize::MAX);
-            let in_force = mock || (def < at && from < at && at < to);
-            in_force && !self.function_removed(def, at)
-        })
+        // the latest definition before `at` in each scope around it decides that scope: a
+        // removal after it removes the earlier ones too
+        let in_scope = |scope: (usize, usize)| {
+            let Some(defs) = self.shadows.get(&scope) else {
+                return false;
+            };
+            let n = defs.partition_point(|&d| d < at);
+            let latest = n.checked_sub(1).map(|k| defs[k]);
+            // (0, 0, MAX) is a mock: in force everywhere, from the start
+            let mock = scope == (0, usize::MAX) && defs.first() == Some(&0);
+            match (latest, mock) {
+                (Some(def), _) => !self.function_removed(def, at),
+                (None, true) => !self.function_removed(0, at),
+                (None, false) => false,
+            }
+        };
+        let enclosing = self.functions.around(at).filter_map(|k| {
+            let d = self.reading.deferred.get(k)?;
+            Some((d.from, d.to))
+        });
+        in_scope((0, usize::MAX)) || {
+            let mut e = enclosing;
+            e.any(in_scope)
+        }
     }
 
     /// Whether `Remove-Item Function:\Enter-PSSession` ran between tokens `from` and `to`.
@@ -1744,21 +1772,48 @@ impl Resolver<'_> {
     fn removed_before(&self, v: &str, at: usize) -> bool {
         let v = v.to_ascii_lowercase();
         let set_at = self.assignment_of(&v, at).map_or(0, |(t, _)| t);
-        self.removals.iter().any(|&k| {
+        let between = |tokens: &Vec<usize>| {
+            let k = tokens.partition_point(|&t| t <= set_at);
+            tokens.get(k).is_some_and(|&t| t < at)
+        };
+        let all = self.closed_sessions.get("");
+        self.closed_sessions.get(&v).is_some_and(between) || all.is_some_and(between)
+    }
+
+    /// The Remove-PSSession calls that run, by the variable they close (lowercase), and
+    /// under "" those that close every session (`Get-PSSession | Remove-PSSession`).
+    fn index_closed_sessions(&mut self) {
+        for &k in &self.removals {
             let r = &self.reading.invocations[k];
-            let piped: String = r.piped_input.map_or(String::new(), |(s, e)| {
-                self.text.get(s..e).unwrap_or("").to_string()
-            });
-            let piped = piped.trim().to_ascii_lowercase();
-            let names_it = r
+            if !self.runs(r.token) {
+                continue;
+            }
+            let piped = r
+                .piped_input
+                .and_then(|(s, e)| self.text.get(s..e))
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            let mut closes: Vec<String> = r
                 .args
                 .iter()
-                .any(|a| matches!(a, Arg::Variable(x) if x.eq_ignore_ascii_case(&v)))
-                || piped == format!("${v}")
-                || (r.args.is_empty()
-                    && (piped.starts_with("get-pssession") || piped.starts_with("gsn")));
-            names_it && r.token > set_at && r.token < at && self.runs(r.token)
-        })
+                .filter_map(|a| match a {
+                    Arg::Variable(x) => Some(x.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect();
+            closes.extend(piped.strip_prefix('$').map(String::from));
+            let every = piped.starts_with("get-pssession") || piped.starts_with("gsn");
+            if r.args.is_empty() && every {
+                closes.push(String::new());
+            }
+            for v in closes {
+                self.closed_sessions.entry(v).or_default().push(r.token);
+            }
+        }
+        self.closed_sessions
+            .values_mut()
+            .for_each(|t| t.sort_unstable());
     }
 
     /// A target given as an expression (or a variable set from one) whose value is a
@@ -2478,20 +2533,21 @@ fn read_piece(
             || changes.by_alias.contains_key(k)
     };
     let reading = read(&lexed.text, &lexed.tokens, &interesting, budget);
+    let functions = function_spans(&reading);
     let mut resolver = Resolver {
         reading: &reading,
         own: own_computer,
         text: &lexed.text,
         budget: std::cell::RefCell::new(budget),
         running: running_tokens(&reading, lexed.tokens.len()),
-        shadows: shadowing_functions(&reading),
+        shadows: shadows_by_scope(&reading, &functions),
         assigned: assignments_by_variable(&reading),
         removals: invocations_of(&reading, &["remove-pssession", "rsn"]),
         item_removals: invocations_of(
             &reading,
             &["remove-item", "ri", "rm", "del", "erase", "rd", "rmdir"],
         ),
-        functions: function_spans(&reading),
+        functions,
         loops: Nest::new(
             (reading.loops.iter().enumerate())
                 .filter(|(_, l)| l.from < l.to)
@@ -2501,9 +2557,11 @@ fn read_piece(
         calls_by_name: invocations_by_name(&reading),
         removed_items: HashMap::new(),
         named_sessions: sessions_by_name(&reading),
+        closed_sessions: HashMap::new(),
         bound: std::cell::RefCell::new(HashMap::new()),
     };
     resolver.index_removed_items();
+    resolver.index_closed_sessions();
     for (code, layers, at) in &reading.code_strings {
         if resolver.runs(*at) {
             runs.push(piece.then(code.clone(), "scriptblock-create", layers));
