@@ -2486,6 +2486,47 @@ struct PieceFindings {
     runs: Vec<Piece>,
 }
 
+impl<'r> Resolver<'r> {
+    /// The resolver of one piece: its reading and the indexes every session asks.
+    fn new(
+        reading: &'r Reading,
+        lexed: &'r Lexed,
+        own: Option<&'r str>,
+        budget: &'r mut Budget,
+    ) -> Resolver<'r> {
+        let functions = function_spans(reading);
+        let mut resolver = Resolver {
+            reading,
+            own,
+            text: &lexed.text,
+            budget: std::cell::RefCell::new(budget),
+            running: running_tokens(reading, lexed.tokens.len()),
+            shadows: shadows_by_scope(reading, &functions),
+            assigned: assignments_by_variable(reading),
+            removals: invocations_of(reading, &["remove-pssession", "rsn"]),
+            item_removals: invocations_of(
+                reading,
+                &["remove-item", "ri", "rm", "del", "erase", "rd", "rmdir"],
+            ),
+            functions,
+            loops: Nest::new(
+                (reading.loops.iter().enumerate())
+                    .filter(|(_, l)| l.from < l.to)
+                    .map(|(k, l)| (l.from, l.to, k))
+                    .collect(),
+            ),
+            calls_by_name: invocations_by_name(reading),
+            removed_items: HashMap::new(),
+            named_sessions: sessions_by_name(reading),
+            closed_sessions: HashMap::new(),
+            bound: std::cell::RefCell::new(HashMap::new()),
+        };
+        resolver.index_removed_items();
+        resolver.index_closed_sessions();
+        resolver
+    }
+}
+
 /// Reads one piece: its aliases, its invocations that run, the code they run.
 fn read_piece(
     piece: &Piece,
@@ -2533,35 +2574,7 @@ fn read_piece(
             || changes.by_alias.contains_key(k)
     };
     let reading = read(&lexed.text, &lexed.tokens, &interesting, budget);
-    let functions = function_spans(&reading);
-    let mut resolver = Resolver {
-        reading: &reading,
-        own: own_computer,
-        text: &lexed.text,
-        budget: std::cell::RefCell::new(budget),
-        running: running_tokens(&reading, lexed.tokens.len()),
-        shadows: shadows_by_scope(&reading, &functions),
-        assigned: assignments_by_variable(&reading),
-        removals: invocations_of(&reading, &["remove-pssession", "rsn"]),
-        item_removals: invocations_of(
-            &reading,
-            &["remove-item", "ri", "rm", "del", "erase", "rd", "rmdir"],
-        ),
-        functions,
-        loops: Nest::new(
-            (reading.loops.iter().enumerate())
-                .filter(|(_, l)| l.from < l.to)
-                .map(|(k, l)| (l.from, l.to, k))
-                .collect(),
-        ),
-        calls_by_name: invocations_by_name(&reading),
-        removed_items: HashMap::new(),
-        named_sessions: sessions_by_name(&reading),
-        closed_sessions: HashMap::new(),
-        bound: std::cell::RefCell::new(HashMap::new()),
-    };
-    resolver.index_removed_items();
-    resolver.index_closed_sessions();
+    let resolver = Resolver::new(&reading, &lexed, own_computer, budget);
     for (code, layers, at) in &reading.code_strings {
         if resolver.runs(*at) {
             runs.push(piece.then(code.clone(), "scriptblock-create", layers));
