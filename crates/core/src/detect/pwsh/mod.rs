@@ -15,6 +15,7 @@ pub use lexer::{tokenize, Lexed, Sep, Tok, Token};
 use crate::detect::flow;
 use base64::Engine;
 use nest::Nest;
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 
 /// `s` starts with the ASCII `prefix`, ignoring ASCII case (no lowercase copy: the reader
@@ -1472,26 +1473,26 @@ struct Resolver<'r> {
     running: Vec<bool>,
     /// The script's functions named Enter-PSSession: their definition tokens by scope (the
     /// enclosing function's body, or (0, MAX) for the whole piece).
-    shadows: HashMap<(usize, usize), Vec<usize>>,
+    shadows: OnceCell<HashMap<(usize, usize), Vec<usize>>>,
     /// Each variable's assignments (indices into `reading.assignments`, in order).
     assigned: std::collections::HashMap<String, Vec<usize>>,
     /// The invocations of Remove-PSSession, and of Remove-Item and its aliases.
     removals: Vec<usize>,
     item_removals: Vec<usize>,
     /// The functions around each token (items: indices into `reading.deferred`).
-    functions: Nest,
+    functions: OnceCell<Nest>,
     /// The loops around each token (items: indices into `reading.loops`).
-    loops: Nest,
+    loops: OnceCell<Nest>,
     /// Each command's invocations (indices into `reading.invocations`), by lowercase name.
-    calls_by_name: HashMap<String, Vec<usize>>,
+    calls_by_name: OnceCell<HashMap<String, Vec<usize>>>,
     /// The tokens of the Remove-Item calls that run, by the item they remove
     /// (`alias:etsn`, `function:enter-pssession`).
-    removed_items: HashMap<String, Vec<usize>>,
+    removed_items: OnceCell<HashMap<String, Vec<usize>>>,
     /// Remove-PSSession calls that run, by the variable they close (see
     /// `index_closed_sessions`).
-    closed_sessions: HashMap<String, Vec<usize>>,
+    closed_sessions: OnceCell<HashMap<String, Vec<usize>>>,
     /// New-PSSession calls that name their session, by the name (see `sessions_by_name`).
-    named_sessions: HashMap<String, Vec<usize>>,
+    named_sessions: OnceCell<HashMap<String, Vec<usize>>>,
     /// Parameters bound at calls and loop values already worked out, by (body token,
     /// parameter).
     bound: std::cell::RefCell<HashMap<(usize, usize), Option<Target>>>,
@@ -1708,7 +1709,7 @@ impl Resolver<'_> {
         // the latest definition before `at` in each scope around it decides that scope: a
         // removal after it removes the earlier ones too
         let in_scope = |scope: (usize, usize)| {
-            let Some(defs) = self.shadows.get(&scope) else {
+            let Some(defs) = self.shadows().get(&scope) else {
                 return false;
             };
             let n = defs.partition_point(|&d| d < at);
@@ -1721,7 +1722,7 @@ impl Resolver<'_> {
                 (None, false) => false,
             }
         };
-        let enclosing = self.functions.around(at).filter_map(|k| {
+        let enclosing = self.functions().around(at).filter_map(|k| {
             let d = self.reading.deferred.get(k)?;
             Some((d.from, d.to))
         });
@@ -1739,7 +1740,7 @@ impl Resolver<'_> {
     /// Whether `Remove-Item <drive>:\<name>` (or `del`, `rm`, ...) ran at or after token
     /// `from` and before `to`.
     fn item_removed(&self, drive: &str, name: &str, from: usize, to: usize) -> bool {
-        let Some(at) = self.removed_items.get(&format!("{drive}:{name}")) else {
+        let Some(at) = self.removed_items().get(&format!("{drive}:{name}")) else {
             return false;
         };
         let k = at.partition_point(|&t| t < from);
@@ -1747,7 +1748,8 @@ impl Resolver<'_> {
     }
 
     /// The Remove-Item calls that run, by the item they remove (`alias:etsn`).
-    fn index_removed_items(&mut self) {
+    fn removed_items_index(&self) -> HashMap<String, Vec<usize>> {
+        let mut index: HashMap<String, Vec<usize>> = HashMap::new();
         for &k in &self.item_removals {
             let r = &self.reading.invocations[k];
             if !self.runs(r.token) {
@@ -1758,13 +1760,12 @@ impl Resolver<'_> {
                 let p = p.to_ascii_lowercase().replace('/', "\\");
                 if let Some((drive, rest)) = p.split_once(':') {
                     let key = format!("{drive}:{}", rest.trim_start_matches('\\'));
-                    self.removed_items.entry(key).or_default().push(r.token);
+                    index.entry(key).or_default().push(r.token);
                 }
             }
         }
-        self.removed_items
-            .values_mut()
-            .for_each(|t| t.sort_unstable());
+        index.values_mut().for_each(|t| t.sort_unstable());
+        index
     }
 
     /// Whether `Remove-PSSession` closed the session in `$v` after it was set and before
@@ -1776,13 +1777,14 @@ impl Resolver<'_> {
             let k = tokens.partition_point(|&t| t <= set_at);
             tokens.get(k).is_some_and(|&t| t < at)
         };
-        let all = self.closed_sessions.get("");
-        self.closed_sessions.get(&v).is_some_and(between) || all.is_some_and(between)
+        let closed = self.closed_sessions();
+        closed.get(&v).is_some_and(between) || closed.get("").is_some_and(between)
     }
 
     /// The Remove-PSSession calls that run, by the variable they close (lowercase), and
     /// under "" those that close every session (`Get-PSSession | Remove-PSSession`).
-    fn index_closed_sessions(&mut self) {
+    fn closed_sessions_index(&self) -> HashMap<String, Vec<usize>> {
+        let mut index: HashMap<String, Vec<usize>> = HashMap::new();
         for &k in &self.removals {
             let r = &self.reading.invocations[k];
             if !self.runs(r.token) {
@@ -1808,12 +1810,11 @@ impl Resolver<'_> {
                 closes.push(String::new());
             }
             for v in closes {
-                self.closed_sessions.entry(v).or_default().push(r.token);
+                index.entry(v).or_default().push(r.token);
             }
         }
-        self.closed_sessions
-            .values_mut()
-            .for_each(|t| t.sort_unstable());
+        index.values_mut().for_each(|t| t.sort_unstable());
+        index
     }
 
     /// A target given as an expression (or a variable set from one) whose value is a
@@ -1866,7 +1867,7 @@ impl Resolver<'_> {
 
     /// The innermost function whose body holds token `at`.
     fn enclosing_function(&self, at: usize) -> Option<&Deferred> {
-        let k = self.functions.around(at).next()?;
+        let k = self.functions().around(at).next()?;
         self.reading.deferred.get(k)
     }
 
@@ -1881,7 +1882,7 @@ impl Resolver<'_> {
         let names: &[&str] = if proxy { &[name, "etsn"] } else { &[name] };
         let calls = names
             .iter()
-            .flat_map(|n| self.calls_by_name.get(*n).into_iter().flatten())
+            .flat_map(|n| self.calls_by_name().get(*n).into_iter().flatten())
             .map(|&k| &self.reading.invocations[k])
             .filter(|c| {
                 let qualified_alias = c.qualified && command_key(&c.name) == "etsn";
@@ -1929,7 +1930,7 @@ impl Resolver<'_> {
     /// first remote item, else (every item constant) the first.
     fn loop_value(&self, v: &str, inv: &Invocation) -> Option<Target> {
         let k = self
-            .loops
+            .loops()
             .around(inv.token)
             .find(|&k| self.reading.loops[k].var.eq_ignore_ascii_case(v))?;
         let l = &self.reading.loops[k];
@@ -2040,7 +2041,7 @@ impl Resolver<'_> {
 
     /// The last New-PSSession before token `before` that names its session `name`.
     fn session_named(&self, name: &str, before: usize) -> Option<usize> {
-        let named = self.named_sessions.get(&name.to_ascii_lowercase())?;
+        let named = self.named_sessions().get(&name.to_ascii_lowercase())?;
         let invs = &self.reading.invocations;
         let n = named.partition_point(|&i| invs[i].token < before);
         named.get(n.checked_sub(1)?).copied()
@@ -2494,36 +2495,68 @@ impl<'r> Resolver<'r> {
         own: Option<&'r str>,
         budget: &'r mut Budget,
     ) -> Resolver<'r> {
-        let functions = function_spans(reading);
-        let mut resolver = Resolver {
+        Resolver {
             reading,
             own,
             text: &lexed.text,
             budget: std::cell::RefCell::new(budget),
             running: running_tokens(reading, lexed.tokens.len()),
-            shadows: shadows_by_scope(reading, &functions),
             assigned: assignments_by_variable(reading),
             removals: invocations_of(reading, &["remove-pssession", "rsn"]),
             item_removals: invocations_of(
                 reading,
                 &["remove-item", "ri", "rm", "del", "erase", "rd", "rmdir"],
             ),
-            functions,
-            loops: Nest::new(
-                (reading.loops.iter().enumerate())
-                    .filter(|(_, l)| l.from < l.to)
-                    .map(|(k, l)| (l.from, l.to, k))
-                    .collect(),
-            ),
-            calls_by_name: invocations_by_name(reading),
-            removed_items: HashMap::new(),
-            named_sessions: sessions_by_name(reading),
-            closed_sessions: HashMap::new(),
+            shadows: OnceCell::new(),
+            functions: OnceCell::new(),
+            loops: OnceCell::new(),
+            calls_by_name: OnceCell::new(),
+            removed_items: OnceCell::new(),
+            named_sessions: OnceCell::new(),
+            closed_sessions: OnceCell::new(),
             bound: std::cell::RefCell::new(HashMap::new()),
-        };
-        resolver.index_removed_items();
-        resolver.index_closed_sessions();
-        resolver
+        }
+    }
+
+    // The indexes, each built the first time a session asks (most pieces open none).
+
+    fn functions(&self) -> &Nest {
+        self.functions.get_or_init(|| function_spans(self.reading))
+    }
+
+    fn shadows(&self) -> &HashMap<(usize, usize), Vec<usize>> {
+        self.shadows
+            .get_or_init(|| shadows_by_scope(self.reading, self.functions()))
+    }
+
+    fn loops(&self) -> &Nest {
+        self.loops.get_or_init(|| {
+            let loops = self.reading.loops.iter().enumerate();
+            let spans = loops
+                .filter(|(_, l)| l.from < l.to)
+                .map(|(k, l)| (l.from, l.to, k));
+            Nest::new(spans.collect())
+        })
+    }
+
+    fn calls_by_name(&self) -> &HashMap<String, Vec<usize>> {
+        self.calls_by_name
+            .get_or_init(|| invocations_by_name(self.reading))
+    }
+
+    fn named_sessions(&self) -> &HashMap<String, Vec<usize>> {
+        self.named_sessions
+            .get_or_init(|| sessions_by_name(self.reading))
+    }
+
+    fn removed_items(&self) -> &HashMap<String, Vec<usize>> {
+        self.removed_items
+            .get_or_init(|| self.removed_items_index())
+    }
+
+    fn closed_sessions(&self) -> &HashMap<String, Vec<usize>> {
+        self.closed_sessions
+            .get_or_init(|| self.closed_sessions_index())
     }
 }
 
