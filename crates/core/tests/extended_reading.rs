@@ -202,6 +202,10 @@ fn a_functions_parameters_are_bound_at_its_calls() {
     let s = one(&format!("{proxy}etsn ('bkp'+'12')"));
     assert_eq!(s.command_line, "Enter-PSSession -ComputerName bkp12");
     none(&format!("{proxy}etsn localhost"));
+    // a script block kept in a variable and called with & takes its arguments the same way
+    none("$sb = { param($h) Enter-PSSession -ComputerName $h }; & $sb localhost");
+    let s = one("$sb = { param($h) Enter-PSSession -ComputerName $h }\n& $sb -h web01");
+    assert_eq!(s.target.text(), "web01");
 }
 
 #[test]

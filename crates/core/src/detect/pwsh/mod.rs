@@ -417,11 +417,12 @@ impl Reader<'_> {
                 Some(f) => Trigger::Function(command_key(unscoped(f))),
                 None => Trigger::Variable(v),
             };
+            let params = self.param_block(i).map(|l| self.declared_params(l));
             self.r.deferred.push(Deferred {
                 from: i,
                 to: self.close[i],
                 trigger,
-                params: Vec::new(),
+                params: params.unwrap_or_default(),
             });
         }
     }
@@ -1509,10 +1510,12 @@ fn shadows_by_scope(reading: &Reading, functions: &Nest) -> HashMap<(usize, usiz
     by
 }
 
-/// The spans of the functions a piece defines, for [`Nest`].
+/// The spans of the functions and script blocks in variables a piece defines (each a
+/// scope of its own, called with arguments), for [`Nest`].
 fn function_spans(reading: &Reading) -> Nest {
     let spans = reading.deferred.iter().enumerate().filter_map(|(k, d)| {
-        matches!(d.trigger, Trigger::Function(_)).then_some((d.from, d.to, k))
+        let callable = matches!(d.trigger, Trigger::Function(_) | Trigger::Variable(_));
+        callable.then_some((d.from, d.to, k))
     });
     Nest::new(spans.filter(|&(from, to, _)| from < to).collect())
 }
@@ -1874,11 +1877,14 @@ impl Resolver<'_> {
     /// The calls of function `f` that run, outside its own body (a proxy named
     /// Enter-PSSession is also reached through its alias etsn).
     fn calls_of(&self, f: &Deferred) -> Vec<&Invocation> {
+        // a script block in `$v` is called as `& $v` (or `. $v`)
         let name = match &f.trigger {
-            Trigger::Function(n) => n.as_str(),
-            _ => "",
+            Trigger::Function(n) => n.clone(),
+            Trigger::Variable(v) => format!("${v}"),
+            Trigger::Selected => String::new(),
         };
-        let proxy = name == "enter-pssession";
+        let name = name.as_str();
+        let proxy = matches!(&f.trigger, Trigger::Function(n) if n == "enter-pssession");
         let names: &[&str] = if proxy { &[name, "etsn"] } else { &[name] };
         let calls = names
             .iter()
@@ -2605,6 +2611,8 @@ fn read_piece(
             || aliases.contains(k)
             || functions.contains(k)
             || changes.by_alias.contains_key(k)
+            // `& $block args`: its arguments bind the block's parameters
+            || k.starts_with('$')
     };
     let reading = read(&lexed.text, &lexed.tokens, &interesting, budget);
     let resolver = Resolver::new(&reading, &lexed, own_computer, budget);
