@@ -5,8 +5,8 @@
 //! `switch` on constant conditions; `ForEach-Object` over nothing; and script blocks kept in
 //! a hashtable or array, which run only when the script picks one (read then on its own).
 
-use super::constant::{Budget, Evaluator, Value};
-use super::pwsh::{command_key, Reading, Sep, Tok, Token};
+use super::constant::{truthy, Budget, Evaluator, Value};
+use super::pwsh::{command_key, next_code, Reading, Sep, Tok, Token};
 use std::collections::HashSet;
 
 /// Token ranges `[from, to)` that never run.
@@ -146,13 +146,16 @@ impl Flow<'_> {
         }
     }
 
+    /// Whether the block opened at token `open` is a `try` block.
+    fn is_try_block(&self, open: usize) -> bool {
+        open.checked_sub(1)
+            .and_then(|k| self.word(k))
+            .is_some_and(|w| w == "try")
+    }
+
     /// The next token after `i` that is not a newline.
-    fn next_code(&self, mut i: usize) -> usize {
-        i += 1;
-        while matches!(self.tok(i), Some(Tok::Sep(Sep::Newline))) {
-            i += 1;
-        }
-        i
+    fn next_code(&self, i: usize) -> usize {
+        next_code(self.tokens, i)
     }
 
     /// The constant truth of the group at token `open` (`( cond )`), when known.
@@ -299,9 +302,7 @@ impl Flow<'_> {
             .iter()
             .rev()
             .find(|(_, g)| *g != Group::Paren)
-            .and_then(|(open, _)| open.checked_sub(1))
-            .and_then(|k| self.word(k))
-            .is_some_and(|w| w == "try");
+            .is_some_and(|(open, _)| self.is_try_block(*open));
         // the reader keeps `[int]'abc'` as one word, quotes removed
         let failing = match (self.tok(i + 1), self.tok(i + 2)) {
             (Some(Tok::Word(w)), Some(Tok::Str { text, .. })) if is_numeric_cast(w) => {
@@ -335,10 +336,7 @@ impl Flow<'_> {
                 };
                 return;
             }
-            let in_try = open
-                .checked_sub(1)
-                .and_then(|k| self.word(k))
-                .is_some_and(|w| w == "try");
+            let in_try = self.is_try_block(*open);
             if (key == "throw" && in_try) || !self.certain.contains(open) {
                 return;
             }
@@ -528,22 +526,6 @@ impl Flow<'_> {
             k -= 1;
         }
         k
-    }
-}
-
-/// PowerShell's truth of a value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Int(n) => *n != 0,
-        Value::Str(s) => !s.is_empty(),
-        Value::Array(items) => match items.as_slice() {
-            [] => false,
-            [one] => truthy(one),
-            _ => true,
-        },
-        _ => true,
     }
 }
 

@@ -59,7 +59,7 @@ pub(super) fn to_str(v: &Value) -> String {
 }
 
 /// PowerShell's truth.
-pub(super) fn truthy(v: &Value) -> bool {
+pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,

@@ -9,6 +9,7 @@ mod dotnet;
 mod parse;
 
 pub use commands::{glob_match, resolve_command_pattern};
+pub use dotnet::truthy;
 pub use parse::word_escape;
 
 use std::collections::HashMap;

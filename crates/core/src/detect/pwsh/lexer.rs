@@ -109,6 +109,15 @@ fn plain_word_byte(b: u8) -> bool {
     PLAIN_WORD[b as usize]
 }
 
+/// The first token after `i` that is not a newline (`tokens.len()` past the end).
+pub fn next_code(tokens: &[Token], mut i: usize) -> usize {
+    i += 1;
+    while matches!(tokens.get(i).map(|t| &t.tok), Some(Tok::Sep(Sep::Newline))) {
+        i += 1;
+    }
+    i
+}
+
 /// Tokenizes PowerShell source in one pass over its bytes.
 pub fn tokenize(src: &str) -> Lexed {
     let mut lx = Lexer {

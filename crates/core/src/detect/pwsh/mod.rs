@@ -10,7 +10,7 @@ use crate::detect::constant::{self, Budget, Change, Definition, Definitions, Eva
 mod lexer;
 mod nest;
 
-pub use lexer::{tokenize, Lexed, Sep, Tok, Token};
+pub use lexer::{next_code, tokenize, Lexed, Sep, Tok, Token};
 
 use crate::detect::flow;
 use base64::Engine;
@@ -800,12 +800,8 @@ impl Reader<'_> {
     }
 
     /// The next token after `i` that is not a newline.
-    fn next_code(&self, mut i: usize) -> usize {
-        i += 1;
-        while matches!(self.tok(i), Some(Tok::Sep(Sep::Newline))) {
-            i += 1;
-        }
-        i
+    fn next_code(&self, i: usize) -> usize {
+        next_code(self.tokens, i)
     }
 
     /// The parameters declared in the list opened at token `open` (`($a, [switch]$b =
