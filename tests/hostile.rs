@@ -348,6 +348,14 @@ fn hostile_scripts(n: usize) -> Vec<(&'static str, String, bool)> {
             repeat("iex \"iex 'iex (''Get-'' + ''Date'')'\"\n"),
             false,
         ),
+        // each a distinct regex that takes milliseconds to compile
+        (
+            "regex compiles",
+            numbered(n / 40, |i| {
+                format!("etsn ('h' -replace '\\w{{12}}z{i}','')\n")
+            }),
+            true,
+        ),
     ]
 }
 

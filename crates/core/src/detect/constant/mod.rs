@@ -104,14 +104,15 @@ impl Encoding {
 }
 
 /// Budget for all the evaluation done on one script: steps (parse and value operations),
-/// bytes decoded (base64, inflated, text from bytes), bytes of any text built, and nesting
-/// depth.
+/// bytes decoded (base64, inflated, text from bytes), bytes of any text built, nesting
+/// depth, and the regexes compiled.
 #[derive(Debug, Clone)]
 pub struct Budget {
     steps: usize,
     decoded: usize,
     bytes: usize,
     max_depth: usize,
+    regexes: dotnet::Regexes,
 }
 
 /// Most nested layers (parentheses, variables defined from variables, decoded payloads).
@@ -135,6 +136,7 @@ impl Budget {
             decoded: len.saturating_mul(4).clamp(4096, MAX_BYTES),
             bytes: len.saturating_mul(32).clamp(1 << 16, MAX_BUILT),
             max_depth: MAX_DEPTH,
+            regexes: dotnet::Regexes::for_script(len),
         }
     }
 

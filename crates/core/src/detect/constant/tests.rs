@@ -246,3 +246,25 @@ fn variables_resolve_through_their_definitions_once_each() {
     let (v, _) = ev.eval_range(15, 17).unwrap();
     assert_eq!(v, Value::Str("etsn".into()));
 }
+
+/// Compiling a regex costs milliseconds whatever the text, so a script may compile only so
+/// many distinct ones (`MIN_REGEXES` for a short script); one pattern used again is
+/// compiled once and stays free.
+#[test]
+fn a_script_compiles_a_bounded_number_of_distinct_regexes() {
+    let chain = |patterns: &mut dyn Iterator<Item = String>| {
+        let ops: Vec<String> = patterns.map(|p| format!("-replace '{p}',''")).collect();
+        format!("'web01x' {}", ops.join(" "))
+    };
+    let same = chain(&mut (0..200).map(|_| "x$".to_string()));
+    assert_eq!(text(&same), "web01");
+    let few = chain(&mut (0..7).map(|i| format!("z{i}|x$")));
+    assert_eq!(text(&few), "web01");
+    // distinct patterns beyond the allowance: no value rather than unbounded compiling
+    let many = chain(&mut (0..200).map(|i| format!("z{i}|x$")));
+    assert!(
+        many.len() / 256 < 200,
+        "the allowance must be below the count"
+    );
+    assert_eq!(eval(&many), None);
+}
