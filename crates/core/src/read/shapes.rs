@@ -282,7 +282,14 @@ impl<'a, 'c> Scan<'a, 'c> {
         let mut entries = MapEntries::new(buf)?;
         let mut s = Slots::default();
         let has_overrides = !overrides.is_empty();
-        for e in entries.by_ref() {
+        loop {
+            // without overrides only the scanned names matter: the rest are stepped over
+            let next = if has_overrides {
+                entries.next()
+            } else {
+                entries.next_wanted(is_scanned)
+            };
+            let Some(e) = next else { break };
             let Some(name) = e.name else { continue };
             let v = e.value;
             if has_overrides {

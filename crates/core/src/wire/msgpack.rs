@@ -52,6 +52,47 @@ pub enum Token<'a> {
     Map(u32),
 }
 
+/// The whole length of every scalar whose marker byte alone tells it (positive and
+/// negative fixints, nil, booleans, fixed-width numbers, fixstrs); 0 for the rest.
+static MARKER_LEN: [u8; 256] = marker_lengths();
+
+const fn marker_lengths() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        t[b] = match b {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 1,
+            0xa0..=0xbf => 1 + (b & 0x1f) as u8,
+            0xcc | 0xd0 => 2,
+            0xcd | 0xd1 => 3,
+            0xca | 0xce | 0xd2 => 5,
+            0xcb | 0xcf | 0xd3 => 9,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+}
+
+/// The whole length of the scalar at `buf[pos]` (see [`Cursor::scalar_len`]): one table
+/// look for most markers, the length bytes for str8/16/32. It may reach past the buffer;
+/// callers check the end.
+#[inline(always)]
+fn scalar_len_at(buf: &[u8], pos: usize) -> Option<usize> {
+    let b = *buf.get(pos)?;
+    let n = MARKER_LEN[b as usize];
+    if n != 0 {
+        return Some(n as usize);
+    }
+    let at = |i: usize| buf.get(pos + i).copied();
+    Some(match b {
+        0xd9 => 2 + at(1)? as usize,
+        0xda => 3 + u16::from_be_bytes([at(1)?, at(2)?]) as usize,
+        0xdb => 5 + u32::from_be_bytes([at(1)?, at(2)?, at(3)?, at(4)?]) as usize,
+        _ => return None,
+    })
+}
+
 /// A read position in a msgpack buffer.
 #[derive(Debug, Clone)]
 pub struct Cursor<'a> {
@@ -216,20 +257,19 @@ impl<'a> Cursor<'a> {
     /// least one byte, so a container claiming more elements than bytes left is rejected at
     /// once instead of looping.
     pub fn skip_value(&mut self) -> Result<(), DecodeError> {
-        // Fast path: most values of a log record are one scalar whose length the marker
-        // byte tells.
-        if let Some(len) = self.scalar_len() {
-            let end = self
-                .pos
-                .checked_add(len)
-                .filter(|&e| e <= self.buf.len())
-                .ok_or_else(|| self.err(DecodeErrorKind::Truncated))?;
-            self.pos = end;
-            return Ok(());
-        }
+        // Most values of a log record, and most elements of its containers, are one scalar
+        // whose length the marker byte tells: those are stepped over without decoding.
         let mut pending: u64 = 1;
         while pending > 0 {
             pending -= 1;
+            if let Some(len) = self.scalar_len() {
+                self.pos = self
+                    .pos
+                    .checked_add(len)
+                    .filter(|&e| e <= self.buf.len())
+                    .ok_or_else(|| self.err(DecodeErrorKind::Truncated))?;
+                continue;
+            }
             match self.next_token()? {
                 Token::Array(n) => pending += n as u64,
                 Token::Map(n) => pending += 2 * n as u64,
@@ -247,20 +287,7 @@ impl<'a> Cursor<'a> {
     /// anything the slow path must look at.
     #[inline]
     fn scalar_len(&self) -> Option<usize> {
-        let b = *self.buf.get(self.pos)?;
-        let at = |i: usize| self.buf.get(self.pos + i).copied();
-        Some(match b {
-            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 1,
-            0xa0..=0xbf => 1 + (b & 0x1f) as usize,
-            0xcc | 0xd0 => 2,
-            0xcd | 0xd1 => 3,
-            0xca | 0xce | 0xd2 => 5,
-            0xcb | 0xcf | 0xd3 => 9,
-            0xd9 => 2 + at(1)? as usize,
-            0xda => 3 + u16::from_be_bytes([at(1)?, at(2)?]) as usize,
-            0xdb => 5 + u32::from_be_bytes([at(1)?, at(2)?, at(3)?, at(4)?]) as usize,
-            _ => return None,
-        })
+        scalar_len_at(self.buf, self.pos)
     }
 
     /// Skips one value and returns the bytes it occupied.
@@ -317,33 +344,58 @@ impl<'a> MapEntries<'a> {
     }
 
     /// Skips every entry left without reading it (keys and values are mostly scalars,
-    /// which `skip_value` steps over by their marker); marks the map failed when it is
-    /// cut short or malformed.
+    /// stepped over by their marker; anything else goes through `skip_value`); marks the
+    /// map failed when it is cut short or malformed.
     pub fn skip_rest(&mut self) {
-        while self.left > 0 {
-            self.left -= 1;
-            if self.cur.skip_value().is_err() || self.cur.skip_value().is_err() {
-                self.left = 0;
-                self.failed = true;
+        let buf = self.cur.buf;
+        let mut pos = self.cur.pos;
+        let mut values = 2 * u64::from(self.left);
+        self.left = 0;
+        while values > 0 {
+            values -= 1;
+            // a marker that tells the whole length (at most 32 bytes: no overflow)
+            if let Some(&b) = buf.get(pos) {
+                let n = MARKER_LEN[b as usize] as usize;
+                if n != 0 && pos + n <= buf.len() {
+                    pos += n;
+                    continue;
+                }
+            }
+            let scalar_end = scalar_len_at(buf, pos).and_then(|n| pos.checked_add(n));
+            match scalar_end.filter(|&e| e <= buf.len()) {
+                Some(end) => pos = end,
+                None => {
+                    let mut c = Cursor::at(buf, pos);
+                    if c.skip_value().is_err() {
+                        self.failed = true;
+                        break;
+                    }
+                    pos = c.pos;
+                }
             }
         }
+        self.cur.pos = pos;
     }
 
     /// The common entry read without the general token reader: a fixstr or str8 key and a
     /// value whose marker tells its length. None (nothing consumed) for anything else.
-    #[inline]
+    #[inline(always)]
     fn next_plain(&mut self) -> Option<MapEntry<'a>> {
-        let buf = self.cur.buf();
-        let start = self.cur.pos();
+        let buf = self.cur.buf;
+        let start = self.cur.pos;
         let (name_at, name_len) = match *buf.get(start)? {
             b @ 0xa0..=0xbf => (start + 1, (b & 0x1f) as usize),
             0xd9 => (start + 2, *buf.get(start + 1)? as usize),
             _ => return None,
         };
-        let key_end = name_at.checked_add(name_len).filter(|&e| e <= buf.len())?;
-        let value_len = Cursor::at(buf, key_end).scalar_len()?;
-        let end = key_end.checked_add(value_len).filter(|&e| e <= buf.len())?;
-        self.cur = Cursor::at(buf, end);
+        // a key's claimed length is at most 255 past a position inside the buffer; a value's
+        // may be 4 GB, which can overflow a 32-bit usize
+        let key_end = name_at + name_len;
+        let end = key_end.checked_add(scalar_len_at(buf, key_end)?)?;
+        if end > buf.len() {
+            return None;
+        }
+        self.cur.pos = end;
         Some(MapEntry {
             name: Some(&buf[name_at..key_end]),
             raw: &buf[start..end],
@@ -357,14 +409,53 @@ impl<'a> Iterator for MapEntries<'a> {
     /// (key token bytes as a string if the key is a str/bin, whole key bytes, value bytes)
     type Item = MapEntry<'a>;
 
+    /// The common entry (see `next_plain`) inlined into the caller's loop; the rest out
+    /// of line.
+    #[inline(always)]
     fn next(&mut self) -> Option<MapEntry<'a>> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
-        if let Some(e) = self.next_plain() {
-            return Some(e);
+        match self.next_plain() {
+            Some(e) => Some(e),
+            None => self.next_general(),
         }
+    }
+}
+
+impl<'a> MapEntries<'a> {
+    /// The next entry whose name `wanted` accepts. Entries with a fixstr key it refuses and
+    /// a scalar value are stepped over without being built (most keys of a record, for a
+    /// reader that wants a few names); any other entry is returned as `next` gives it.
+    #[inline(always)]
+    pub fn next_wanted(&mut self, wanted: impl Fn(&[u8]) -> bool) -> Option<MapEntry<'a>> {
+        while self.left > 0 {
+            let buf = self.cur.buf;
+            let start = self.cur.pos;
+            let Some(&b @ 0xa0..=0xbf) = buf.get(start) else {
+                break;
+            };
+            let key_end = start + 1 + (b & 0x1f) as usize;
+            match buf.get(start + 1..key_end) {
+                Some(name) if !wanted(name) => {}
+                _ => break,
+            }
+            let value_end = scalar_len_at(buf, key_end).and_then(|n| key_end.checked_add(n));
+            match value_end.filter(|&e| e <= buf.len()) {
+                Some(end) => {
+                    self.left -= 1;
+                    self.cur.pos = end;
+                }
+                None => break,
+            }
+        }
+        self.next()
+    }
+
+    /// An entry `next_plain` does not read: any key, any value.
+    #[inline(never)]
+    fn next_general(&mut self) -> Option<MapEntry<'a>> {
         let key_start = self.cur.pos();
         let key_name = match self.cur.next_token() {
             Ok(Token::Str(s)) | Ok(Token::Bin(s)) => Some(s),
@@ -529,5 +620,150 @@ mod tests {
     fn big_unsigned_ints_are_kept() {
         let b = enc(&rmpv::Value::from(u64::MAX));
         assert_eq!(first_token(&b), Some(Token::BigUint(u64::MAX)));
+    }
+
+    /// Any msgpack value, scalars most often (as in log records).
+    fn any_value() -> impl proptest::strategy::Strategy<Value = rmpv::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            any_key(),
+            any::<i64>().prop_map(rmpv::Value::from),
+            any::<u64>().prop_map(rmpv::Value::from),
+            // every integer width, from fixint to 32 bits
+            (-70_000i64..70_000).prop_map(rmpv::Value::from),
+            (-40i64..300).prop_map(rmpv::Value::from),
+            any::<f64>().prop_map(rmpv::Value::F64),
+            any::<f32>().prop_map(rmpv::Value::F32),
+            any::<bool>().prop_map(rmpv::Value::Boolean),
+            Just(rmpv::Value::Nil),
+            "[ -~]{0,300}".prop_map(rmpv::Value::from),
+            proptest::collection::vec(any::<u8>(), 0..4).prop_map(rmpv::Value::Binary),
+            (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..9))
+                .prop_map(|(t, d)| rmpv::Value::Ext(t, d)),
+        ];
+        leaf.prop_recursive(2, 16, 4, |inner| {
+            prop_oneof![
+                4 => inner.clone(),
+                1 => proptest::collection::vec(inner.clone(), 0..4).prop_map(rmpv::Value::Array),
+                1 => proptest::collection::vec((inner.clone(), inner), 0..4)
+                    .prop_map(rmpv::Value::Map),
+            ]
+        })
+    }
+
+    /// A key: mostly a name the walk wants or not, sometimes any value.
+    fn any_key() -> impl proptest::strategy::Strategy<Value = rmpv::Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => Just(rmpv::Value::from("EventID")),
+            3 => Just(rmpv::Value::from("Channel")),
+            3 => "[a-zA-Z_]{0,40}".prop_map(rmpv::Value::from),
+            1 => any::<i64>().prop_map(rmpv::Value::from),
+        ]
+    }
+
+    /// (name, raw) of each entry, and where the walk ended and whether it failed.
+    type Walk = (Vec<(Option<Vec<u8>>, Vec<u8>)>, usize, bool);
+
+    fn walk(map: &[u8], mut step: impl FnMut(&mut MapEntries<'_>) -> Option<()>) -> Walk {
+        let mut m = MapEntries::new(map).unwrap();
+        while step(&mut m).is_some() {}
+        (Vec::new(), m.position(), m.failed())
+    }
+
+    proptest::proptest! {
+        /// The shortcuts (`next_wanted`, `skip_rest`, the scalar table in `skip_value`)
+        /// read every map, whole and cut at every byte, as the general reader does.
+        #[test]
+        fn shortcuts_read_maps_as_the_general_reader(
+            entries in proptest::collection::vec(
+                (proptest::prop_oneof![9 => any_key(), 1 => any_value()], any_value()),
+                0..12,
+            ),
+            skip_from in 0usize..12,
+        ) {
+            let whole = enc(&rmpv::Value::Map(entries));
+            for cut in 1..=whole.len() {
+                let map = &whole[..cut];
+                if let Err(e) = same_walks(map, skip_from, cut == whole.len()) {
+                    return Err(proptest::test_runner::TestCaseError::fail(format!(
+                        "cut at {cut} of {}: {e}",
+                        whole.len()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The general reader's walk of `map` against each shortcut's.
+    fn same_walks(map: &[u8], skip_from: usize, whole: bool) -> Result<(), String> {
+        let wanted = |n: &[u8]| n == b"EventID" || n.len() == 7;
+        let keep = |e: MapEntry<'_>| (e.name.map(<[u8]>::to_vec), e.raw.to_vec());
+        // where a walk stops inside a malformed map is nobody's business: callers drop it
+        let end = |w: &Walk| (w.2, if w.2 { 0 } else { w.1 });
+        let mut general = Vec::new();
+        let g = walk(map, |m| {
+            let e = m.next()?;
+            if e.name.is_none_or(wanted) {
+                general.push(keep(e));
+            }
+            Some(())
+        });
+        let mut quick = Vec::new();
+        let q = walk(map, |m| {
+            let e = m.next_wanted(wanted)?;
+            if e.name.is_none_or(wanted) {
+                quick.push(keep(e));
+            }
+            Some(())
+        });
+        if general != quick || end(&g) != end(&q) {
+            return Err(format!(
+                "next_wanted: {quick:?} {:?}, not {general:?} {:?}",
+                end(&q),
+                end(&g)
+            ));
+        }
+        let mut read = 0;
+        let s = walk(map, |m| {
+            if read == skip_from {
+                m.skip_rest();
+                return None;
+            }
+            read += 1;
+            m.next().map(|_| ())
+        });
+        if end(&s) != end(&g) {
+            return Err(format!(
+                "skip_rest after {skip_from}: {:?}, not {:?}",
+                end(&s),
+                end(&g)
+            ));
+        }
+        if whole {
+            // an independent decoder: rmpv's entries, encoded again, are the walk's bytes
+            let Ok(rmpv::Value::Map(decoded)) = rmpv::decode::read_value(&mut &map[..]) else {
+                return Err("rmpv does not read the map".into());
+            };
+            let mut all = Vec::new();
+            walk(map, |m| m.next().map(|e| all.push(e.raw.to_vec())));
+            let theirs: Vec<Vec<u8>> = decoded
+                .iter()
+                .map(|(k, v)| [enc(k), enc(v)].concat())
+                .collect();
+            if all != theirs {
+                return Err(format!("entries {all:?}, rmpv {theirs:?}"));
+            }
+        }
+        let mut c = Cursor::new(map);
+        let skipped = c.skip_value().is_ok();
+        if skipped != (!g.2 && whole) || (skipped && c.pos() != g.1) {
+            return Err(format!(
+                "skip_value: {skipped} at {}, walk {:?}",
+                c.pos(),
+                end(&g)
+            ));
+        }
+        Ok(())
     }
 }
