@@ -353,6 +353,14 @@ impl Detector {
             let mut judged = None;
             let mut rec = None;
             if let Some((format, timestamp, body_start)) = read_header(chunk, pos) {
+                // most records: another event, settled by their first EventID
+                if let Some(len) =
+                    Scan::other_event_length(&chunk[body_start..], &self.config.fields)
+                {
+                    stats.records += 1;
+                    pos = body_start + len;
+                    continue;
+                }
                 if let Some((scan, len)) =
                     Scan::measured_for_4104(&chunk[body_start..], &self.config.fields)
                 {

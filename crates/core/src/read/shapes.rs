@@ -266,6 +266,26 @@ impl<'a, 'c> Scan<'a, 'c> {
         Self::scan_map(buf, overrides, true)
     }
 
+    /// The length of the map at the start of `buf` when its first `EventID` names another
+    /// event than 4104 and no field override applies: all the filter needs of such a record
+    /// (its event code is that one, whatever else the map holds). Only the keys are looked
+    /// at until then, and nothing is kept. None for every other map, and for bytes that are
+    /// not a well-formed map (the full scan decides what those are).
+    pub fn other_event_length(buf: &[u8], overrides: &FieldOverrides) -> Option<usize> {
+        if !overrides.is_empty() {
+            return None;
+        }
+        let mut entries = MapEntries::new(buf)?;
+        loop {
+            let e = entries.next_wanted(|name| name == b"EventID")?;
+            if e.name == Some(b"EventID") {
+                event_code_of(e.value).filter(|&c| c != crate::analytic::EVENT_CODE)?;
+                entries.skip_rest();
+                return (!entries.failed()).then(|| entries.position());
+            }
+        }
+    }
+
     /// Whether the first `EventID` just read settles the record as another event than
     /// 4104 (its code is the one `event_code()` gives when no override is set).
     fn settles_other_event(s: &Slots<'_>, name: &[u8], v: &[u8]) -> bool {
@@ -798,6 +818,13 @@ fn channel_from_source(v: &[u8]) -> Option<Text<'_>> {
 
 /// Event id from an integer, a float with no fraction, or a string holding either.
 fn event_code_of(v: &[u8]) -> Option<i64> {
+    // the usual ids, read straight from their bytes: a positive fixint, uint8, uint16
+    match *v {
+        [b @ 0x00..=0x7f, ..] => return Some(i64::from(b)),
+        [0xcc, b, ..] => return Some(i64::from(b)),
+        [0xcd, hi, lo, ..] => return Some(i64::from(u16::from_be_bytes([hi, lo]))),
+        _ => {}
+    }
     match first_token(v)? {
         Token::Int(i) => Some(i),
         Token::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => Some(f as i64),
@@ -862,6 +889,43 @@ mod tests {
         let ps = encoded(&serde_json::json!({"EventID": 4104, "Channel": "c"}));
         let (q, _) = Scan::measured_for_4104(&ps, &none).unwrap();
         assert!(q.slots.channel.is_some());
+    }
+
+    /// A map settled by its first `EventID` is measured the same by the short walk and by
+    /// the scan, which judges it the same other event; anything else is left to the scan.
+    #[test]
+    fn other_events_are_measured_by_their_first_event_id() {
+        let none = FieldOverrides::default();
+        let cases = [
+            (
+                serde_json::json!({"a": 1, "EventID": 4103, "Channel": "c", "tags": [1, 2]}),
+                true,
+            ),
+            (serde_json::json!({"EventID": "10", "EventID2": 4104}), true),
+            (serde_json::json!({"Message": "x", "EventID": 4104}), false),
+            (serde_json::json!({"EventID": [4103]}), false),
+            (serde_json::json!({"EventCode": 4103}), false),
+            (serde_json::json!({"winlog": {"event_id": 4103}}), false),
+            (serde_json::json!({"EventID": "four"}), false),
+        ];
+        for (body, settled) in cases {
+            let map = encoded(&body);
+            let quick = Scan::other_event_length(&map, &none);
+            assert_eq!(quick.is_some(), settled, "{body}");
+            if let Some(len) = quick {
+                let (mut scan, full) = Scan::measured_for_4104(&map, &none).unwrap();
+                assert_eq!(len, full, "{body}");
+                assert!(scan.event_code().is_some_and(|c| c != 4104), "{body}");
+            }
+            // cut short, it is never settled
+            for cut in 0..map.len() {
+                assert_eq!(
+                    Scan::other_event_length(&map[..cut], &none),
+                    None,
+                    "{body} at {cut}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -130,19 +130,26 @@ pub fn read_header(chunk: &[u8], pos: usize) -> Option<(RecordFormat, Timestamp,
 }
 
 /// The header Fluent Bit 2.1 and later write for nearly every record, `[[EventTime, {}], `,
-/// read from its 13 bytes without the token reader.
+/// read from its bytes without the token reader. Fluent Bit's encoder writes the empty
+/// metadata map as a map32 (`df 00 00 00 00`); a fixmap or map16 is read as well.
 #[inline]
 fn common_header(chunk: &[u8], pos: usize) -> Option<(RecordFormat, Timestamp, usize)> {
-    let &[0x92, 0x92, 0xd7, 0x00, s0, s1, s2, s3, n0, n1, n2, n3, 0x80] =
-        chunk.get(pos..pos.checked_add(13)?)?
+    let &[0x92, 0x92, 0xd7, 0x00, s0, s1, s2, s3, n0, n1, n2, n3, ref meta @ ..] =
+        chunk.get(pos..)?
     else {
         return None;
+    };
+    let meta_len = match meta {
+        [0x80, ..] => 1,
+        [0xde, 0, 0, ..] => 3,
+        [0xdf, 0, 0, 0, 0, ..] => 5,
+        _ => return None,
     };
     let timestamp = Timestamp::Time {
         secs: i64::from(u32::from_be_bytes([s0, s1, s2, s3])),
         nanos: u32::from_be_bytes([n0, n1, n2, n3]),
     };
-    Some((RecordFormat::WithMetadata, timestamp, pos + 13))
+    Some((RecordFormat::WithMetadata, timestamp, pos + 12 + meta_len))
 }
 
 /// [`read_header`] for any header.
@@ -288,17 +295,29 @@ mod tests {
     /// The 13-byte shortcut reads the common header exactly as the token reader does.
     #[test]
     fn the_common_header_reads_as_any_header() {
-        for (secs, nanos) in [(0u32, 0u32), (1_700_000_000, 999_999_999), (u32::MAX, 5)] {
+        let times = [(0u32, 0u32), (1_700_000_000, 999_999_999), (u32::MAX, 5)];
+        let metas: [&[u8]; 3] = [&[0x80], &[0xde, 0, 0], &[0xdf, 0, 0, 0, 0]];
+        for ((secs, nanos), meta) in times.into_iter().flat_map(|t| metas.map(|m| (t, m))) {
             let mut raw = vec![0x92, 0x92, 0xd7, 0x00];
             raw.extend(secs.to_be_bytes());
             raw.extend(nanos.to_be_bytes());
-            raw.extend([0x80, 0x81, 0xa1, b'a', 0x01]);
+            raw.extend(meta);
+            raw.extend([0x81, 0xa1, b'a', 0x01]);
             let common = common_header(&raw, 0);
             assert!(common.is_some());
             assert_eq!(common, any_header(&raw, 0));
             // cut short, it is left to the token reader (which refuses it too)
-            assert_eq!(common_header(&raw[..12], 0), None);
-            assert_eq!(read_header(&raw[..12], 0), None);
+            for cut in 0..12 + meta.len() {
+                assert_eq!(common_header(&raw[..cut], 0), None);
+                assert_eq!(read_header(&raw[..cut], 0), None);
+            }
         }
+        // metadata that is not empty: the token reader's
+        let mut raw = vec![
+            0x92, 0x92, 0xd7, 0x00, 0, 0, 0, 1, 0, 0, 0, 0, 0x81, 0xa1, b'k', 1,
+        ];
+        raw.extend([0x80]);
+        assert_eq!(common_header(&raw, 0), None);
+        assert_eq!(read_header(&raw, 0).map(|h| h.2), Some(16));
     }
 }
