@@ -23,7 +23,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Fluent Bit >= 2.1: `[[EventTime, {}], body]`.
+    /// Fluent Bit >= 2.1: `[[EventTime, {}], body]`, with the map headers its encoder
+    /// writes (see `push_as_fluent_bit_encodes`).
     pub const CURRENT: Layout = Layout {
         format: RecordFormat::WithMetadata,
         time: TimeForm::EventTime,
@@ -113,13 +114,40 @@ pub fn push_record(chunk: &mut Vec<u8>, body: &rmpv::Value, secs: f64, layout: L
             rmpv::Value::Ext(0, data)
         }
     };
+    // Writing into a Vec cannot fail.
+    if layout == Layout::CURRENT {
+        push_as_fluent_bit_encodes(chunk, &ts, body);
+        return;
+    }
     let header = match layout.format {
         RecordFormat::WithMetadata => rmpv::Value::Array(vec![ts, rmpv::Value::Map(vec![])]),
         _ => ts,
     };
     let rec = rmpv::Value::Array(vec![header, body.clone()]);
-    // Writing into a Vec cannot fail.
     let _ = rmpv::encode::write_value(chunk, &rec);
+}
+
+/// `[[ts, {}], body]` byte for byte as Fluent Bit's log event encoder writes it (seen in a
+/// chunk from 5.1.1's `out_file`): the metadata map and the body's own map header are
+/// map32 (`df` and four length bytes, as `flb_mp_map_header_init` reserves them), whatever
+/// their size; values inside the body are written compactly.
+fn push_as_fluent_bit_encodes(chunk: &mut Vec<u8>, ts: &rmpv::Value, body: &rmpv::Value) {
+    chunk.extend([0x92, 0x92]);
+    let _ = rmpv::encode::write_value(chunk, ts);
+    chunk.extend([0xdf, 0, 0, 0, 0]);
+    match body {
+        rmpv::Value::Map(entries) => {
+            chunk.push(0xdf);
+            chunk.extend((entries.len() as u32).to_be_bytes());
+            for (k, v) in entries {
+                let _ = rmpv::encode::write_value(chunk, k);
+                let _ = rmpv::encode::write_value(chunk, v);
+            }
+        }
+        other => {
+            let _ = rmpv::encode::write_value(chunk, other);
+        }
+    }
 }
 
 /// One record read back from a chunk.
