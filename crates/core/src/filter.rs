@@ -361,8 +361,7 @@ impl Detector {
                     pos = body_start + len;
                     continue;
                 }
-                if let Some((scan, len)) =
-                    Scan::measured_for_4104(&chunk[body_start..], &self.config.fields)
+                if let Some((scan, len)) = Scan::measured(&chunk[body_start..], &self.config.fields)
                 {
                     let r = RecordRef {
                         raw: &chunk[pos..body_start + len],

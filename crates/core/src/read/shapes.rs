@@ -147,6 +147,62 @@ fn set<'a>(slot: &mut Option<&'a [u8]>, v: &'a [u8]) {
     }
 }
 
+impl<'a> Slots<'a> {
+    /// Keeps `v` as the value of a scanned key (the first occurrence wins).
+    fn set_scanned(&mut self, name: &[u8], v: &'a [u8]) {
+        let slot = match name {
+            b"EventID" => &mut self.event_id,
+            b"EventCode" => &mut self.event_code,
+            b"Channel" => &mut self.channel,
+            b"LogName" => &mut self.log_name,
+            b"source" => &mut self.source,
+            b"Computer" => &mut self.computer,
+            b"Hostname" => &mut self.hostname,
+            b"ComputerName" => &mut self.computer_name,
+            b"UserID" => &mut self.user_id,
+            b"AccountName" => &mut self.account_name,
+            b"Domain" => &mut self.domain,
+            b"User" => &mut self.user,
+            b"Message" => &mut self.message_upper,
+            b"message" => &mut self.message_lower,
+            b"log" => &mut self.log,
+            b"_raw" => &mut self.raw,
+            b"ScriptBlockText" => &mut self.script_block_text,
+            b"StringInserts" => &mut self.string_inserts,
+            b"TimeCreated" => &mut self.time_created,
+            b"EventTime" => &mut self.event_time,
+            b"@timestamp" => &mut self.at_timestamp,
+            b"_time" => &mut self.splunk_time,
+            b"SourceModuleType" => {
+                self.source_module_type = true;
+                return;
+            }
+            b"MessageNumber" => &mut self.message_number,
+            b"MessageTotal" => &mut self.message_total,
+            b"ScriptBlockId" => &mut self.script_block_id,
+            b"ident" => &mut self.ident,
+            b"SYSLOG_IDENTIFIER" => &mut self.syslog_identifier,
+            b"_HOSTNAME" => &mut self.journal_hostname,
+            b"_UID" => &mut self.journal_uid,
+            b"MESSAGE" => &mut self.journal_message,
+            b"winlog" => &mut self.winlog,
+            b"powershell" => &mut self.powershell,
+            b"host" => &mut self.host,
+            _ => return,
+        };
+        set(slot, v);
+    }
+
+    /// Keeps `v` for every role whose user-named field starts with the key `name`.
+    fn set_custom(&mut self, overrides: &FieldOverrides, name: &[u8], v: &'a [u8]) {
+        for (role, path) in overrides.iter() {
+            if path.is_some_and(|p| p.0[0].as_bytes() == name) {
+                set(&mut self.custom[role_index(role)], v);
+            }
+        }
+    }
+}
+
 fn role_index(role: FieldRole) -> usize {
     match role {
         FieldRole::EventCode => 0,
@@ -179,7 +235,7 @@ struct LinuxEvent<'a> {
     time: Option<EventTime>,
 }
 
-/// The keys [`Scan::measured`] reads (the arms of its `match`, in the same order).
+/// The keys [`Scan::measured`] reads (the arms of `Slots::set_scanned`, in the same order).
 const SCANNED: [&[u8]; 34] = [
     b"EventID",
     b"EventCode",
@@ -252,18 +308,36 @@ impl<'a, 'c> Scan<'a, 'c> {
     /// with the map's length: the record walk and the field scan in one pass. None when
     /// `buf` does not start with a well-formed map.
     pub fn measured(buf: &'a [u8], overrides: &'c FieldOverrides) -> Option<(Self, usize)> {
-        Self::scan_map(buf, overrides, false)
-    }
-
-    /// [`measured`](Self::measured) for the filter, which reads nothing of a record but a
-    /// 4104 event: once the first `EventID` names another event (and no field override can
-    /// say otherwise), the rest of the map is only skipped. Its `event_code()` is that
-    /// event's; its other values are not read.
-    pub fn measured_for_4104(
-        buf: &'a [u8],
-        overrides: &'c FieldOverrides,
-    ) -> Option<(Self, usize)> {
-        Self::scan_map(buf, overrides, true)
+        let mut entries = MapEntries::new(buf)?;
+        let mut s = Slots::default();
+        let has_overrides = !overrides.is_empty();
+        loop {
+            // without overrides only the scanned names matter: the rest are stepped over
+            let next = if has_overrides {
+                entries.next()
+            } else {
+                entries.next_wanted(is_scanned)
+            };
+            let Some(e) = next else { break };
+            let Some(name) = e.name else { continue };
+            if has_overrides {
+                s.set_custom(overrides, name, e.value);
+            }
+            if is_scanned(name) {
+                s.set_scanned(name, e.value); // most keys of a record: one look at a table
+            }
+        }
+        if entries.failed() {
+            return None;
+        }
+        let len = entries.position();
+        let scan = Scan {
+            slots: s,
+            overrides,
+            xml: None,
+            linux: None,
+        };
+        Some((scan, len))
     }
 
     /// The length of the map at the start of `buf` when its first `EventID` names another
@@ -284,101 +358,6 @@ impl<'a, 'c> Scan<'a, 'c> {
                 return (!entries.failed()).then(|| entries.position());
             }
         }
-    }
-
-    /// Whether the first `EventID` just read settles the record as another event than
-    /// 4104 (its code is the one `event_code()` gives when no override is set).
-    fn settles_other_event(s: &Slots<'_>, name: &[u8], v: &[u8]) -> bool {
-        name == b"EventID"
-            && s.event_id.is_some_and(|first| std::ptr::eq(first, v))
-            && event_code_of(v).is_some_and(|c| c != crate::analytic::EVENT_CODE)
-    }
-
-    fn scan_map(
-        buf: &'a [u8],
-        overrides: &'c FieldOverrides,
-        stop_early: bool,
-    ) -> Option<(Self, usize)> {
-        let mut entries = MapEntries::new(buf)?;
-        let mut s = Slots::default();
-        let has_overrides = !overrides.is_empty();
-        loop {
-            // without overrides only the scanned names matter: the rest are stepped over
-            let next = if has_overrides {
-                entries.next()
-            } else {
-                entries.next_wanted(is_scanned)
-            };
-            let Some(e) = next else { break };
-            let Some(name) = e.name else { continue };
-            let v = e.value;
-            if has_overrides {
-                for (role, path) in overrides.iter() {
-                    if let Some(p) = path {
-                        if p.0[0].as_bytes() == name {
-                            set(&mut s.custom[role_index(role)], v);
-                        }
-                    }
-                }
-            }
-            if !is_scanned(name) {
-                continue; // most keys of a record: one look at a small sorted table
-            }
-            match name {
-                b"EventID" => set(&mut s.event_id, v),
-                b"EventCode" => set(&mut s.event_code, v),
-                b"Channel" => set(&mut s.channel, v),
-                b"LogName" => set(&mut s.log_name, v),
-                b"source" => set(&mut s.source, v),
-                b"Computer" => set(&mut s.computer, v),
-                b"Hostname" => set(&mut s.hostname, v),
-                b"ComputerName" => set(&mut s.computer_name, v),
-                b"UserID" => set(&mut s.user_id, v),
-                b"AccountName" => set(&mut s.account_name, v),
-                b"Domain" => set(&mut s.domain, v),
-                b"User" => set(&mut s.user, v),
-                b"Message" => set(&mut s.message_upper, v),
-                b"message" => set(&mut s.message_lower, v),
-                b"log" => set(&mut s.log, v),
-                b"_raw" => set(&mut s.raw, v),
-                b"ScriptBlockText" => set(&mut s.script_block_text, v),
-                b"StringInserts" => set(&mut s.string_inserts, v),
-                b"TimeCreated" => set(&mut s.time_created, v),
-                b"EventTime" => set(&mut s.event_time, v),
-                b"@timestamp" => set(&mut s.at_timestamp, v),
-                b"_time" => set(&mut s.splunk_time, v),
-                b"SourceModuleType" => s.source_module_type = true,
-                b"MessageNumber" => set(&mut s.message_number, v),
-                b"MessageTotal" => set(&mut s.message_total, v),
-                b"ScriptBlockId" => set(&mut s.script_block_id, v),
-                b"ident" => set(&mut s.ident, v),
-                b"SYSLOG_IDENTIFIER" => set(&mut s.syslog_identifier, v),
-                b"_HOSTNAME" => set(&mut s.journal_hostname, v),
-                b"_UID" => set(&mut s.journal_uid, v),
-                b"MESSAGE" => set(&mut s.journal_message, v),
-                b"winlog" => set(&mut s.winlog, v),
-                b"powershell" => set(&mut s.powershell, v),
-                b"host" => set(&mut s.host, v),
-                _ => {}
-            }
-            if stop_early && !has_overrides && Self::settles_other_event(&s, name, v) {
-                entries.skip_rest();
-                break;
-            }
-        }
-        if entries.failed() {
-            return None;
-        }
-        let len = entries.position();
-        Some((
-            Scan {
-                slots: s,
-                overrides,
-                xml: None,
-                linux: None,
-            },
-            len,
-        ))
     }
 
     fn custom(&self, role: FieldRole) -> Option<&'a [u8]> {
@@ -862,8 +841,9 @@ mod tests {
         out
     }
 
+    /// The scan measures a map whole whatever follows it, and a map cut short is not one.
     #[test]
-    fn the_filter_scan_skips_the_rest_of_another_event_but_measures_it_whole() {
+    fn the_scan_measures_the_map_and_not_what_follows() {
         let body = encoded(&serde_json::json!({
             "EventTime": "2024-03-05 10:11:12", "EventID": 10,
             "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID2": {"a": [1, 2]},
@@ -872,23 +852,14 @@ mod tests {
         let mut tail = body.clone();
         tail.extend_from_slice(b"\x01trailing");
         let none = FieldOverrides::default();
-        let (mut quick, len) = Scan::measured_for_4104(&tail, &none).unwrap();
-        let (mut full, full_len) = Scan::measured(&tail, &none).unwrap();
-        assert_eq!((len, full_len), (body.len(), body.len()));
-        assert_eq!(
-            (quick.event_code(), full.event_code()),
-            (Some(10), Some(10))
-        );
-        assert!(quick.slots.channel.is_none(), "not read after the EventID");
-        assert!(full.slots.channel.is_some());
-        // cut inside the skipped part: malformed, as the full scan says
-        let cut = &body[..body.len() - 3];
-        assert!(Scan::measured_for_4104(cut, &none).is_none());
-        assert!(Scan::measured(cut, &none).is_none());
-        // a 4104 is read whole
-        let ps = encoded(&serde_json::json!({"EventID": 4104, "Channel": "c"}));
-        let (q, _) = Scan::measured_for_4104(&ps, &none).unwrap();
-        assert!(q.slots.channel.is_some());
+        let (mut scan, len) = Scan::measured(&tail, &none).unwrap();
+        assert_eq!(len, body.len());
+        assert_eq!(Scan::other_event_length(&tail, &none), Some(body.len()));
+        assert_eq!(scan.event_code(), Some(10));
+        assert!(scan.slots.channel.is_some() && scan.slots.script_block_text.is_some());
+        for cut in 0..body.len() {
+            assert!(Scan::measured(&body[..cut], &none).is_none(), "at {cut}");
+        }
     }
 
     /// A map settled by its first `EventID` is measured the same by the short walk and by
@@ -913,7 +884,7 @@ mod tests {
             let quick = Scan::other_event_length(&map, &none);
             assert_eq!(quick.is_some(), settled, "{body}");
             if let Some(len) = quick {
-                let (mut scan, full) = Scan::measured_for_4104(&map, &none).unwrap();
+                let (mut scan, full) = Scan::measured(&map, &none).unwrap();
                 assert_eq!(len, full, "{body}");
                 assert!(scan.event_code().is_some_and(|c| c != 4104), "{body}");
             }

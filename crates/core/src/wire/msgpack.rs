@@ -383,18 +383,7 @@ impl<'a> MapEntries<'a> {
     fn next_plain(&mut self) -> Option<MapEntry<'a>> {
         let buf = self.cur.buf;
         let start = self.cur.pos;
-        let (name_at, name_len) = match *buf.get(start)? {
-            b @ 0xa0..=0xbf => (start + 1, (b & 0x1f) as usize),
-            0xd9 => (start + 2, *buf.get(start + 1)? as usize),
-            _ => return None,
-        };
-        // a key's claimed length is at most 255 past a position inside the buffer; a value's
-        // may be 4 GB, which can overflow a 32-bit usize
-        let key_end = name_at + name_len;
-        let end = key_end.checked_add(scalar_len_at(buf, key_end)?)?;
-        if end > buf.len() {
-            return None;
-        }
+        let (name_at, key_end, end) = plain_entry_bounds(buf, start)?;
         self.cur.pos = end;
         Some(MapEntry {
             name: Some(&buf[name_at..key_end]),
@@ -403,6 +392,23 @@ impl<'a> MapEntries<'a> {
             value: &buf[key_end..end],
         })
     }
+}
+
+/// Where the entry at `start` has its name, its key's end and its own end, when it is the
+/// common kind: a fixstr or str8 key and a value whose marker tells its length, all inside
+/// `buf`. None for any other entry.
+#[inline(always)]
+fn plain_entry_bounds(buf: &[u8], start: usize) -> Option<(usize, usize, usize)> {
+    let (name_at, name_len) = match *buf.get(start)? {
+        b @ 0xa0..=0xbf => (start + 1, (b & 0x1f) as usize),
+        0xd9 => (start + 2, *buf.get(start + 1)? as usize),
+        _ => return None,
+    };
+    // a key's claimed length is at most 255 past a position inside the buffer; a value's
+    // may be 4 GB, which can overflow a 32-bit usize
+    let key_end = name_at + name_len;
+    let end = key_end.checked_add(scalar_len_at(buf, key_end)?)?;
+    (end <= buf.len()).then_some((name_at, key_end, end))
 }
 
 impl<'a> Iterator for MapEntries<'a> {
@@ -425,29 +431,19 @@ impl<'a> Iterator for MapEntries<'a> {
 }
 
 impl<'a> MapEntries<'a> {
-    /// The next entry whose name `wanted` accepts. Entries with a fixstr key it refuses and
-    /// a scalar value are stepped over without being built (most keys of a record, for a
+    /// The next entry whose name `wanted` accepts. Entries with a fixstr or str8 key it
+    /// refuses and a scalar value are stepped over without being built (most keys of a record, for a
     /// reader that wants a few names); any other entry is returned as `next` gives it.
     #[inline(always)]
     pub fn next_wanted(&mut self, wanted: impl Fn(&[u8]) -> bool) -> Option<MapEntry<'a>> {
         while self.left > 0 {
             let buf = self.cur.buf;
-            let start = self.cur.pos;
-            let Some(&b @ 0xa0..=0xbf) = buf.get(start) else {
-                break;
-            };
-            let key_end = start + 1 + (b & 0x1f) as usize;
-            match buf.get(start + 1..key_end) {
-                Some(name) if !wanted(name) => {}
-                _ => break,
-            }
-            let value_end = scalar_len_at(buf, key_end).and_then(|n| key_end.checked_add(n));
-            match value_end.filter(|&e| e <= buf.len()) {
-                Some(end) => {
+            match plain_entry_bounds(buf, self.cur.pos) {
+                Some((name_at, key_end, end)) if !wanted(&buf[name_at..key_end]) => {
                     self.left -= 1;
                     self.cur.pos = end;
                 }
-                None => break,
+                _ => break,
             }
         }
         self.next()
