@@ -184,26 +184,30 @@ status=0
 printf '%-14s %12s %8s %7s %8s %s\n' target executions seconds cov features result
 for t in "${TARGETS[@]}"; do
   mkdir -p "$CORPUS/$t" "artifacts/$t"
+  # Each run writes its own log, moved to artifacts/<target>.log once read: two runs of one
+  # target at once (a campaign and a replay) would otherwise write into one file, and each
+  # would count the other's executions.
   log="artifacts/$t.log"
+  run_log=$(mktemp "artifacts/$t.run.XXXXXX")
   before=$(ls "artifacts/$t" | wc -l)
   started=$(date +%s)
   set +e
   # shellcheck disable=SC2046
   "${FUZZ[@]}" run $(fuzz_args "$t") "$t" "$CORPUS/$t" -- \
     "${RUN_LIMIT[@]}" -timeout=20 -rss_limit_mb=4096 \
-    -max_len="$(max_len "$t")" -dict="$(dict "$t")" -print_final_stats=1 >"$log" 2>&1
+    -max_len="$(max_len "$t")" -dict="$(dict "$t")" -print_final_stats=1 >"$run_log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | awk '{s+=$1} END {print s+0}' || true)
-  last=$(grep -aE '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
+  runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$run_log" | grep -o '[0-9]*$' | awk '{s+=$1} END {print s+0}' || true)
+  last=$(grep -aE '^#[0-9]+.*cov: ' "$run_log" | tail -1 || true)
   cov=$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$last")
   ft=$(sed -nE 's/.*ft: ([0-9]+).*/\1/p' <<<"$last")
-  secs=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
+  secs=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$run_log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
   # a crash ends the run early, without that line: the wall time of the run instead
   [ -n "$secs" ] || secs=$(( $(date +%s) - started ))
   if [ $rc -eq 0 ]; then
     result=ok
-  elif grep -aq 'failed to build fuzz script' "$log"; then
+  elif grep -aq 'failed to build fuzz script' "$run_log"; then
     result="BUILD FAILED -- see fuzz/$log"
     status=1
   elif [ "$(ls "artifacts/$t" | wc -l)" -gt "$before" ]; then
@@ -216,8 +220,9 @@ for t in "${TARGETS[@]}"; do
   fi
   printf '%-14s %12s %8s %7s %8s %s\n' "$t" "${runs:-0}" "$secs" "${cov:-?}" "${ft:-?}" "$result"
   # the cause, where whoever reads only this output (a CI log) can see it
-  [ $rc -eq 0 ] || cause "$log"
+  [ $rc -eq 0 ] || cause "$run_log"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${runs:-0}" "$secs" \
     "${cov:-}" "${ft:-}" "${result%% *}" "$(sanitizer "$t")" >>"$LEDGER"
+  mv -f "$run_log" "$log"
 done
 exit $status
