@@ -163,7 +163,8 @@ cd fuzz
 # -a: debug assertions (overflow checks) on; release (optimised) is cargo-fuzz's default.
 # The wrapper leaves the regex family without coverage instrumentation (see its header).
 # Cargo's fingerprints leave the wrapper out, so a target dir built before it existed is
-# cleaned of those crates once (the stamp file remembers).
+# cleaned of those crates once (the stamp file remembers; rename the stamp when the
+# wrapper's list of crates changes, so every target dir is cleaned again).
 export RUSTC_WRAPPER=$ROOT/fuzz/rustc-wrapper.sh
 REGEX_FAMILY=(-p regex -p regex-automata -p regex-syntax -p aho-corasick -p memchr)
 for san in $(for t in "${TARGETS[@]}"; do sanitizer "$t"; done | sort -u); do
