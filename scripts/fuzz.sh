@@ -162,18 +162,20 @@ cause() {
 cd fuzz
 # -a: debug assertions (overflow checks) on; release (optimised) is cargo-fuzz's default.
 # The wrapper leaves the regex family without coverage instrumentation (see its header).
-# Cargo's fingerprints leave the wrapper out, so a target dir built before it existed is
-# cleaned of those crates once (the stamp file remembers; rename the stamp when the
-# wrapper's list of crates changes, so every target dir is cleaned again).
+# Cargo's fingerprints leave the wrapper out, so a target dir built with another list of
+# uninstrumented crates is cleaned of them once (the stamp file names the list's checksum).
 export RUSTC_WRAPPER=$ROOT/fuzz/rustc-wrapper.sh
-REGEX_FAMILY=(-p regex -p regex-automata -p regex-syntax -p aho-corasick -p memchr)
+UNINSTRUMENTED=$("$RUSTC_WRAPPER" --list)
+STAMP=.uninstrumented-$(cksum <<<"$UNINSTRUMENTED" | cut -d' ' -f1)
+PACKAGES=()
+for c in $UNINSTRUMENTED; do PACKAGES+=(-p "${c//_/-}"); done
 for san in $(for t in "${TARGETS[@]}"; do sanitizer "$t"; done | sort -u); do
   dir=$(target_dir "$san")
-  if [ -d "$dir" ] && [ ! -f "$dir/.regex-uninstrumented" ]; then
+  if [ -d "$dir" ] && [ ! -f "$dir/$STAMP" ]; then
     "${FUZZ[@]:0:${#FUZZ[@]}-1}" clean --release --target-dir "$dir" \
-      --target "$(rustc -vV | sed -n 's/^host: //p')" "${REGEX_FAMILY[@]}" >/dev/null 2>&1 || true
+      --target "$(rustc -vV | sed -n 's/^host: //p')" "${PACKAGES[@]}" >/dev/null 2>&1 || true
   fi
-  mkdir -p "$dir" && touch "$dir/.regex-uninstrumented"
+  mkdir -p "$dir" && touch "$dir/$STAMP"
   if ! "${FUZZ[@]}" build -a -s "$san" --target-dir "$(target_dir "$san")" >artifacts.build.log 2>&1; then
     tail -30 artifacts.build.log
     echo "BUILD FAILED -- see fuzz/artifacts.build.log"
